@@ -1,0 +1,96 @@
+// Command breakerchain runs the chain. With no argument it is the all-in-one: an embedded
+// nats-server and store with order, payment and shipment in one process. With one argument,
+// order, payment or shipment, it runs that service against NATS_URL and MONGO_URL, which is
+// what each container of the compose file does.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/stack"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// services in chain order, upstream first.
+var services = []app.Service{order.Service, payment.Service, shipment.Service}
+
+// stopTimeout bounds the whole shutdown.
+const stopTimeout = 10 * time.Second
+
+const usage = `usage: breakerchain [order|payment|shipment]
+  no argument: the all-in-one (embedded NATS and store, all three services)
+  a service:   that service alone, against NATS_URL and MONGO_URL
+Configuration is read from the environment; see README.md.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "breakerchain:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) error {
+	log, level, err := logging.New(stderr, lookup)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 0:
+		return allInOne(ctx, lookup, log, level == slog.LevelDebug, stdout)
+	case len(args) == 1:
+		for _, svc := range services {
+			if args[0] == svc.Name {
+				return single(ctx, svc, lookup, log)
+			}
+		}
+		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			fmt.Fprintln(stdout, usage)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+}
+
+func single(ctx context.Context, svc app.Service, lookup config.Lookup, log *slog.Logger) error {
+	cfg, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
+	if err != nil {
+		return err
+	}
+	if cfg.NatsURL == "" {
+		cfg.NatsURL = "nats://127.0.0.1:4222"
+	}
+	if cfg.MongoURL == "" {
+		cfg.MongoURL = "mongodb://127.0.0.1:27017"
+	}
+	return app.Run(ctx, svc, cfg, log.With("service", cfg.ID), stopTimeout)
+}
+
+func allInOne(ctx context.Context, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
+	s, err := stack.Start(ctx, services, lookup, log, debug)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, s.Banner())
+	werr := s.Wait(ctx)
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := s.Stop(sctx); err != nil {
+		return err
+	}
+	return werr
+}

@@ -1,0 +1,215 @@
+// Package app runs one service of the chain: it builds everything in dependency order (Mongo,
+// NATS, the breaker-guarded requester for the next hop, the service, its NATS endpoint, its
+// HTTP server) and tears it down in reverse, each step bounded:
+// HTTP Shutdown → micro Stop → NATS drain → Mongo disconnect.
+// The single-service commands and the all-in-one call the same Start.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// Version is the services' version, shown by `nats micro ls`.
+const Version = "1.0.0"
+
+// Service describes one service of the chain.
+type Service struct {
+	Name        string // order, payment or shipment: its subject is Name.create
+	Description string
+	Next        string // the service it calls; "" at the end of the chain
+	// Build makes the service from what Start connected.
+	Build func(Deps) (Parts, error)
+}
+
+// Subject is the subject service name serves.
+func Subject(name string) string { return name + ".create" }
+
+// Deps is what Start hands a service.
+type Deps struct {
+	Config config.Service
+	Log    *slog.Logger
+	DB     *mongo.Database
+	Hop    *chain.Hop
+}
+
+// Parts is what a service adds to the common plumbing.
+type Parts struct {
+	Routes func(chi.Router)  // its own HTTP routes, beside the ops routes
+	Handle messaging.Handler // its NATS endpoint; nil for none
+}
+
+// Running is a started service.
+type Running struct {
+	Addr      string // the HTTP listener's address
+	Requester *messaging.Requester
+	log       *slog.Logger
+	http      *http.Server
+	responder *messaging.Responder
+	nc        *nats.Conn
+	mongo     *mongo.Client
+	served    chan error
+}
+
+// Start connects and starts svc with cfg. log should already name the service.
+func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logger) (_ *Running, err error) {
+	r := &Running{log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			r.teardown(context.Background())
+		}
+	}()
+	log.InfoContext(ctx, "starting", "config", cfg)
+
+	if r.mongo, err = store.Connect(cfg.MongoURL); err != nil {
+		return nil, err
+	}
+	if err := store.Ping(ctx, r.mongo, 5*time.Second); err != nil {
+		// Not fatal: the driver keeps trying and /readyz says 503 until the store answers.
+		log.WarnContext(ctx, "store not reachable yet", "err", err)
+	}
+	if r.nc, err = connectNATS(cfg, log); err != nil {
+		return nil, err
+	}
+	hop := &chain.Hop{
+		ID: cfg.ID, Jumps: cfg.Jumps, Log: log,
+		Faults: chain.Faults{Latency: cfg.InjectLatency},
+	}
+	if cfg.InjectErr {
+		hop.Faults.ErrorRate = cfg.InjectErrRate
+	}
+	if svc.Next != "" {
+		r.Requester = messaging.NewRequester(r.nc,
+			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log)
+		hop.Next = r.Requester
+	}
+	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop})
+	if err != nil {
+		return nil, err
+	}
+	if parts.Handle != nil {
+		r.responder, err = messaging.Serve(r.nc, messaging.Endpoint{
+			Service: svc.Name, Version: Version, Description: svc.Description,
+			Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
+			Stats: func() any { return r.circuits() },
+		}, parts.Handle, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	r.Addr = ln.Addr().String()
+	r.http = newHTTPServer(r.router(cfg, parts.Routes))
+	go func() { r.served <- r.http.Serve(ln) }()
+	log.InfoContext(ctx, "🕹  App listening on port "+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "addr", r.Addr)
+	return r, nil
+}
+
+func connectNATS(cfg config.Service, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(cfg.NatsURL,
+		nats.Name(cfg.ID),
+		// Reconnect forever, with jittered backoff; requests meanwhile fail fast and count
+		// against the circuit, which is what it is for.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("NATS error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", config.Mask(cfg.NatsURL), err)
+	}
+	return nc, nil
+}
+
+// Wait blocks until ctx ends or the HTTP server fails.
+func (r *Running) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-r.served:
+		return fmt.Errorf("http: %w", err)
+	}
+}
+
+// Stop shuts the service down in order, within ctx.
+func (r *Running) Stop(ctx context.Context) error {
+	err := r.teardown(ctx)
+	r.log.Info("stopped")
+	return err
+}
+
+func (r *Running) teardown(ctx context.Context) error {
+	var errs []error
+	if r.http != nil {
+		errs = append(errs, r.http.Shutdown(ctx))
+	}
+	if r.responder != nil {
+		errs = append(errs, r.responder.Stop(ctx))
+	}
+	if r.nc != nil {
+		errs = append(errs, drain(ctx, r.nc))
+	}
+	if r.mongo != nil {
+		errs = append(errs, r.mongo.Disconnect(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// drain lets pending replies out before closing the connection, within ctx.
+func drain(ctx context.Context, nc *nats.Conn) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return nil
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("nats drain: %w", ctx.Err())
+	}
+}
+
+// Run starts svc, serves until ctx ends, then stops within stopTimeout.
+func Run(ctx context.Context, svc Service, cfg config.Service, log *slog.Logger, stopTimeout time.Duration) error {
+	r, err := Start(ctx, svc, cfg, log)
+	if err != nil {
+		return err
+	}
+	werr := r.Wait(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return errors.Join(werr, r.Stop(sctx))
+}

@@ -1,0 +1,128 @@
+// Package chain is the seed's hop, written once for every service: after a request is decoded
+// and validated, wait any injected latency, save the record once by its id, fail a share of
+// requests on purpose if asked to (after saving, as the seed did), stop at the JUMPS limit, and
+// otherwise call the next hop through its breaker.
+package chain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// Faults is the seed's fault injection.
+type Faults struct {
+	ErrorRate float64       // INJECT_ERR with INJECT_ERR_RATE: the share of requests failed; 0 = off
+	Latency   time.Duration // INJECT_LATENCY: added to every request before it is handled
+}
+
+// Hop is one service's place in the chain.
+type Hop struct {
+	ID     string               // the service's name in replies and logs
+	Jumps  int                  // a hop whose number reaches this answers "Last"
+	Faults Faults               //
+	Next   *messaging.Requester // nil at the end of the chain
+	Log    *slog.Logger
+}
+
+// Delay waits the injected latency, or until ctx ends (then the caller gave up: do nothing).
+func (h *Hop) Delay(ctx context.Context) error {
+	if h.Faults.Latency <= 0 {
+		return nil
+	}
+	t := time.NewTimer(h.Faults.Latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
+// limit, then the call to the next hop with next as its body.
+func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
+	now := time.Now()
+	if h.Faults.ErrorRate > 0 && rand.Float64() < h.Faults.ErrorRate {
+		h.Log.WarnContext(ctx, "💥 injected error", "request_id", messaging.CallFrom(ctx).RequestID)
+		return messaging.Reply{}, messaging.Errorf(502, "injected error")
+	}
+	if h.Next == nil {
+		return messaging.Handled(h.ID, now, false, nil), nil
+	}
+	if messaging.CallFrom(ctx).Hop >= h.Jumps {
+		return messaging.Handled(h.ID, now, true, nil), nil
+	}
+	body, err := json.Marshal(next)
+	if err != nil {
+		return messaging.Reply{}, err
+	}
+	reply := h.Next.Request(ctx, body)
+	return messaging.Handled(h.ID, now, false, &reply), nil
+}
+
+// Save stores rec once (see store.InsertOnce), logging the seed's lines, and turns store
+// failures into the service errors a caller sees: 409 for an id reused with another body, 503
+// when the store is unavailable.
+func Save[T any, P interface {
+	*T
+	store.Record
+}](ctx context.Context, h *Hop, c *store.Collection[T], rec P) (P, bool, error) {
+	log := h.Log.With("request_id", messaging.CallFrom(ctx).RequestID, "id", rec.Key())
+	log.InfoContext(ctx, "🍀 saving "+h.ID+"...")
+	stored, created, err := store.InsertOnce(ctx, c, rec)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
+		return nil, false, messaging.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
+	case errors.Is(err, store.ErrUnavailable):
+		log.ErrorContext(ctx, "store unavailable", "err", err)
+		return nil, false, messaging.Errorf(503, "store unavailable")
+	case err != nil:
+		return nil, false, err
+	case !created:
+		log.InfoContext(ctx, "🔁 replay "+h.ID+", already saved")
+	default:
+		log.InfoContext(ctx, "👌 success "+h.ID+"...")
+	}
+	return stored, created, nil
+}
+
+// Step is the whole hop of a service that answers on NATS (payment, shipment): decode its
+// request, build the record to save and the body for the next hop.
+type Step[In, T any, P interface {
+	*T
+	store.Record
+}] struct {
+	Hop    *Hop
+	Store  *store.Collection[T]
+	Decode func(data []byte) (In, error)      // decode and validate; 4xx errors
+	Record func(ctx context.Context, in In) P // what to save
+	Next   func(in In) any                    // the next hop's body
+}
+
+// Handle is the Step as a messaging.Handler.
+func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Reply, error) {
+	in, err := s.Decode(data)
+	if err != nil {
+		return messaging.Reply{}, err
+	}
+	if err := s.Hop.Delay(ctx); err != nil {
+		return messaging.Reply{}, messaging.Errorf(504, "gave up: the caller's deadline passed")
+	}
+	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, in)); err != nil {
+		return messaging.Reply{}, err
+	}
+	var next any
+	if s.Next != nil {
+		next = s.Next(in)
+	}
+	return s.Hop.Forward(ctx, next)
+}

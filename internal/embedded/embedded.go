@@ -1,0 +1,113 @@
+// Package embedded starts the servers the all-in-one and the tests run in-process:
+// a nats-server and a MongoDB-compatible store (FerretDB with its SQLite backend).
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATS is a running embedded nats-server.
+type NATS struct {
+	*server.Server
+}
+
+// StartNATS starts a nats-server on host:port (port -1 picks a free one) and waits until it
+// accepts connections. opts may be nil; host and port override what it says.
+func StartNATS(host string, port int, opts *server.Options) (*NATS, error) {
+	if opts == nil {
+		opts = &server.Options{}
+	}
+	o := *opts
+	o.Host, o.Port = host, port
+	o.NoSigs = true
+	if o.MaxPayload == 0 {
+		o.MaxPayload = 1 << 20
+	}
+	ns, err := server.NewServer(&o)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready on %s", net.JoinHostPort(host, strconv.Itoa(port)))
+	}
+	return &NATS{ns}, nil
+}
+
+// URL is the client URL of the server.
+func (n *NATS) URL() string { return n.ClientURL() }
+
+// Stop shuts the server down and waits for it.
+func (n *NATS) Stop() {
+	n.Shutdown()
+	n.WaitForShutdown()
+}
+
+// Store is a running embedded FerretDB.
+type Store struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartStore starts FerretDB listening on addr ("127.0.0.1:0" picks a free port), keeping its
+// SQLite files in dir. log may be nil: FerretDB is chatty, so it is silenced unless given one.
+func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded store: data dir: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: data dir: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/",
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_ = f.Run(ctx)
+	}()
+	// MongoDBURI blocks until the listener is bound.
+	uriCh := make(chan string, 1)
+	go func() { uriCh <- f.MongoDBURI() }()
+	select {
+	case s.uri = <-uriCh:
+	case <-time.After(10 * time.Second):
+		cancel()
+		return nil, errors.New("embedded store: listener did not start in 10s")
+	}
+	return s, nil
+}
+
+// URI is the mongodb:// address of the store.
+func (s *Store) URI() string { return s.uri }
+
+// Stop closes the listener and the SQLite backend and waits for them.
+func (s *Store) Stop() {
+	s.cancel()
+	<-s.done
+}

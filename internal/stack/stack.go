@@ -1,0 +1,181 @@
+// Package stack is the all-in-one: an embedded nats-server and an embedded MongoDB-compatible
+// store (FerretDB on SQLite) with every service of the chain in one process. It is a local mode:
+// everything listens on 127.0.0.1 and NATS has no authentication. A NATS_URL or MONGO_URL in
+// the environment replaces the embedded server with that one.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/embedded"
+)
+
+// Defaults of the all-in-one.
+const (
+	Host            = "127.0.0.1"
+	DefaultNATSPort = 4222
+	DefaultMongo    = 27017
+	DefaultDataDir  = "./data"
+	// FirstPort is order's HTTP port; the next services get the ports after it.
+	FirstPort = 3000
+)
+
+// Stack is a running all-in-one.
+type Stack struct {
+	NATSURL  string
+	MongoURL string
+	DataDir  string           // "" when the store is not embedded
+	Services []*app.Running   // in the order of the services given to Start
+	Configs  []config.Service // likewise
+	nats     *embedded.NATS
+	store    *embedded.Store
+}
+
+// Start starts the stack. services are given upstream first (order, payment, shipment); each
+// gets port FirstPort+i unless its PORT says otherwise. debug un-silences the embedded servers.
+func Start(ctx context.Context, services []app.Service, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
+	env := config.NewSource("", lookup)
+	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
+	mongoURL := env.URL("MONGO_URL", "", "mongodb", "mongodb+srv")
+	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
+	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
+	dataDir := env.String("DATA_DIR", DefaultDataDir)
+	var errs []error
+	if err := env.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	// Every service's configuration is read and checked before anything starts.
+	cfgs := make([]config.Service, len(services))
+	for i, svc := range services {
+		c, err := config.Load(svc.Name, Host, FirstPort+i, lookup)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfgs[i] = c
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, errors.New(strings.ReplaceAll(err.Error(), "\nbad configuration: ", "; "))
+	}
+
+	s := &Stack{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs}
+	defer func() {
+		if err != nil {
+			s.Stop(context.Background())
+		}
+	}()
+	if s.NATSURL == "" {
+		port := natsPort
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts := &server.Options{NoLog: !debug, Debug: debug}
+		if s.nats, err = embedded.StartNATS(Host, port, opts); err != nil {
+			return nil, err
+		}
+		if debug {
+			s.nats.ConfigureLogger()
+		}
+		s.NATSURL = s.nats.URL()
+	}
+	if s.MongoURL == "" {
+		var storeLog *slog.Logger
+		if debug {
+			storeLog = log.With("service", "ferretdb")
+		} else {
+			storeLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		addr := net.JoinHostPort(Host, strconv.Itoa(mongoPort))
+		if s.store, err = embedded.StartStore(addr, dataDir, storeLog); err != nil {
+			return nil, err
+		}
+		s.MongoURL, s.DataDir = s.store.URI(), dataDir
+	}
+	// Downstream first, so each service finds the next one already serving.
+	s.Services = make([]*app.Running, len(services))
+	for i := len(services) - 1; i >= 0; i-- {
+		c := &s.Configs[i]
+		if c.NatsURL == "" {
+			c.NatsURL = s.NATSURL
+		}
+		if c.MongoURL == "" {
+			c.MongoURL = s.MongoURL
+		}
+		r, err := app.Start(ctx, services[i], *c, log.With("service", c.ID))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", services[i].Name, err)
+		}
+		s.Services[i] = r
+	}
+	return s, nil
+}
+
+// Wait blocks until ctx ends or a service's HTTP server fails.
+func (s *Stack) Wait(ctx context.Context) error {
+	errc := make(chan error, len(s.Services))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, r := range s.Services {
+		go func() { errc <- r.Wait(ctx) }()
+	}
+	return <-errc
+}
+
+// Stop stops the services upstream first (no new work enters while the rest finish), then the
+// embedded store and NATS, within ctx.
+func (s *Stack) Stop(ctx context.Context) error {
+	var errs []error
+	for _, r := range s.Services {
+		if r != nil {
+			errs = append(errs, r.Stop(ctx))
+		}
+	}
+	if s.store != nil {
+		s.store.Stop()
+	}
+	if s.nats != nil {
+		s.nats.Stop()
+	}
+	return errors.Join(errs...)
+}
+
+// Banner tells where everything listens and how to try it.
+func (s *Stack) Banner() string {
+	var b strings.Builder
+	b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS without auth)\n")
+	for i, r := range s.Services {
+		c := s.Configs[i]
+		what := "NATS " + app.Subject(c.Name)
+		if c.Name == "order" {
+			what = "POST /create · GET /orders/{id}"
+		}
+		fmt.Fprintf(&b, "  %-9s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
+	}
+	natsNote, storeNote := "(external)", "(external)"
+	if s.nats != nil {
+		natsNote = "(embedded) watch it: nats sub 'breaker.>'"
+	}
+	if s.store != nil {
+		storeNote = "(embedded FerretDB, data in " + s.DataDir + ")"
+	}
+	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", s.NATSURL, natsNote)
+	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)
+	if len(s.Services) > 0 {
+		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
+			SeedOrder, s.Services[0].Addr)
+	}
+	return b.String()
+}
+
+// SeedOrder is the seed's request from tests.http.
+const SeedOrder = `{"id":"1","items":[],"payment":{"amount":0,"id":"1","shipment":{"id":"1","directions":"home"}}}`

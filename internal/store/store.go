@@ -1,0 +1,158 @@
+// Package store is the MongoDB plumbing every service shares: one client connected once at
+// start, typed collections keyed by the business id (_id), and driver errors translated into
+// the few that callers act on.
+//
+// Writes are single-document: an insert by _id (a repeated id is a duplicate, never a second
+// record) and conditional updates. That is also what keeps the embedded store (FerretDB on
+// SQLite) correct with a normal connection pool: it does not make concurrent updates of one
+// document atomic, and this code never races two updates on one document.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+)
+
+// Errors callers act on.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrDuplicate   = errors.New("duplicate id")
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// OpTimeout bounds every store operation, so a lost store costs a request seconds, not minutes.
+const OpTimeout = 2 * time.Second
+
+// Connect creates the service's one client. It does not wait for the server: Ping does.
+func Connect(uri string) (*mongo.Client, error) {
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(OpTimeout).
+		SetConnectTimeout(OpTimeout).
+		SetAppName("breakerchain").
+		// Free-form fields (order items) come back as maps, as they went in, not as bson.D.
+		SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: %w", err)
+	}
+	return c, nil
+}
+
+// Ping checks the store answers within timeout.
+func Ping(ctx context.Context, c *mongo.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// translate maps driver errors to this package's.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return ErrNotFound
+	case mongo.IsDuplicateKeyError(err):
+		return ErrDuplicate
+	case errors.Is(err, context.Canceled):
+		return err
+	default:
+		// Timeouts, network errors, server selection: the store is not there for us now.
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+}
+
+// Collection is a collection of T documents whose _id is the business id.
+type Collection[T any] struct {
+	c *mongo.Collection
+}
+
+// NewCollection returns the collection name of db.
+func NewCollection[T any](db *mongo.Database, name string) *Collection[T] {
+	return &Collection[T]{c: db.Collection(name)}
+}
+
+// Name returns the collection's name.
+func (c *Collection[T]) Name() string { return c.c.Name() }
+
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, OpTimeout)
+}
+
+// Insert stores doc; ErrDuplicate when its _id is taken.
+func (c *Collection[T]) Insert(ctx context.Context, doc *T) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.InsertOne(ctx, doc)
+	return translate(err)
+}
+
+// Get loads the document with _id id; ErrNotFound when there is none.
+func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var doc T
+	if err := c.c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+		return nil, translate(err)
+	}
+	return &doc, nil
+}
+
+// Update sets fields on the document matching filter (which should name _id) and reports
+// whether one matched.
+func (c *Collection[T]) Update(ctx context.Context, filter, set bson.D) (bool, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	res, err := c.c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return false, translate(err)
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// Count counts the documents matching filter (tests and operators; a scan on the embedded store).
+func (c *Collection[T]) Count(ctx context.Context, filter bson.D) (int64, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	n, err := c.c.CountDocuments(ctx, filter)
+	return n, translate(err)
+}
+
+// Record is a stored document that knows its id and the fingerprint of the request that
+// created it, so a repeat can be told from a conflict.
+type Record interface {
+	Key() string
+	Fingerprint() string
+}
+
+// InsertOnce stores doc unless its id is taken. If it is, the stored document is returned with
+// created false: a replay when the fingerprints match, ErrConflict when they do not.
+func InsertOnce[T any, P interface {
+	*T
+	Record
+}](ctx context.Context, c *Collection[T], doc P) (stored P, created bool, err error) {
+	err = c.Insert(ctx, (*T)(doc))
+	if !errors.Is(err, ErrDuplicate) {
+		return doc, err == nil, err
+	}
+	existing, err := c.Get(ctx, doc.Key())
+	if err != nil {
+		return nil, false, err
+	}
+	if P(existing).Fingerprint() != doc.Fingerprint() {
+		return P(existing), false, ErrConflict
+	}
+	return P(existing), false, nil
+}
+
+// ErrConflict is an id that is taken by a different request.
+var ErrConflict = errors.New("id already used with a different body")

@@ -1,0 +1,91 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/timeout"
+)
+
+// ServiceError is an error a hop answers with, carried in the NATS micro service-error headers.
+// Its Code follows HTTP: 4xx the request is wrong, 5xx the hop failed.
+type ServiceError struct {
+	Code        int
+	Description string // safe to show a client: never internal error text
+	Field       string // the request field at fault, if any (in-process only)
+}
+
+func (e *ServiceError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Description) }
+
+// Errorf returns a ServiceError with the given code.
+func Errorf(code int, format string, args ...any) *ServiceError {
+	return &ServiceError{Code: code, Description: fmt.Sprintf(format, args...)}
+}
+
+// ErrNoTimeLeft is returned, without calling, when the caller's deadline leaves no time for the
+// next hop.
+var ErrNoTimeLeft = errors.New("no time left before the caller's deadline")
+
+// serviceErrorOf reads the service error a reply carries, if any.
+func serviceErrorOf(m *nats.Msg) *ServiceError {
+	code := m.Header.Get(micro.ErrorCodeHeader)
+	if code == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(code)
+	if err != nil {
+		n = 500
+	}
+	return &ServiceError{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+}
+
+// IsFailure reports whether err counts against a circuit. Timeouts, no responders, connection
+// errors and 5xx replies do; 4xx replies and the caller's own cancellation do not.
+func IsFailure(err error) bool {
+	var se *ServiceError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &se):
+		return se.Code >= 500
+	case errors.Is(err, context.Canceled):
+		return false
+	default:
+		return true
+	}
+}
+
+// outcomeOf turns a failed call's error into the outcome and reason its reply shows.
+func outcomeOf(err error) (Outcome, string) {
+	var se *ServiceError
+	switch {
+	case errors.Is(err, circuitbreaker.ErrOpen):
+		return OutcomeRejected, "circuit open"
+	case errors.Is(err, bulkhead.ErrFull):
+		return OutcomeRejected, "too many requests in flight"
+	case errors.Is(err, timeout.ErrExceeded), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return OutcomeTimeout, "timeout"
+	case errors.Is(err, ErrNoTimeLeft):
+		return OutcomeTimeout, ErrNoTimeLeft.Error()
+	case errors.Is(err, nats.ErrNoResponders):
+		return OutcomeUnavailable, "no responders"
+	case errors.As(err, &se) && se.Code < 500:
+		return OutcomeRefused, se.Error()
+	case errors.As(err, &se):
+		return OutcomeUnavailable, se.Error()
+	case errors.Is(err, context.Canceled):
+		return OutcomeUnavailable, "canceled by the caller"
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrConnectionReconnecting):
+		return OutcomeUnavailable, "not connected to NATS"
+	default:
+		return OutcomeUnavailable, err.Error()
+	}
+}

@@ -1,0 +1,55 @@
+package messaging
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Headers every request carries.
+const (
+	HeaderHop       = "Hop"        // the sender's hop number; the seed's ?count=
+	HeaderRequestID = "Request-Id" // the id of the client request the chain serves
+	HeaderTimeout   = "Timeout"    // how long the sender will still wait, as a Go duration
+)
+
+// Call describes the client request a hop is serving.
+type Call struct {
+	Hop       int    // this hop's number: 1 at the entry, +1 per hop
+	RequestID string // from the client's X-Request-Id, or generated at the entry
+}
+
+type callKey struct{}
+
+// WithCall returns ctx carrying c; a Requester sends it on.
+func WithCall(ctx context.Context, c Call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+// CallFrom returns the Call in ctx; the zero Call when there is none.
+func CallFrom(ctx context.Context) Call {
+	c, _ := ctx.Value(callKey{}).(Call)
+	return c
+}
+
+// setHeaders writes what the next hop needs to know.
+func setHeaders(h nats.Header, c Call, budget time.Duration) {
+	h.Set(HeaderHop, strconv.Itoa(c.Hop))
+	if c.RequestID != "" {
+		h.Set(HeaderRequestID, c.RequestID)
+	}
+	h.Set(HeaderTimeout, budget.String())
+}
+
+// readHeaders is the receiving side of setHeaders: the Call of this hop and how long its caller
+// waits (0 when the header is absent or malformed).
+func readHeaders(h nats.Header) (Call, time.Duration) {
+	hop, _ := strconv.Atoi(h.Get(HeaderHop))
+	budget, err := time.ParseDuration(h.Get(HeaderTimeout))
+	if err != nil || budget < 0 {
+		budget = 0
+	}
+	return Call{Hop: max(hop, 0) + 1, RequestID: h.Get(HeaderRequestID)}, budget
+}

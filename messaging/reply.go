@@ -1,0 +1,87 @@
+package messaging
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Outcome says how a hop ended.
+type Outcome string
+
+// Outcomes of a hop. Only OutcomeOK and OutcomeLast mean the hop did its work.
+const (
+	OutcomeOK          Outcome = "ok"          // handled; the chain went on or ended here
+	OutcomeLast        Outcome = "last"        // handled; the JUMPS limit stopped the chain here
+	OutcomeUnavailable Outcome = "unavailable" // failed: no responders, connection lost or a 5xx
+	OutcomeTimeout     Outcome = "timeout"     // no answer in the time the caller had
+	OutcomeRejected    Outcome = "rejected"    // not called: the circuit is open
+	OutcomeRefused     Outcome = "refused"     // the hop answered with a 4xx: it will not take this request
+)
+
+// Succeeded reports whether the hop did its work.
+func (o Outcome) Succeeded() bool { return o == OutcomeOK || o == OutcomeLast }
+
+// Reply is the answer of one hop, nesting the answer of the hop after it. Success, downstream
+// failure, timeout and open circuit all come back in this one shape.
+type Reply struct {
+	Service string    `json:"service"`
+	Time    time.Time `json:"time"`
+	Outcome Outcome   `json:"outcome"`
+	Reason  string    `json:"reason,omitempty"`
+	Line    string    `json:"line"`
+	Next    *Reply    `json:"next,omitempty"`
+}
+
+// clock is the seed's "@minutes:seconds" stamp.
+func clock(t time.Time) string { return t.Format("04:05") }
+
+// Handled is the reply of a hop that did its work. next is the reply of the hop it called, or
+// nil when the chain ends here; last marks an end forced by the JUMPS limit.
+func Handled(service string, now time.Time, last bool, next *Reply) Reply {
+	r := Reply{Service: service, Time: now, Outcome: OutcomeOK, Next: next}
+	word := "Next"
+	if next == nil {
+		word = "Last"
+	}
+	if last {
+		r.Outcome = OutcomeLast
+	}
+	r.Line = fmt.Sprintf("This is %s @%s -> %s", service, clock(now), word)
+	return r
+}
+
+// Failed is the reply a caller writes on behalf of a hop that did not answer well.
+func Failed(service string, now time.Time, outcome Outcome, reason string) Reply {
+	word := "unavailable"
+	if outcome == OutcomeRefused {
+		word = "refused"
+	}
+	return Reply{
+		Service: service, Time: now, Outcome: outcome, Reason: reason,
+		Line: fmt.Sprintf("%s @%s -> %s (%s)", service, clock(now), word, reason),
+	}
+}
+
+// Completed reports whether every hop of the chain did its work.
+func (r *Reply) Completed() bool { return r.Problem() == nil }
+
+// Problem returns the first hop that did not do its work, or nil.
+func (r *Reply) Problem() *Reply {
+	for h := r; h != nil; h = h.Next {
+		if !h.Outcome.Succeeded() {
+			return h
+		}
+	}
+	return nil
+}
+
+// Text renders the chain the seed's way, one line per hop.
+func (r *Reply) Text() string {
+	var b strings.Builder
+	for h := r; h != nil; h = h.Next {
+		b.WriteString(h.Line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,190 @@
+package messaging
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/fallback"
+	"github.com/failsafe-go/failsafe-go/timeout"
+	"github.com/nats-io/nats.go"
+)
+
+// BreakerSettings configure the circuit and timeout guarding one hop.
+type BreakerSettings struct {
+	Timeout     time.Duration // per-call limit; the caller's deadline may shorten it
+	FailureRate uint          // open at this failure percentage (1–100) …
+	MinCalls    uint          // … once this many calls were seen in the window
+	Window      time.Duration // the rolling window the rate is measured in
+	Delay       time.Duration // how long an open circuit rejects before a trial call
+}
+
+// DefaultBreakerSettings are the seed's opossum settings (timeout 300 ms, 50 %, reset 10 s)
+// with a 10 s rolling window and at least 5 calls before a rate can open the circuit.
+var DefaultBreakerSettings = BreakerSettings{
+	Timeout: 300 * time.Millisecond, FailureRate: 50, MinCalls: 5,
+	Window: 10 * time.Second, Delay: 10 * time.Second,
+}
+
+// Route names a hop: who calls, whom, on which subject.
+type Route struct {
+	From    string // the calling service, e.g. "payment"
+	To      string // the target service, e.g. "shipment"
+	Subject string // e.g. "shipment.create"
+}
+
+// Requester sends requests for one route through its circuit breaker and timeout. Build one per
+// route at start and share it: a breaker built per request never opens. It is safe for
+// concurrent use.
+type Requester struct {
+	nc       *nats.Conn
+	route    Route
+	settings BreakerSettings
+	breaker  circuitbreaker.CircuitBreaker[*Reply]
+	executor failsafe.Executor[*Reply]
+	events   *events
+}
+
+// RequesterOption changes an optional setting of a Requester.
+type RequesterOption func(*Requester)
+
+// WithObserver has every breaker event also handed to fn (for metrics). fn must not block.
+func WithObserver(fn func(BreakerEvent)) RequesterOption {
+	return func(r *Requester) { r.events.observer = fn }
+}
+
+// NewRequester builds the guarded requester for route over nc.
+func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logger, opts ...RequesterOption) *Requester {
+	r := &Requester{nc: nc, route: route, settings: s}
+	r.events = &events{
+		nc: nc, log: log, subject: BreakerSubject(route.From, route.To),
+		service: route.From, target: route.To,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	r.breaker = circuitbreaker.NewBuilder[*Reply]().
+		HandleIf(func(_ *Reply, err error) bool { return IsFailure(err) }).
+		WithFailureRateThreshold(float64(s.FailureRate)/100, s.MinCalls, s.Window).
+		// One trial call decides in half-open (seed cases 7 and 8).
+		WithSuccessThreshold(1).
+		WithDelay(s.Delay).
+		OnSuccess(func(e failsafe.ExecutionEvent[*Reply]) { r.events.emit(e.Context(), EventSuccess, r.State(), "") }).
+		OnFailure(func(e failsafe.ExecutionEvent[*Reply]) {
+			ev, reason := EventFailure, ""
+			if out, why := outcomeOf(e.LastError()); out == OutcomeTimeout {
+				ev = EventTimeout
+			} else {
+				reason = why
+			}
+			r.events.emit(e.Context(), ev, r.State(), reason)
+		}).
+		OnOpen(func(e circuitbreaker.StateChangedEvent) {
+			r.events.emit(e.Context(), EventOpen, stateName(e.NewState), "")
+		}).
+		OnHalfOpen(func(e circuitbreaker.StateChangedEvent) {
+			r.events.emit(e.Context(), EventHalfOpen, stateName(e.NewState), "")
+		}).
+		OnClose(func(e circuitbreaker.StateChangedEvent) {
+			r.events.emit(e.Context(), EventClose, stateName(e.NewState), "")
+		}).
+		Build()
+	fb := fallback.NewWithFunc(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
+		err := exec.LastError()
+		if errors.Is(err, circuitbreaker.ErrOpen) {
+			r.events.emit(exec.Context(), EventReject, r.State(), "")
+		}
+		out, reason := outcomeOf(err)
+		if out == OutcomeTimeout {
+			reason = fmt.Sprintf("timeout after %s", exec.ElapsedTime().Round(time.Millisecond))
+		}
+		r.events.emit(exec.Context(), EventFallback, r.State(), reason)
+		reply := Failed(r.route.To, time.Now(), out, reason)
+		return &reply, nil
+	})
+	r.executor = failsafe.With[*Reply](fb, r.breaker, timeout.New[*Reply](s.Timeout))
+	return r
+}
+
+// Route returns the route this requester serves.
+func (r *Requester) Route() Route { return r.route }
+
+// State returns the circuit's state: "closed", "open" or "half-open".
+func (r *Requester) State() string { return stateName(r.breaker.State()) }
+
+func stateName(s circuitbreaker.State) string {
+	switch s {
+	case circuitbreaker.OpenState:
+		return "open"
+	case circuitbreaker.HalfOpenState:
+		return "half-open"
+	default:
+		return "closed"
+	}
+}
+
+// Breaker returns the circuit breaker, for inspection and for forcing a state.
+func (r *Requester) Breaker() circuitbreaker.CircuitBreaker[*Reply] { return r.breaker }
+
+// Request sends payload to the route's subject and returns the target's reply. It never fails:
+// a rejected, timed-out or failed call comes back as a Reply on behalf of the target whose
+// Outcome says what happened. ctx carries the Call (see WithCall) and the caller's deadline.
+func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
+	budget, err := r.budget(ctx)
+	if err != nil {
+		// Not a verdict on the target: it was never asked, so the circuit is not told.
+		out, reason := outcomeOf(err)
+		return Failed(r.route.To, time.Now(), out, reason)
+	}
+	reply, _ := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
+		return r.send(exec.Context(), payload, budget)
+	})
+	return *reply
+}
+
+// budget is how long this call may take: the breaker timeout, or less when the caller's
+// deadline is nearer, minus a margin for this hop's own answer to travel back.
+func (r *Requester) budget(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	b := r.settings.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		left -= min(max(left/10, 2*time.Millisecond), 50*time.Millisecond)
+		b = min(b, left)
+	}
+	if b < time.Millisecond {
+		return 0, ErrNoTimeLeft
+	}
+	return b, nil
+}
+
+func (r *Requester) send(ctx context.Context, payload []byte, budget time.Duration) (*Reply, error) {
+	if budget < r.settings.Timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
+	msg := nats.NewMsg(r.route.Subject)
+	msg.Data = payload
+	setHeaders(msg.Header, CallFrom(ctx), budget)
+	resp, err := r.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if se := serviceErrorOf(resp); se != nil {
+		return nil, se
+	}
+	var reply Reply
+	if err := json.Unmarshal(resp.Data, &reply); err != nil || reply.Outcome == "" {
+		// A reply that is not an envelope is a target that lies: a failure like any other.
+		return nil, fmt.Errorf("%s sent a malformed reply", r.route.To)
+	}
+	return &reply, nil
+}

@@ -1,0 +1,176 @@
+package messaging
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+)
+
+// Handler handles one request. ctx carries the Call and, when the caller sent one, its deadline.
+// A *ServiceError is answered with its code; any other error as 500 "internal error", its text
+// kept in the log.
+type Handler func(ctx context.Context, data []byte) (Reply, error)
+
+// Endpoint describes the one endpoint a service serves.
+type Endpoint struct {
+	Service     string // micro service name and queue group, e.g. "payment"
+	Version     string // semver, shown by `nats micro ls`
+	Description string
+	Subject     string // e.g. "payment.create"
+	// MaxConcurrent bounds the requests handled at once; a micro endpoint is serial otherwise.
+	MaxConcurrent uint
+	// Stats, when set, adds its value to the endpoint's `nats micro stats` data.
+	Stats func() any
+}
+
+// DefaultMaxConcurrent is the bound on concurrent requests when Endpoint.MaxConcurrent is 0.
+const DefaultMaxConcurrent = 64
+
+// noDeadlineWait is how long a request without a Timeout header may wait for a free slot.
+const noDeadlineWait = time.Second
+
+// Responder serves an Endpoint as a NATS micro service in a queue group named after the
+// service, so several instances share the load.
+type Responder struct {
+	nc       *nats.Conn
+	ep       Endpoint
+	handle   Handler
+	log      *slog.Logger
+	svc      micro.Service
+	slots    bulkhead.Bulkhead[any]
+	inFlight sync.WaitGroup
+	handled  atomic.Int64
+	failed   atomic.Int64
+}
+
+// Serve starts serving ep with h on nc.
+func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder, error) {
+	if ep.MaxConcurrent == 0 {
+		ep.MaxConcurrent = DefaultMaxConcurrent
+	}
+	r := &Responder{nc: nc, ep: ep, handle: h, log: log, slots: bulkhead.New[any](ep.MaxConcurrent)}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name: ep.Service, Version: ep.Version, Description: ep.Description,
+		QueueGroup:   ep.Service,
+		StatsHandler: func(*micro.Endpoint) any { return r.stats() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
+	}
+	if err := svc.AddEndpoint("create", micro.HandlerFunc(r.dispatch), micro.WithEndpointSubject(ep.Subject)); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("micro endpoint %s: %w", ep.Subject, err)
+	}
+	r.svc = svc
+	return r, nil
+}
+
+// ResponderStats is the endpoint's own accounting, shown in `nats micro stats` data. micro's
+// num_errors stays 0 because handlers answer from their own goroutines.
+type ResponderStats struct {
+	Handled  int64 `json:"handled"`
+	Errors   int64 `json:"errors"`
+	InFlight uint  `json:"max_concurrent"`
+	Extra    any   `json:"extra,omitempty"`
+}
+
+func (r *Responder) stats() ResponderStats {
+	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), InFlight: r.ep.MaxConcurrent}
+	if r.ep.Stats != nil {
+		s.Extra = r.ep.Stats()
+	}
+	return s
+}
+
+// dispatch runs on the subscription's goroutine: it takes a slot (waiting at most as long as the
+// caller does, so a full service slows its callers down instead of piling up work) and hands
+// the request to a goroutine of its own.
+func (r *Responder) dispatch(req micro.Request) {
+	call, budget := readHeaders(nats.Header(req.Headers()))
+	if call.RequestID == "" {
+		call.RequestID = nuid.Next()
+	}
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	wait := noDeadlineWait
+	if budget > 0 {
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		wait = budget
+	}
+	ctx = WithCall(ctx, call)
+	if err := r.slots.AcquirePermitWithMaxWait(ctx, wait); err != nil {
+		cancel()
+		r.respond(ctx, req.Reply(), Reply{}, Errorf(503, "%s is busy", r.ep.Service))
+		return
+	}
+	r.inFlight.Add(1)
+	go func() {
+		defer r.inFlight.Done()
+		defer r.slots.ReleasePermit()
+		defer cancel()
+		reply, err := r.handle(ctx, req.Data())
+		r.respond(ctx, req.Reply(), reply, err)
+	}()
+}
+
+// respond publishes the reply or the service error. It does not use micro's Respond/Error: those
+// record into the request, which micro reads on the dispatch goroutine, a data race here.
+func (r *Responder) respond(ctx context.Context, subject string, reply Reply, err error) {
+	r.handled.Add(1)
+	msg := nats.NewMsg(subject)
+	if err != nil {
+		r.failed.Add(1)
+		var se *ServiceError
+		if !errors.As(err, &se) {
+			r.log.ErrorContext(ctx, "request failed", "err", err, "request_id", CallFrom(ctx).RequestID)
+			se = Errorf(500, "internal error")
+		}
+		msg.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(se.Code))
+		msg.Header.Set(micro.ErrorHeader, se.Description)
+	} else if msg.Data, err = marshal(reply); err != nil {
+		r.log.ErrorContext(ctx, "encode reply", "err", err)
+		return
+	}
+	if subject == "" {
+		return // published, not requested: nobody waits for an answer
+	}
+	if err := r.nc.PublishMsg(msg); err != nil {
+		r.log.WarnContext(ctx, "reply not sent", "err", err, "request_id", CallFrom(ctx).RequestID)
+	}
+}
+
+// Stop stops taking requests (micro drains the subscription) and waits, until ctx ends, for
+// the ones in flight to be answered.
+func (r *Responder) Stop(ctx context.Context) error {
+	err := r.svc.Stop()
+	done := make(chan struct{})
+	go func() { r.inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		return errors.Join(err, fmt.Errorf("%s: requests still in flight: %w", r.ep.Service, ctx.Err()))
+	}
+}
+
+// marshal encodes v without escaping '>' and '&', so "->" stays readable in `nats req`.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}

@@ -1,0 +1,206 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/internal/wire"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// Collection is where orders are stored.
+const Collection = "orders"
+
+// Service is order as the app runs it.
+var Service = app.Service{
+	Name:        "order",
+	Description: "Takes orders over HTTP: the entry of breakerchain",
+	Next:        "payment",
+	Build: func(d app.Deps) (app.Parts, error) {
+		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection), log: d.Log}
+		return app.Parts{Routes: a.routes}, nil
+	},
+}
+
+type api struct {
+	hop    *chain.Hop
+	orders *store.Collection[record]
+	log    *slog.Logger
+}
+
+func (a *api) routes(r chi.Router) {
+	r.Post("/create", a.create)
+	r.Get("/orders/{id}", a.get)
+}
+
+// View is an order as the API shows it.
+type View struct {
+	ID     string           `json:"id"`
+	Status string           `json:"status"`
+	Reason string           `json:"reason,omitempty"`
+	Reply  *messaging.Reply `json:"reply,omitempty"`
+}
+
+// Detail is an order as GET /orders/{id} shows it: the View and what was ordered.
+type Detail struct {
+	View
+	Items     []any       `json:"items"`
+	Payment   PaymentView `json:"payment"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+// PaymentView is the stored payment of an order.
+type PaymentView struct {
+	ID         string  `json:"id"`
+	Amount     float64 `json:"amount"`
+	ShipmentID string  `json:"shipment_id"`
+	Directions string  `json:"directions"`
+}
+
+func summary(r *record) View {
+	return View{ID: r.ID, Status: r.Status, Reason: r.Reason, Reply: r.Hops.reply()}
+}
+
+func (a *api) create(w http.ResponseWriter, req *http.Request) {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		a.fail(w, req, &messaging.ServiceError{Code: http.StatusUnsupportedMediaType,
+			Description: "Content-Type must be application/json"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			a.fail(w, req, messaging.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", wire.MaxBody))
+		} else {
+			a.fail(w, req, wire.Malformed("body could not be read"))
+		}
+		return
+	}
+	o, err := Decode(body)
+	if err != nil {
+		a.fail(w, req, err)
+		return
+	}
+	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context())})
+	if err := a.hop.Delay(ctx); err != nil {
+		return // the client left during the injected latency; nothing was saved
+	}
+	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
+	if err != nil {
+		a.fail(w, req, err)
+		return
+	}
+	if !created {
+		a.answer(w, req, http.StatusOK, summary(rec))
+		return
+	}
+	// From here the order exists: finish the chain and record its outcome even if the client
+	// hangs up, so the stored status tells the truth.
+	ctx = context.WithoutCancel(ctx)
+	reply, ferr := a.hop.Forward(ctx, o.Payment)
+	status, reason := verdict(&reply)
+	if ferr != nil {
+		status, reason = StatusPending, "order failed: "+ferr.Error()
+	}
+	rec.Status, rec.Reason, rec.Hops = status, reason, toHops(&reply)
+	if ferr != nil {
+		rec.Hops = nil
+	}
+	ok, uerr := a.orders.Update(ctx,
+		bson.D{{Key: "_id", Value: rec.ID}, {Key: "status", Value: StatusPending}},
+		bson.D{{Key: "status", Value: rec.Status}, {Key: "reason", Value: rec.Reason},
+			{Key: "hops", Value: rec.Hops}, {Key: "updated_at", Value: time.Now().UTC()}})
+	if uerr != nil || !ok {
+		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", uerr, "matched", ok)
+		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+reason
+	}
+	if ferr != nil {
+		a.fail(w, req, ferr)
+		return
+	}
+	code := http.StatusCreated
+	if rec.Status != StatusCompleted {
+		code = http.StatusAccepted
+	}
+	a.answer(w, req, code, summary(rec))
+}
+
+func (a *api) get(w http.ResponseWriter, req *http.Request) {
+	rec, err := a.orders.Get(req.Context(), chi.URLParam(req, "id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		a.fail(w, req, messaging.Errorf(http.StatusNotFound, "order not found"))
+		return
+	case errors.Is(err, store.ErrUnavailable):
+		a.fail(w, req, messaging.Errorf(http.StatusServiceUnavailable, "store unavailable"))
+		return
+	case err != nil:
+		a.fail(w, req, err)
+		return
+	}
+	p := rec.Payment
+	d := Detail{
+		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
+		Payment: PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+	}
+	if d.Items == nil {
+		d.Items = []any{}
+	}
+	if wantsText(req) {
+		a.answer(w, req, http.StatusOK, d.View)
+		return
+	}
+	app.WriteJSON(w, http.StatusOK, d)
+}
+
+// wantsText reports whether the client asked for the seed's text form.
+func wantsText(req *http.Request) bool {
+	accept := req.Header.Get("Accept")
+	return strings.Contains(accept, "text/plain") && !strings.Contains(accept, "application/json")
+}
+
+func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View) {
+	if !wantsText(req) {
+		app.WriteJSON(w, code, v)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	if v.Reply != nil {
+		_, _ = io.WriteString(w, v.Reply.Text())
+		return
+	}
+	_, _ = io.WriteString(w, "order "+v.ID+": "+v.Status+" ("+v.Reason+")\n")
+}
+
+// fail answers err: a ServiceError with its code and text, anything else as a bare 500.
+func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
+	var se *messaging.ServiceError
+	if !errors.As(err, &se) {
+		a.log.ErrorContext(req.Context(), "request failed", "err", err, "request_id", middleware.GetReqID(req.Context()))
+		se = messaging.Errorf(http.StatusInternalServerError, "internal error")
+	}
+	if wantsText(req) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(se.Code)
+		_, _ = io.WriteString(w, se.Description+"\n")
+		return
+	}
+	app.WriteError(w, se.Code, se.Description, se.Field)
+}
