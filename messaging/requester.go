@@ -141,9 +141,14 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 		out, reason := outcomeOf(err)
 		return Failed(r.route.To, time.Now(), out, reason)
 	}
-	reply, _ := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
+	reply, err := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
 		return r.send(exec.Context(), payload, budget)
 	})
+	if reply == nil {
+		// failsafe skips the fallback when the caller's context ends first.
+		out, reason := outcomeOf(err)
+		return Failed(r.route.To, time.Now(), out, reason)
+	}
 	return *reply
 }
 

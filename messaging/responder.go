@@ -132,6 +132,12 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 	if err != nil {
 		r.failed.Add(1)
 		var se *ServiceError
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The caller has stopped waiting: its own timer reports the timeout, and an
+			// answer racing that timer would only blur what happened.
+			r.log.DebugContext(ctx, "deadline passed, no answer", "request_id", CallFrom(ctx).RequestID)
+			return
+		}
 		if !errors.As(err, &se) {
 			r.log.ErrorContext(ctx, "request failed", "err", err, "request_id", CallFrom(ctx).RequestID)
 			se = Errorf(500, "internal error")

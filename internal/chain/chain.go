@@ -115,7 +115,7 @@ func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Rep
 		return messaging.Reply{}, err
 	}
 	if err := s.Hop.Delay(ctx); err != nil {
-		return messaging.Reply{}, messaging.Errorf(504, "gave up: the caller's deadline passed")
+		return messaging.Reply{}, err // the caller gave up during the injected latency
 	}
 	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, in)); err != nil {
 		return messaging.Reply{}, err

@@ -166,12 +166,47 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Err returns every bad value as one error, one clear line; nil when all were good.
+// Err returns every bad value as one *Error; nil when all were good.
 func (s *Source) Err() error {
 	if len(s.errs) == 0 {
 		return nil
 	}
-	return errors.New("bad configuration: " + strings.Join(s.errs, "; "))
+	return &Error{Problems: s.errs}
+}
+
+// Error lists bad values, one per variable.
+type Error struct {
+	Problems []string
+}
+
+// Error is the one clear line a user sees.
+func (e *Error) Error() string { return "bad configuration: " + strings.Join(e.Problems, "; ") }
+
+// Merge joins the problems of several errors (nil ones are skipped) into one *Error, each
+// problem once: an unprefixed variable read by three services is one problem, not three.
+func Merge(errs ...error) error {
+	var out []string
+	seen := map[string]bool{}
+	for _, err := range errs {
+		var ce *Error
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &ce):
+			for _, p := range ce.Problems {
+				if !seen[p] {
+					seen[p] = true
+					out = append(out, p)
+				}
+			}
+		default:
+			out = append(out, err.Error())
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return &Error{Problems: out}
 }
 
 // Mask hides the password of every URL in v, for logs and errors.

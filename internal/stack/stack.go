@@ -51,21 +51,16 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
 	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
 	dataDir := env.String("DATA_DIR", DefaultDataDir)
-	var errs []error
-	if err := env.Err(); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{env.Err()}
 	// Every service's configuration is read and checked before anything starts.
 	cfgs := make([]config.Service, len(services))
 	for i, svc := range services {
 		c, err := config.Load(svc.Name, Host, FirstPort+i, lookup)
-		if err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
 		cfgs[i] = c
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, errors.New(strings.ReplaceAll(err.Error(), "\nbad configuration: ", "; "))
+	if err := config.Merge(errs...); err != nil {
+		return nil, err
 	}
 
 	s := &Stack{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breakerchain/breakerchain/internal/stack"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+)
+
+// TestMain doubles as the real program when BREAKERCHAIN_MAIN=1, so tests can watch its exit.
+func TestMain(m *testing.M) {
+	if os.Getenv("BREAKERCHAIN_MAIN") == "1" {
+		os.Args = append([]string{"breakerchain"}, strings.Fields(os.Getenv("BREAKERCHAIN_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	testkit.Main(m)
+}
+
+// A bad value stops the program at start with one clear line naming the variable and what it
+// accepts, a non-zero exit, no panic, and nothing started.
+func TestBadConfigurationExits(t *testing.T) {
+	rows := []struct {
+		env, args string
+		want      string
+	}{
+		{env: "JUMPS=abc", want: `JUMPS="abc": want an integer from 1 to 1000`},
+		{env: "BREAKER_TIMEOUT=-1s", want: `BREAKER_TIMEOUT="-1s": want a duration`},
+		{env: "PAYMENT_INJECT_ERR_RATE=2", want: `PAYMENT_INJECT_ERR_RATE="2": want a number from 0 to 1`},
+		{env: "SHIPMENT_INJECT_ERR=maybe", want: `SHIPMENT_INJECT_ERR="maybe": want 1 or 0`},
+		{env: "BREAKER_FAILURE_RATE=150", want: `BREAKER_FAILURE_RATE="150": want an integer from 1 to 100`},
+		{env: "MONGO_URL=localhost:27017", want: `MONGO_URL="localhost:27017": want a URL like mongodb://host:port`},
+		{env: "NATS_PORT=99999", want: `NATS_PORT="99999"`},
+		{env: "LOG_LEVEL=loud", want: `LOG_LEVEL="loud": want one of debug, info, warn, error`},
+		{env: "JUMPS=abc", args: "payment", want: `JUMPS="abc"`},
+		{args: "refund", want: `unknown arguments ["refund"]`},
+	}
+	for _, row := range rows {
+		t.Run(row.env+" "+row.args, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS="+row.args,
+				"DATA_DIR="+data, "NATS_PORT=0", "MONGO_PORT=0", "PORT=0")
+			if row.env != "" {
+				cmd.Env = append(cmd.Env, row.env)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1; stderr %q", err, stderr.String())
+			}
+			first := strings.SplitN(stderr.String(), "\n", 2)[0]
+			if !strings.HasPrefix(first, "breakerchain: ") || !strings.Contains(first, row.want) {
+				t.Errorf("stderr %q, want one line with %q", stderr.String(), row.want)
+			}
+			if strings.Contains(stderr.String(), "panic") || strings.Contains(stderr.String(), "goroutine") {
+				t.Errorf("stderr shows a panic: %q", stderr.String())
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("DATA_DIR was created: something started before the configuration was checked")
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from one goroutine and read from another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The all-in-one, in-process: it prints where everything listens, serves the seed's request
+// through the embedded servers, and shuts down cleanly when its context ends.
+func TestAllInOneServesTheSeedRequest(t *testing.T) {
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "warn"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env.Lookup, &stdout, &stderr) }()
+
+	orderURL := regexp.MustCompile(`order\s+(http://\S+)`)
+	var url string
+	testkit.Eventually(t, 30*time.Second, "the banner", func() bool {
+		if m := orderURL.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+			return true
+		}
+		return false
+	})
+	for _, want := range []string{"payment", "shipment", "NATS      nats://127.0.0.1:", "(embedded", "curl -s"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	res, err := http.Post(url+"/create", "application/json", strings.NewReader(stack.SeedOrder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /create: %d, want 201", res.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the all-in-one did not stop within 15s of its context ending")
+	}
+	if strings.Contains(stderr.String(), "level=ERROR") {
+		t.Errorf("errors logged:\n%s", stderr.String())
+	}
+}

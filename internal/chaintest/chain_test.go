@@ -1,0 +1,292 @@
+package chaintest
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// The seed's request through HTTP: 201, three hops in the reply (JSON and text), one document
+// in each collection; the same request again is a replay; the same id with another body a 409.
+func TestSeedOrderCompletes(t *testing.T) {
+	w := newWorld(t)
+	o, _, _ := w.chain(nil)
+
+	res := post(t, o, seedOrder("1"), "X-Request-Id", "seed-1")
+	if res.code != http.StatusCreated {
+		t.Fatalf("POST /create: %d %s", res.code, res.body)
+	}
+	v := res.view(t)
+	if v.ID != "1" || v.Status != order.StatusCompleted || hops(v) != "order:ok payment:ok shipment:ok" {
+		t.Fatalf("got %s %s [%s], want 1 completed with three ok hops", v.ID, v.Status, hops(v))
+	}
+	if got := res.header.Get("X-Request-Id"); got != "seed-1" {
+		t.Errorf("X-Request-Id %q, want the client's", got)
+	}
+	for _, coll := range []string{order.Collection, payment.Collection, shipment.Collection} {
+		if n := w.count(coll, bson.D{{Key: "_id", Value: "1"}}); n != 1 {
+			t.Errorf("%s has %d documents for id 1, want 1", coll, n)
+		}
+		// The request id travelled with the request through every hop.
+		if n := w.count(coll, bson.D{{Key: "request_id", Value: "seed-1"}}); n != 1 {
+			t.Errorf("%s: %d documents carry request id seed-1, want 1", coll, n)
+		}
+	}
+
+	text := post(t, o, seedOrder("2"), "Accept", "text/plain")
+	lines := strings.Split(strings.TrimSpace(string(text.body)), "\n")
+	seedLine := regexp.MustCompile(`^This is (order|payment|shipment) @\d\d:\d\d -> (Next|Last)$`)
+	if text.code != http.StatusCreated || len(lines) != 3 {
+		t.Fatalf("text form: %d %q, want 201 and three lines", text.code, text.body)
+	}
+	for i, want := range []string{"order", "payment", "shipment"} {
+		if !seedLine.MatchString(lines[i]) || !strings.Contains(lines[i], want) {
+			t.Errorf("line %d %q, want the seed's line for %s", i+1, lines[i], want)
+		}
+	}
+
+	replay := post(t, o, " "+seedOrder("1")+"\n")
+	if replay.code != http.StatusOK || replay.view(t).Status != order.StatusCompleted {
+		t.Errorf("replay: %d %s, want 200 with the stored order", replay.code, replay.body)
+	}
+	conflict := post(t, o, strings.Replace(seedOrder("1"), `"home"`, `"work"`, 1))
+	if conflict.code != http.StatusConflict || conflict.errorBody(t).Error == "" {
+		t.Errorf("same id, other body: %d %s, want 409", conflict.code, conflict.body)
+	}
+	if got := w.counts(); got != [3]int64{2, 2, 2} {
+		t.Errorf("orders, payments, shipments = %v, want 2 each: a replay or conflict writes nothing", got)
+	}
+
+	got := do(t, http.MethodGet, o.URL()+"/orders/1", "")
+	var d order.Detail
+	if got.code != http.StatusOK || jsonUnmarshal(got.body, &d) != nil || d.Status != order.StatusCompleted ||
+		d.Payment.ID != "1" || d.Payment.Directions != "home" || d.Items == nil {
+		t.Errorf("GET /orders/1: %d %s", got.code, got.body)
+	}
+	if nf := do(t, http.MethodGet, o.URL()+"/orders/nope", ""); nf.code != http.StatusNotFound {
+		t.Errorf("GET unknown order: %d, want 404", nf.code)
+	}
+	if hello := do(t, http.MethodGet, o.URL()+"/", ""); string(hello.body) != "hello from order\n" {
+		t.Errorf("GET /: %q", hello.body)
+	}
+}
+
+// Shipment has no responder: payment's shipment circuit opens, order's payment circuit stays
+// closed, every answer keeps the format, and once open nothing is published on shipment.create.
+func TestShipmentDownOpensOnlyPaymentsCircuit(t *testing.T) {
+	w := newWorld(t)
+	env := testkit.Env{"BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "1m"}
+	p := w.start(payment.Service, env)
+	o := w.start(order.Service, env)
+
+	for i := range 3 {
+		res := post(t, o, seedOrder("down"+string(rune('a'+i))))
+		v := res.view(t)
+		if res.code != http.StatusAccepted || v.Status != order.StatusPending ||
+			hops(v) != "order:ok payment:ok shipment:unavailable" || !strings.Contains(v.Reason, "no responders") {
+			t.Fatalf("order %d: %d %s [%s] %q, want 202 pending, shipment unavailable (no responders)",
+				i, res.code, v.Status, hops(v), v.Reason)
+		}
+	}
+	if p.Requester.State() != "open" || o.Requester.State() != "closed" {
+		t.Fatalf("payment→shipment %s, order→payment %s; want open and closed",
+			p.Requester.State(), o.Requester.State())
+	}
+	if f := o.Requester.Breaker().Metrics().Failures(); f != 0 {
+		t.Errorf("order's payment circuit saw %d failures, want 0: payment answered every time", f)
+	}
+
+	// Now the circuit is open, listen on the subject (a plain subscriber would also end the
+	// no-responders fast path, which no longer matters: an open circuit publishes nothing).
+	nc := w.conn()
+	sub, err := nc.SubscribeSync(app_subject("shipment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	res := post(t, o, seedOrder("down-open"), "Accept", "text/plain")
+	lines := strings.Split(strings.TrimSpace(string(res.body)), "\n")
+	if res.code != http.StatusAccepted || len(lines) != 3 ||
+		!regexp.MustCompile(`^shipment @\d\d:\d\d -> unavailable \(circuit open\)$`).MatchString(lines[2]) {
+		t.Fatalf("open circuit answer: %d %q, want 202 and the seed's 'unavailable (circuit open)' line", res.code, res.body)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := sub.Pending(); n != 0 {
+		t.Fatalf("%d messages reached shipment.create while the circuit was open, want 0", n)
+	}
+	var b struct{ Circuits []struct{ Target, State string } }
+	if r := do(t, http.MethodGet, p.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil ||
+		len(b.Circuits) != 1 || b.Circuits[0].Target != "shipment" || b.Circuits[0].State != "open" {
+		t.Errorf("payment /breakers: %s", r.body)
+	}
+	if got := w.counts(); got != [3]int64{4, 4, 0} {
+		t.Errorf("orders, payments, shipments = %v, want 4 4 0", got)
+	}
+}
+
+// A shipment that hangs longer than the timeout: payment gives it only what order's deadline
+// leaves, so order answers within its own timeout, status pending, its circuit closed.
+func TestHangingShipmentDoesNotTimeOutOrder(t *testing.T) {
+	w := newWorld(t)
+	w.start(shipment.Service, testkit.Env{"INJECT_LATENCY": "5s"})
+	w.start(payment.Service, nil)
+	o := w.start(order.Service, nil)
+	timeout := o.Config.Breaker.Timeout
+
+	start := time.Now()
+	res := post(t, o, seedOrder("slow"))
+	took := time.Since(start)
+	v := res.view(t)
+	if res.code != http.StatusAccepted || hops(v) != "order:ok payment:ok shipment:timeout" {
+		t.Fatalf("got %d [%s] %q, want 202 with shipment timeout", res.code, hops(v), v.Reason)
+	}
+	// The semantic bound, not a speed claim: order waited for no more than its timeout and
+	// the store writes around it (generous for -race on 2 cores).
+	if took > timeout+400*time.Millisecond {
+		t.Errorf("order answered after %s, want within its %s timeout plus a margin", took, timeout)
+	}
+	if o.Requester.State() != "closed" || o.Requester.Breaker().Metrics().Failures() != 0 {
+		t.Errorf("order→payment %s with %d failures, want closed with none",
+			o.Requester.State(), o.Requester.Breaker().Metrics().Failures())
+	}
+	var d order.Detail
+	if r := do(t, http.MethodGet, o.URL()+"/orders/slow", ""); jsonUnmarshal(r.body, &d) != nil ||
+		d.Status != order.StatusPending || !strings.Contains(d.Reason, "shipment timeout") {
+		t.Errorf("stored order: %s", r.body)
+	}
+	// Shipment gave up when its deadline passed, before saving anything.
+	testkit.Eventually(t, time.Second, "shipment stays unsaved", func() bool {
+		return w.count(shipment.Collection, nil) == 0
+	})
+}
+
+// JUMPS=2: payment is hop 2 and answers "Last" without calling shipment.
+func TestJumpsLimitStopsAtPayment(t *testing.T) {
+	w := newWorld(t)
+	o, _, _ := w.chain(testkit.Env{"JUMPS": "2"})
+	res := post(t, o, seedOrder("j"), "Accept", "text/plain")
+	want := regexp.MustCompile(`^This is order @\d\d:\d\d -> Next\nThis is payment @\d\d:\d\d -> Last\n$`)
+	if res.code != http.StatusCreated || !want.Match(res.body) {
+		t.Fatalf("got %d %q, want 201 and payment's Last", res.code, res.body)
+	}
+	if v := do(t, http.MethodGet, o.URL()+"/orders/j", "").view(t); hops(v) != "order:ok payment:last" {
+		t.Errorf("stored hops [%s]", hops(v))
+	}
+	if got := w.counts(); got != [3]int64{1, 1, 0} {
+		t.Errorf("orders, payments, shipments = %v, want 1 1 0", got)
+	}
+}
+
+// A flaky shipment (INJECT_ERR) opens payment's circuit; after BREAKER_DELAY a successful trial
+// against a healthy shipment closes it again.
+func TestFlakyShipmentOpensThenRecovers(t *testing.T) {
+	w := newWorld(t)
+	flaky := w.start(shipment.Service, testkit.Env{"INJECT_ERR": "1", "INJECT_ERR_RATE": "1"})
+	env := testkit.Env{"BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "300ms"}
+	p := w.start(payment.Service, env)
+	o := w.start(order.Service, env)
+
+	for i := range 3 {
+		v := post(t, o, seedOrder("f"+string(rune('a'+i)))).view(t)
+		if hops(v) != "order:ok payment:ok shipment:unavailable" || !strings.Contains(v.Reason, "502 injected error") {
+			t.Fatalf("flaky order %d: [%s] %q", i, hops(v), v.Reason)
+		}
+	}
+	if p.Requester.State() != "open" {
+		t.Fatalf("payment→shipment %s after three injected errors, want open", p.Requester.State())
+	}
+
+	flaky.Stop()
+	w.start(shipment.Service, nil)
+	testkit.Eventually(t, 2*time.Second, "the open delay to pass", func() bool {
+		return p.Requester.Breaker().RemainingDelay() == 0
+	})
+	res := post(t, o, seedOrder("after"))
+	if res.code != http.StatusCreated || p.Requester.State() != "closed" {
+		t.Fatalf("trial after the delay: %d %s, circuit %s; want 201 and closed", res.code, res.body, p.Requester.State())
+	}
+}
+
+// Bad input gets a clear 4xx that names the problem, and changes nothing: no document, no
+// failure on any circuit.
+func TestBadInputChangesNothing(t *testing.T) {
+	w := newWorld(t)
+	o, p, _ := w.chain(nil)
+	huge := `{"id":"h","items":["` + strings.Repeat("x", 1<<20) + `"],"payment":{}}`
+	rows := []struct {
+		name, body, contentType string
+		want                    int
+		field                   string
+	}{
+		{"malformed JSON", `{"id":`, "", 400, ""},
+		{"not an object", `[1,2]`, "", 400, ""},
+		{"trailing garbage", seedOrder("t") + `{}`, "", 400, ""},
+		{"empty body", ``, "application/json", 400, ""},
+		{"not UTF-8", "{\"id\":\"\xff\"}", "", 400, ""},
+		{"wrong type", strings.Replace(seedOrder("w"), `"amount":0`, `"amount":"0"`, 1), "", 422, "payment.amount"},
+		{"missing payment", `{"id":"m","items":[]}`, "", 422, "payment"},
+		{"missing shipment id", strings.Replace(seedOrder("s"), `"id":"s","directions"`, `"directions"`, 1), "", 422, "payment.shipment.id"},
+		{"negative amount", strings.Replace(seedOrder("n"), `"amount":0`, `"amount":-1`, 1), "", 422, "payment.amount"},
+		{"bad id", seedOrder("a b"), "", 422, "id"},
+		{"unknown field", strings.Replace(seedOrder("u"), `"items"`, `"itmes":1,"items"`, 1), "", 422, "itmes"},
+		{"not JSON", seedOrder("x"), "text/plain", 415, ""},
+		{"too large", huge, "", 413, ""},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			hdr := []string{}
+			if row.contentType != "" {
+				hdr = []string{"Content-Type", row.contentType}
+			}
+			res := post(t, o, row.body, hdr...)
+			e := res.errorBody(t)
+			if res.code != row.want || e.Field != row.field {
+				t.Errorf("got %d field %q (%s), want %d field %q", res.code, e.Field, e.Error, row.want, row.field)
+			}
+		})
+	}
+	if got := w.counts(); got != [3]int64{0, 0, 0} {
+		t.Errorf("documents after bad input: %v, want none", got)
+	}
+	if o.Requester.Breaker().Metrics().Executions() != 0 || p.Requester.Breaker().Metrics().Executions() != 0 {
+		t.Error("bad input reached a circuit")
+	}
+}
+
+// Garbage sent straight to payment.create is refused with a 4xx service error, saves nothing
+// and never counts against a circuit.
+func TestGarbageOnNATSIsRefused(t *testing.T) {
+	w := newWorld(t)
+	w.chain(nil)
+	nc := w.conn()
+	r := messaging.NewRequester(nc, messaging.Route{From: "test", To: "payment", Subject: app_subject("payment")},
+		messaging.BreakerSettings{Timeout: time.Second, FailureRate: 50, MinCalls: 2, Window: time.Minute, Delay: time.Minute},
+		testkit.Logger(t))
+	for _, garbage := range []string{`not json`, `{}`, `{"id":"p","amount":-5,"shipment":{"id":"s","directions":"x"}}`, `[]`} {
+		reply := r.Request(context.Background(), []byte(garbage))
+		if reply.Outcome != messaging.OutcomeRefused || !regexp.MustCompile(`^4\d\d `).MatchString(reply.Reason) {
+			t.Errorf("%q: %s %q, want refused with a 4xx", garbage, reply.Outcome, reply.Reason)
+		}
+	}
+	if r.State() != "closed" || r.Breaker().Metrics().Failures() != 0 {
+		t.Errorf("circuit %s with %d failures after garbage, want closed with none", r.State(), r.Breaker().Metrics().Failures())
+	}
+	if got := w.counts(); got != [3]int64{0, 0, 0} {
+		t.Errorf("documents after garbage: %v, want none", got)
+	}
+}

@@ -1,0 +1,139 @@
+package chaintest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// world is a nats-server and a fresh database for one test.
+type world struct {
+	t       *testing.T
+	natsURL string
+	uri, db string
+	client  *mongo.Client
+}
+
+func newWorld(t *testing.T) *world {
+	uri, db := testkit.Database(t)
+	return &world{t: t, natsURL: testkit.NATS(t).URL(), uri: uri, db: db, client: testkit.Client(t, uri)}
+}
+
+func (w *world) start(svc app.Service, env testkit.Env) *testkit.Service {
+	return testkit.Start(w.t, svc, w.natsURL, w.uri, w.db, env)
+}
+
+// chain starts shipment, payment and order with env and returns order.
+func (w *world) chain(env testkit.Env) (o, p, s *testkit.Service) {
+	s = w.start(shipment.Service, env)
+	p = w.start(payment.Service, env)
+	o = w.start(order.Service, env)
+	return o, p, s
+}
+
+func (w *world) count(coll string, filter bson.D) int64 {
+	return testkit.Count(w.t, w.client, w.db, coll, filter)
+}
+
+// counts returns the number of orders, payments and shipments.
+func (w *world) counts() [3]int64 {
+	return [3]int64{w.count(order.Collection, nil), w.count(payment.Collection, nil), w.count(shipment.Collection, nil)}
+}
+
+func (w *world) conn() *nats.Conn {
+	nc, err := nats.Connect(w.natsURL)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(nc.Close)
+	return nc
+}
+
+// seedOrder is the seed's tests.http body with id as every id.
+func seedOrder(id string) string {
+	return strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":0,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`, "ID", id)
+}
+
+type response struct {
+	code   int
+	body   []byte
+	header http.Header
+}
+
+func (r response) view(t *testing.T) order.View {
+	t.Helper()
+	var v order.View
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	return v
+}
+
+func (r response) errorBody(t *testing.T) app.ErrorBody {
+	t.Helper()
+	var e app.ErrorBody
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == "" {
+		t.Fatalf("want a JSON error, got %d %q (%v)", r.code, r.body, err)
+	}
+	return e
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func do(t *testing.T, method, url, body string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{code: res.StatusCode, body: b, header: res.Header}
+}
+
+func post(t *testing.T, o *testkit.Service, body string, header ...string) response {
+	t.Helper()
+	return do(t, http.MethodPost, o.URL()+"/create", body, header...)
+}
+
+// hops lists the services and outcomes of a reply chain, "order:ok payment:ok shipment:ok".
+func hops(v order.View) string {
+	var parts []string
+	for h := v.Reply; h != nil; h = h.Next {
+		parts = append(parts, h.Service+":"+string(h.Outcome))
+	}
+	return strings.Join(parts, " ")
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func app_subject(name string) string { return app.Subject(name) }

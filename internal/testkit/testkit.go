@@ -1,0 +1,204 @@
+// Package testkit starts real servers for tests: an embedded nats-server per test on a random
+// port, and one embedded FerretDB per test binary (ferretdb.New must not run in parallel under
+// -race) with a fresh database per test, dropped when the test ends. Nothing here mocks NATS or
+// MongoDB.
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/store"
+)
+
+var shared struct {
+	once  sync.Once
+	store *embedded.Store
+	dir   string
+	err   error
+	dbs   atomic.Int64
+}
+
+// Main runs the tests of a package and stops the shared store afterwards. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared.store != nil {
+		shared.store.Stop()
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// StoreURL returns the address of the binary's embedded store, starting it on first use.
+func StoreURL(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "breakerchain-store-")
+		if shared.err == nil {
+			shared.store, shared.err = embedded.StartStore("127.0.0.1:0", shared.dir, nil)
+		}
+	})
+	if shared.err != nil {
+		t.Fatalf("embedded store: %v", shared.err)
+	}
+	return shared.store.URI()
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+
+// Database returns the store's address and the name of a fresh database for this test; it is
+// dropped when the test ends.
+func Database(t testing.TB) (uri, name string) {
+	t.Helper()
+	uri = StoreURL(t)
+	name = fmt.Sprintf("t%d_%s", shared.dbs.Add(1), unsafeName.ReplaceAllString(t.Name(), "_"))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	t.Cleanup(func() {
+		c := Client(t, uri)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Database(name).Drop(ctx)
+	})
+	return uri, name
+}
+
+// Client returns a client of the store at uri, disconnected when the test ends.
+func Client(t testing.TB, uri string) *mongo.Client {
+	t.Helper()
+	c, err := store.Connect(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// NATS starts a nats-server on a random port for this test.
+func NATS(t testing.TB) *embedded.NATS {
+	t.Helper()
+	ns, err := embedded.StartNATS("127.0.0.1", -1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
+// Logger returns a logger that writes to the test's output (shown with -v or on failure) and
+// goes quiet once the test has ended, so late goroutines cannot write to a finished test.
+func Logger(t testing.TB) *slog.Logger {
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+func (w *testWriter) close() { w.mu.Lock(); w.closed = true; w.mu.Unlock() }
+
+// Env is an environment for config.Load.
+type Env map[string]string
+
+// Lookup is Env as a config.Lookup.
+func (e Env) Lookup(name string) (string, bool) { v, ok := e[name]; return v, ok }
+
+// Service is a service started by Start.
+type Service struct {
+	*app.Running
+	Config config.Service
+	stop   func()
+}
+
+// Stop stops the service now (it is stopped when the test ends otherwise).
+func (s *Service) Stop() { s.stop() }
+
+// URL is the service's HTTP base URL.
+func (s *Service) URL() string { return "http://" + s.Addr }
+
+// Start starts svc with the configuration env gives it (unprefixed or prefixed names), listening
+// on 127.0.0.1 on a free port, and stops it when the test ends.
+func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env) *Service {
+	t.Helper()
+	full := Env{"NATS_URL": natsURL, "MONGO_URL": mongoURL, "MONGO_DB": db, "PORT": "0"}
+	for k, v := range env {
+		full[k] = v
+	}
+	cfg, err := config.Load(svc.Name, "127.0.0.1", 0, full.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := app.Start(t.Context(), svc, cfg, Logger(t).With("service", cfg.ID))
+	if err != nil {
+		t.Fatalf("start %s: %v", svc.Name, err)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Stop(ctx); err != nil {
+			t.Errorf("stop %s: %v", svc.Name, err)
+		}
+	}
+	t.Cleanup(stop)
+	return &Service{Running: r, Config: cfg, stop: stop}
+}
+
+// Count counts the documents of collection coll in db that match filter (nil: all).
+func Count(t testing.TB, c *mongo.Client, db, coll string, filter bson.D) int64 {
+	t.Helper()
+	if filter == nil {
+		filter = bson.D{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := c.Database(db).Collection(coll).CountDocuments(ctx, filter)
+	if err != nil {
+		t.Fatalf("count %s: %v", coll, err)
+	}
+	return n
+}
+
+// Eventually polls cond every few milliseconds until it holds or d passes.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

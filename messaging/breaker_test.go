@@ -1,0 +1,369 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// mode is how the test's target answers.
+type mode int32
+
+const (
+	answerOK      mode = iota // a well-formed reply
+	answer500                 // a 5xx service error
+	answer422                 // a 4xx service error: the request was bad
+	answerHang                // no answer until the caller gave up
+	answerGarbage             // a reply that is not an envelope
+)
+
+// target is a real responder on a real nats-server whose behaviour the test controls and which
+// counts the requests that reached it.
+type target struct {
+	mode     atomic.Int32
+	received atomic.Int64
+	deadline chan time.Duration // how long each request's handler was given
+}
+
+func newTarget(t *testing.T, nc *nats.Conn, subject string) *target {
+	t.Helper()
+	tg := &target{deadline: make(chan time.Duration, 100)}
+	r, err := messaging.Serve(nc, messaging.Endpoint{
+		Service: "target", Version: "1.0.0", Subject: subject,
+	}, func(ctx context.Context, _ []byte) (messaging.Reply, error) {
+		tg.received.Add(1)
+		if dl, ok := ctx.Deadline(); ok {
+			tg.deadline <- time.Until(dl)
+		}
+		switch mode(tg.mode.Load()) {
+		case answer500:
+			return messaging.Reply{}, messaging.Errorf(502, "injected error")
+		case answer422:
+			return messaging.Reply{}, messaging.Errorf(422, "amount: must be a number ≥ 0")
+		case answerHang:
+			<-ctx.Done()
+			return messaging.Reply{}, ctx.Err()
+		case answerGarbage:
+			return messaging.Reply{Service: "target"}, nil // no outcome: not an envelope
+		}
+		return messaging.Handled("target", time.Now(), false, nil), nil
+	}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	return tg
+}
+
+// recorder keeps the breaker events a requester emits.
+type recorder struct {
+	mu     sync.Mutex
+	events []messaging.Event
+}
+
+func (r *recorder) observe(e messaging.BreakerEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e.Event)
+}
+
+func (r *recorder) saw(ev messaging.Event) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.events, ev)
+}
+
+func connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(testkit.NATS(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Short windows and delays so the seed's timers run in milliseconds.
+var quick = messaging.BreakerSettings{
+	Timeout: 100 * time.Millisecond, FailureRate: 50, MinCalls: 4,
+	Window: 400 * time.Millisecond, Delay: 200 * time.Millisecond,
+}
+
+// call sends n requests with the target in mode m and returns the last reply.
+func call(r *messaging.Requester, tg *target, m mode, n int) messaging.Reply {
+	tg.mode.Store(int32(m))
+	var reply messaging.Reply
+	for range n {
+		reply = r.Request(context.Background(), []byte(`{}`))
+	}
+	return reply
+}
+
+// TestSeedBreakerCases walks the seed's eight cases (seed/breaker-cases.png) against a real
+// responder: each row brings a fresh breaker to its starting state (Given), makes one call
+// (When) and checks the state, whether the call reached the target and the reply (Then).
+func TestSeedBreakerCases(t *testing.T) {
+	nc := connect(t)
+	open := func(r *messaging.Requester, tg *target) { call(r, tg, answer500, int(quick.MinCalls)) }
+	rows := []struct {
+		seed        string
+		given       func(r *messaging.Requester, tg *target)
+		when        mode
+		wantState   string
+		wantReached bool
+		wantOutcome messaging.Outcome
+		then        func(t *testing.T, r *messaging.Requester, ev *recorder)
+	}{{
+		seed:  "1 closed: a success changes nothing",
+		given: func(*messaging.Requester, *target) {},
+		when:  answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if m := r.Breaker().Metrics(); m.Successes() != 1 || m.Failures() != 0 {
+				t.Errorf("successes/failures = %d/%d, want 1/0", m.Successes(), m.Failures())
+			}
+		},
+	}, {
+		seed:  "2 closed: the first error is recorded in the window, the circuit stays closed",
+		given: func(*messaging.Requester, *target) {},
+		when:  answer500, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if f := r.Breaker().Metrics().Failures(); f != 1 {
+				t.Errorf("failures = %d, want 1", f)
+			}
+			if !ev.saw(messaging.EventFailure) || !ev.saw(messaging.EventFallback) {
+				t.Errorf("events %v, want failure and fallback", ev.events)
+			}
+		},
+	}, {
+		seed:  "3 successes after an error within the window: no change, rate below threshold",
+		given: func(r *messaging.Requester, tg *target) { call(r, tg, answer500, 1); call(r, tg, answerOK, 3) },
+		when:  answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if m := r.Breaker().Metrics(); m.Failures() != 1 || m.FailureRate() >= 0.5 {
+				t.Errorf("failures %d rate %.2f, want 1 failure below 50%%", m.Failures(), m.FailureRate())
+			}
+		},
+	}, {
+		seed: "4 after the window rolls over, old failures are forgotten",
+		given: func(r *messaging.Requester, tg *target) {
+			call(r, tg, answer500, 1)
+			time.Sleep(quick.Window + quick.Window/5) // the window's slices expire
+		},
+		when: answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if f := r.Breaker().Metrics().Failures(); f != 0 {
+				t.Errorf("failures = %d, want 0 after the window rolled over", f)
+			}
+		},
+	}, {
+		seed:  "5 error rate reached with the minimum calls: open",
+		given: func(r *messaging.Requester, tg *target) { call(r, tg, answerOK, 2); call(r, tg, answer500, 1) },
+		when:  answer500, wantState: "open", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if !ev.saw(messaging.EventOpen) {
+				t.Errorf("events %v, want open", ev.events)
+			}
+		},
+	}, {
+		seed:  "6 open: requests are rejected at once and never reach the target",
+		given: open,
+		when:  answerOK, wantState: "open", wantReached: false, wantOutcome: messaging.OutcomeRejected,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if !ev.saw(messaging.EventReject) {
+				t.Errorf("events %v, want reject", ev.events)
+			}
+		},
+	}, {
+		seed:  "7 after the delay a failing trial opens it again and restarts the delay",
+		given: func(r *messaging.Requester, tg *target) { open(r, tg); time.Sleep(quick.Delay) },
+		when:  answer500, wantState: "open", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if !ev.saw(messaging.EventHalfOpen) {
+				t.Errorf("events %v, want halfOpen before the trial", ev.events)
+			}
+			if d := r.Breaker().RemainingDelay(); d < quick.Delay/2 {
+				t.Errorf("remaining delay %s, want the delay restarted (~%s)", d, quick.Delay)
+			}
+		},
+	}, {
+		seed:  "8 after the delay a successful trial goes half-open, then closed",
+		given: func(r *messaging.Requester, tg *target) { open(r, tg); time.Sleep(quick.Delay) },
+		when:  answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
+			if !ev.saw(messaging.EventHalfOpen) || !ev.saw(messaging.EventClose) {
+				t.Errorf("events %v, want halfOpen then close", ev.events)
+			}
+		},
+	}}
+	for i, row := range rows {
+		t.Run(row.seed, func(t *testing.T) {
+			subject := "case" + string(rune('1'+i)) + ".create"
+			tg := newTarget(t, nc, subject)
+			ev := &recorder{}
+			r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: subject},
+				quick, testkit.Logger(t), messaging.WithObserver(ev.observe))
+			row.given(r, tg) // Given
+			before := tg.received.Load()
+
+			reply := call(r, tg, row.when, 1) // When
+
+			if got := r.State(); got != row.wantState { // Then
+				t.Errorf("state %q, want %q", got, row.wantState)
+			}
+			if reached := tg.received.Load() > before; reached != row.wantReached {
+				t.Errorf("reached the target: %v, want %v", reached, row.wantReached)
+			}
+			if reply.Outcome != row.wantOutcome || reply.Service != "target" || reply.Line == "" {
+				t.Errorf("reply %+v, want outcome %q from target with a line", reply, row.wantOutcome)
+			}
+			row.then(t, r, ev)
+		})
+	}
+}
+
+// TestWhatCountsAsFailure: timeouts, no responders, 5xx and lying replies count against the
+// circuit; a 4xx (bad input) and the caller's own cancellation never do.
+func TestWhatCountsAsFailure(t *testing.T) {
+	nc := connect(t)
+	rows := []struct {
+		name        string
+		mode        mode
+		noResponder bool
+		cancel      bool
+		wantOutcome messaging.Outcome
+		wantFailure bool
+	}{
+		{name: "success", mode: answerOK, wantOutcome: messaging.OutcomeOK},
+		{name: "5xx reply", mode: answer500, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
+		{name: "timeout", mode: answerHang, wantOutcome: messaging.OutcomeTimeout, wantFailure: true},
+		{name: "reply that is not an envelope", mode: answerGarbage, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
+		{name: "no responders", noResponder: true, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
+		{name: "4xx reply", mode: answer422, wantOutcome: messaging.OutcomeRefused},
+		{name: "caller cancels", mode: answerHang, cancel: true, wantOutcome: messaging.OutcomeUnavailable},
+	}
+	for i, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			subject := "kind" + string(rune('a'+i)) + ".create"
+			tg := &target{}
+			if !row.noResponder {
+				tg = newTarget(t, nc, subject)
+			}
+			tg.mode.Store(int32(row.mode))
+			r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: subject},
+				quick, testkit.Logger(t))
+			ctx := context.Background()
+			if row.cancel {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				time.AfterFunc(20*time.Millisecond, cancel)
+			}
+			reply := r.Request(ctx, []byte(`{}`))
+			if reply.Outcome != row.wantOutcome {
+				t.Errorf("outcome %q (%s), want %q", reply.Outcome, reply.Reason, row.wantOutcome)
+			}
+			if failed := r.Breaker().Metrics().Failures() == 1; failed != row.wantFailure {
+				t.Errorf("counted as failure: %v, want %v", failed, row.wantFailure)
+			}
+		})
+	}
+}
+
+// TestGarbageNeverOpensTheCircuit: a burst of requests the target refuses as bad input leaves
+// the circuit closed.
+func TestGarbageNeverOpensTheCircuit(t *testing.T) {
+	nc := connect(t)
+	tg := newTarget(t, nc, "bad.create")
+	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "bad.create"},
+		quick, testkit.Logger(t))
+	reply := call(r, tg, answer422, 3*int(quick.MinCalls))
+	if r.State() != "closed" || reply.Outcome != messaging.OutcomeRefused {
+		t.Fatalf("state %s, outcome %s; want closed and refused", r.State(), reply.Outcome)
+	}
+	if got := tg.received.Load(); got != 3*int64(quick.MinCalls) {
+		t.Fatalf("target received %d, want every request", got)
+	}
+}
+
+// TestDeadlinePropagates: the target is given only the time its caller will still wait, minus a
+// margin, and a caller with no time left does not call at all.
+func TestDeadlinePropagates(t *testing.T) {
+	nc := connect(t)
+	tg := newTarget(t, nc, "dl.create")
+	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "dl.create"},
+		quick, testkit.Logger(t))
+
+	call(r, tg, answerOK, 1)
+	if got := <-tg.deadline; got <= 0 || got > quick.Timeout {
+		t.Errorf("without a caller deadline the target got %s, want (0, %s]", got, quick.Timeout)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Millisecond)
+	defer cancel()
+	if reply := r.Request(ctx, []byte(`{}`)); reply.Outcome != messaging.OutcomeOK {
+		t.Fatalf("outcome %s", reply.Outcome)
+	}
+	if got := <-tg.deadline; got <= 0 || got >= 60*time.Millisecond {
+		t.Errorf("with 60ms left the target got %s, want less than the caller's 60ms", got)
+	}
+
+	before := tg.received.Load()
+	spent, cancel2 := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel2()
+	time.Sleep(2 * time.Millisecond)
+	reply := r.Request(spent, []byte(`{}`))
+	if reply.Outcome != messaging.OutcomeTimeout || tg.received.Load() != before {
+		t.Errorf("with no time left: outcome %s, target reached %v; want timeout, not reached",
+			reply.Outcome, tg.received.Load() != before)
+	}
+	if f := r.Breaker().Metrics().Failures(); f != 0 {
+		t.Errorf("a call never made counted as %d failures", f)
+	}
+}
+
+// TestEventsOnTheBus: a circuit's transitions are published on breaker.<service>.<target>.
+func TestEventsOnTheBus(t *testing.T) {
+	nc := connect(t)
+	sub, err := nc.SubscribeSync(messaging.BreakerSubject("caller", "target"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newTarget(t, nc, "ev.create")
+	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "ev.create"},
+		quick, testkit.Logger(t))
+	r.Breaker().Open()
+	call(r, tg, answerOK, 1)
+	var seen []messaging.Event
+	for {
+		m, err := sub.NextMsg(time.Second)
+		if errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e messaging.BreakerEvent
+		if err := jsonUnmarshal(m.Data, &e); err != nil {
+			t.Fatalf("event %q: %v", m.Data, err)
+		}
+		if e.Service != "caller" || e.Target != "target" {
+			t.Errorf("event names %s→%s", e.Service, e.Target)
+		}
+		seen = append(seen, e.Event)
+		if e.Event == messaging.EventFallback {
+			break
+		}
+	}
+	want := []messaging.Event{messaging.EventOpen, messaging.EventReject, messaging.EventFallback}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("events on the bus %v, want %v", seen, want)
+	}
+}
