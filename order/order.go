@@ -5,6 +5,7 @@ package order
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/wire"
@@ -15,9 +16,23 @@ import (
 // Order is the body of POST /create, the seed's shape.
 type Order struct {
 	ID      string           `json:"id"`
-	Date    *time.Time       `json:"date,omitempty"`
+	Date    *Date            `json:"date,omitempty"`
 	Items   []any            `json:"items"`
 	Payment *payment.Payment `json:"payment"`
+}
+
+// Date is the seed's optional order date, an RFC 3339 time.
+type Date struct{ time.Time }
+
+// UnmarshalJSON reads an RFC 3339 string, naming the field when it is not one.
+func (d *Date) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		if d.Time, err = time.Parse(time.RFC3339, s); err == nil {
+			return nil
+		}
+	}
+	return wire.Invalid("date", "must be an RFC 3339 time, like 2023-01-18T20:23:47Z")
 }
 
 // MaxItems is the most items an order may have.
@@ -96,8 +111,12 @@ const reasonInProgress = "in progress: payment has not answered yet"
 func newRecord(ctx context.Context, o Order) *record {
 	now := time.Now().UTC()
 	p := o.Payment
+	var date *time.Time
+	if o.Date != nil {
+		date = &o.Date.Time
+	}
 	return &record{
-		ID: o.ID, Date: o.Date, Items: o.Items,
+		ID: o.ID, Date: date, Items: o.Items,
 		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},
 		Status:  StatusPending, Reason: reasonInProgress, Print: wire.Fingerprint(o),
 		RequestID: messaging.CallFrom(ctx).RequestID, CreatedAt: now, UpdatedAt: now,

@@ -129,7 +129,9 @@ func TestShipmentDownOpensOnlyPaymentsCircuit(t *testing.T) {
 	if n, _, _ := sub.Pending(); n != 0 {
 		t.Fatalf("%d messages reached shipment.create while the circuit was open, want 0", n)
 	}
-	var b struct{ Circuits []struct{ Target, State string } }
+	var b struct {
+		Circuits []struct{ Target, State string }
+	}
 	if r := do(t, http.MethodGet, p.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil ||
 		len(b.Circuits) != 1 || b.Circuits[0].Target != "shipment" || b.Circuits[0].State != "open" {
 		t.Errorf("payment /breakers: %s", r.body)
@@ -243,6 +245,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"missing shipment id", strings.Replace(seedOrder("s"), `"id":"s","directions"`, `"directions"`, 1), "", 422, "payment.shipment.id"},
 		{"negative amount", strings.Replace(seedOrder("n"), `"amount":0`, `"amount":-1`, 1), "", 422, "payment.amount"},
 		{"bad id", seedOrder("a b"), "", 422, "id"},
+		{"bad date", strings.Replace(seedOrder("d"), `"items"`, `"date":"yesterday","items"`, 1), "", 422, "date"},
 		{"unknown field", strings.Replace(seedOrder("u"), `"items"`, `"itmes":1,"items"`, 1), "", 422, "itmes"},
 		{"not JSON", seedOrder("x"), "text/plain", 415, ""},
 		{"too large", huge, "", 413, ""},

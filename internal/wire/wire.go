@@ -57,7 +57,10 @@ func Decode(data []byte, v any) error {
 func decodeError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var own *messaging.ServiceError
 	switch {
+	case errors.As(err, &own):
+		return own // from a field's own UnmarshalJSON
 	case errors.Is(err, io.EOF):
 		return Malformed("body is empty")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -73,10 +76,6 @@ func decodeError(err error) error {
 	}
 	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
 		return Invalid(m[1], "unknown field")
-	}
-	var ve *messaging.ServiceError
-	if errors.As(err, &ve) {
-		return ve // from a field's own UnmarshalJSON
 	}
 	return Malformed("malformed JSON: %s", err.Error())
 }

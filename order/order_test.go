@@ -1,0 +1,86 @@
+package order
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+const seed = `{"id":"1","items":[],"payment":{"amount":0,"id":"1","shipment":{"id":"1","directions":"home"}}}`
+
+// Decode is the one validator for an order and everything it nests; each bad body names its field.
+func TestDecode(t *testing.T) {
+	rows := []struct {
+		name, body string
+		code       int
+		field      string
+	}{
+		{"seed", seed, 0, ""},
+		{"with a date and items", strings.Replace(seed, `"items":[]`, `"date":"2023-01-18T20:23:47Z","items":[{"sku":"a","n":2}]`, 1), 0, ""},
+		{"bad date", strings.Replace(seed, `"items"`, `"date":"2023-13-45","items"`, 1), 422, "date"},
+		{"missing items", strings.Replace(seed, `"items":[],`, ``, 1), 422, "items"},
+		{"too many items", strings.Replace(seed, `"items":[]`, `"items":[`+strings.Repeat(`1,`, MaxItems)+`1]`, 1), 422, "items"},
+		{"missing amount", strings.Replace(seed, `"amount":0,`, ``, 1), 422, "payment.amount"},
+		{"amount too big for a float", strings.Replace(seed, `"amount":0`, `"amount":1e999`, 1), 422, "payment.amount"},
+		{"amount as string", strings.Replace(seed, `"amount":0`, `"amount":"0"`, 1), 422, "payment.amount"},
+		{"missing shipment", `{"id":"1","items":[],"payment":{"amount":0,"id":"1"}}`, 422, "payment.shipment"},
+		{"blank directions", strings.Replace(seed, `"home"`, `"  "`, 1), 422, "payment.shipment.directions"},
+		{"id too long", strings.Replace(seed, `"id":"1","items"`, `"id":"`+strings.Repeat("a", 65)+`","items"`, 1), 422, "id"},
+		{"id with a slash", strings.Replace(seed, `"id":"1","items"`, `"id":"a/b","items"`, 1), 422, "id"},
+		{"null", `null`, 422, "id"},
+		{"two values", seed + seed, 400, ""},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			o, err := Decode([]byte(row.body))
+			if row.code == 0 {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				if o.ID != "1" || o.Payment.Shipment.Directions != "home" {
+					t.Fatalf("decoded %+v", o)
+				}
+				return
+			}
+			var se *messaging.ServiceError
+			if !errors.As(err, &se) || se.Code != row.code || se.Field != row.field {
+				t.Fatalf("got %v (field %q), want %d on field %q", err, fieldOf(se), row.code, row.field)
+			}
+		})
+	}
+}
+
+func fieldOf(se *messaging.ServiceError) string {
+	if se == nil {
+		return ""
+	}
+	return se.Field
+}
+
+// A chain's reply decides the order's status: completed only when every hop did its work.
+func TestVerdict(t *testing.T) {
+	now := time.Now()
+	ship := messaging.Handled("shipment", now, false, nil)
+	pay := messaging.Handled("payment", now, false, &ship)
+	ok := messaging.Handled("order", now, false, &pay)
+	if s, r := verdict(&ok); s != StatusCompleted || r != "" {
+		t.Errorf("all ok: %s %q", s, r)
+	}
+	last := messaging.Handled("payment", now, true, nil)
+	jumped := messaging.Handled("order", now, false, &last)
+	if s, _ := verdict(&jumped); s != StatusCompleted {
+		t.Errorf("stopped by JUMPS: %s, want completed", s)
+	}
+	down := messaging.Failed("shipment", now, messaging.OutcomeRejected, "circuit open")
+	pay2 := messaging.Handled("payment", now, false, &down)
+	pending := messaging.Handled("order", now, false, &pay2)
+	if s, r := verdict(&pending); s != StatusPending || r != "shipment rejected: circuit open" {
+		t.Errorf("shipment rejected: %s %q", s, r)
+	}
+	if got := toHops(&pending).reply(); got.Text() != pending.Text() {
+		t.Errorf("stored hops do not round-trip:\n%s\n%s", got.Text(), pending.Text())
+	}
+}
