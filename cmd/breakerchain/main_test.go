@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +133,39 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "level=ERROR") {
 		t.Errorf("errors logged:\n%s", stderr.String())
+	}
+}
+
+// SIGTERM stops the all-in-one cleanly: exit status 0, every service logged as stopped, upstream
+// first.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "DATA_DIR="+t.TempDir(),
+		"NATS_PORT=0", "MONGO_PORT=0", "PORT=0")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the banner", func() bool { return strings.Contains(stdout.String(), "Try it") })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still running 20s after SIGTERM\n%s", stderr.String())
+	}
+	logs := stderr.String()
+	order, payment, shipment := strings.Index(logs, "msg=stopped service=order"),
+		strings.Index(logs, "msg=stopped service=payment"), strings.Index(logs, "msg=stopped service=shipment")
+	if order < 0 || payment < order || shipment < payment {
+		t.Errorf("want order, payment, shipment stopped in that order:\n%s", logs)
 	}
 }

@@ -80,6 +80,11 @@ func TestSeedOrderCompletes(t *testing.T) {
 	if hello := do(t, http.MethodGet, o.URL()+"/", ""); string(hello.body) != "hello from order\n" {
 		t.Errorf("GET /: %q", hello.body)
 	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if r := do(t, http.MethodGet, o.URL()+path, ""); r.code != http.StatusOK || !strings.Contains(string(r.body), `"ok"`) {
+			t.Errorf("GET %s: %d %s", path, r.code, r.body)
+		}
+	}
 }
 
 // Shipment has no responder: payment's shipment circuit opens, order's payment circuit stays

@@ -1,0 +1,84 @@
+package messaging_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// gate is a handler that holds every request until release, tracking how many it holds at once.
+type gate struct {
+	inFlight, most atomic.Int64
+	release        chan struct{}
+}
+
+func (g *gate) handle(ctx context.Context, _ []byte) (messaging.Reply, error) {
+	n := g.inFlight.Add(1)
+	defer g.inFlight.Add(-1)
+	for {
+		m := g.most.Load()
+		if n <= m || g.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	return messaging.Handled("gate", time.Now(), false, nil), nil
+}
+
+// A micro endpoint runs its handler one request at a time; the Responder hands each request to
+// its own goroutine, up to MaxConcurrent at once and never more.
+func TestResponderIsConcurrentAndBounded(t *testing.T) {
+	for _, row := range []struct {
+		name          string
+		maxConcurrent uint
+		requests      int
+	}{
+		{name: "all at once under the bound", maxConcurrent: 8, requests: 8},
+		{name: "twice the bound", maxConcurrent: 3, requests: 6},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			nc := connect(t)
+			g := &gate{release: make(chan struct{})}
+			r, err := messaging.Serve(nc, messaging.Endpoint{Service: "gate", Version: "1.0.0",
+				Subject: "gate.create", MaxConcurrent: row.maxConcurrent}, g.handle, testkit.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Stop(context.Background()) })
+
+			var wg sync.WaitGroup
+			replies := make(chan *nats.Msg, row.requests)
+			for range row.requests {
+				wg.Go(func() {
+					m, err := nc.Request("gate.create", []byte(`{}`), 10*time.Second)
+					if err == nil {
+						replies <- m
+					}
+				})
+			}
+			want := min(int64(row.maxConcurrent), int64(row.requests))
+			// Held in the handler at once: a serial endpoint would never get past one.
+			testkit.Eventually(t, 5*time.Second, "requests held at once", func() bool {
+				return g.inFlight.Load() == want
+			})
+			close(g.release)
+			wg.Wait()
+			if got := len(replies); got != row.requests {
+				t.Fatalf("%d of %d requests answered", got, row.requests)
+			}
+			if most := g.most.Load(); most > int64(row.maxConcurrent) {
+				t.Fatalf("%d handlers ran at once, bound %d", most, row.maxConcurrent)
+			}
+		})
+	}
+}
