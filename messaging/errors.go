@@ -29,6 +29,21 @@ func Errorf(code int, format string, args ...any) *ServiceError {
 	return &ServiceError{Code: code, Description: fmt.Sprintf(format, args...)}
 }
 
+// AsServiceError returns err as the ServiceError a client may see: itself when it is one, else
+// 500 "internal error" (the real text belongs in the log, never in an answer).
+func AsServiceError(err error) *ServiceError {
+	var se *ServiceError
+	if errors.As(err, &se) {
+		return se
+	}
+	return Errorf(500, internalError)
+}
+
+const internalError = "internal error"
+
+// errMalformedReply is a reply that is not an envelope: a target that lies.
+var errMalformedReply = errors.New("malformed reply")
+
 // ErrNoTimeLeft is returned, without calling, when the caller's deadline leaves no time for the
 // next hop.
 var ErrNoTimeLeft = errors.New("no time left before the caller's deadline")
@@ -56,6 +71,10 @@ func IsFailure(err error) bool {
 	case errors.As(err, &se):
 		return se.Code >= 500
 	case errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, nats.ErrBadHeaderMsg), errors.Is(err, nats.ErrInvalidMsg):
+		// The caller's own mistake: the target was never asked, so it is not to blame.
 		return false
 	default:
 		return true
@@ -85,7 +104,12 @@ func outcomeOf(err error) (Outcome, string) {
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrConnectionReconnecting):
 		return OutcomeUnavailable, "not connected to NATS"
+	case errors.Is(err, errMalformedReply):
+		return OutcomeUnavailable, "malformed reply"
+	case errors.Is(err, nats.ErrMaxPayload):
+		return OutcomeRefused, "request too large for NATS"
 	default:
-		return OutcomeUnavailable, err.Error()
+		// Fixed words: internal error text never reaches a reply (the requester logs it).
+		return OutcomeUnavailable, "request failed"
 	}
 }

@@ -55,8 +55,8 @@ type events struct {
 	observer func(BreakerEvent)
 }
 
-// emit logs and publishes ev. state is passed in because transition listeners run under the
-// breaker's lock, where asking the breaker for its state would deadlock.
+// emit logs and publishes ev. state is passed in: a transition's new state comes with its event,
+// and a listener should not call back into the breaker that is notifying it.
 func (e *events) emit(ctx context.Context, ev Event, state, reason string) {
 	be := BreakerEvent{
 		Service: e.service, Target: e.target, Event: ev, State: state,

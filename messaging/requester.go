@@ -100,6 +100,9 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 			r.events.emit(exec.Context(), EventReject, r.State(), "")
 		}
 		out, reason := outcomeOf(err)
+		if reason == "request failed" {
+			r.events.log.WarnContext(exec.Context(), "request failed", "target", r.route.To, "err", err)
+		}
 		if out == OutcomeTimeout {
 			reason = fmt.Sprintf("timeout after %s", exec.ElapsedTime().Round(time.Millisecond))
 		}
@@ -189,7 +192,7 @@ func (r *Requester) send(ctx context.Context, payload []byte, budget time.Durati
 	var reply Reply
 	if err := json.Unmarshal(resp.Data, &reply); err != nil || reply.Outcome == "" {
 		// A reply that is not an envelope is a target that lies: a failure like any other.
-		return nil, fmt.Errorf("%s sent a malformed reply", r.route.To)
+		return nil, errMalformedReply
 	}
 	return &reply, nil
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/nats-io/nats.go"
@@ -38,21 +37,22 @@ type Endpoint struct {
 // DefaultMaxConcurrent is the bound on concurrent requests when Endpoint.MaxConcurrent is 0.
 const DefaultMaxConcurrent = 64
 
-// noDeadlineWait is how long a request without a Timeout header may wait for a free slot.
-const noDeadlineWait = time.Second
-
 // Responder serves an Endpoint as a NATS micro service in a queue group named after the
 // service, so several instances share the load.
 type Responder struct {
-	nc       *nats.Conn
-	ep       Endpoint
-	handle   Handler
-	log      *slog.Logger
-	svc      micro.Service
-	slots    bulkhead.Bulkhead[any]
-	inFlight sync.WaitGroup
-	handled  atomic.Int64
-	failed   atomic.Int64
+	nc      *nats.Conn
+	ep      Endpoint
+	handle  Handler
+	log     *slog.Logger
+	svc     micro.Service
+	slots   bulkhead.Bulkhead[any]
+	handled atomic.Int64
+	failed  atomic.Int64
+
+	mu       sync.Mutex
+	stopping bool          // set by Stop: requests still drained are handled in line
+	active   int           // handlers running in their own goroutines
+	idle     chan struct{} // closed once stopping and active is 0
 }
 
 // Serve starts serving ep with h on nc.
@@ -60,11 +60,12 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 	if ep.MaxConcurrent == 0 {
 		ep.MaxConcurrent = DefaultMaxConcurrent
 	}
-	r := &Responder{nc: nc, ep: ep, handle: h, log: log, slots: bulkhead.New[any](ep.MaxConcurrent)}
+	r := &Responder{nc: nc, ep: ep, handle: h, log: log, slots: bulkhead.New[any](ep.MaxConcurrent),
+		idle: make(chan struct{})}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: ep.Service, Version: ep.Version, Description: ep.Description,
 		QueueGroup:   ep.Service,
-		StatsHandler: func(*micro.Endpoint) any { return r.stats() },
+		StatsHandler: func(*micro.Endpoint) any { return r.Stats() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
@@ -74,54 +75,84 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 		return nil, fmt.Errorf("micro endpoint %s: %w", ep.Subject, err)
 	}
 	r.svc = svc
+	if nc.IsConnected() {
+		// The server knows the subscription before Serve returns: no "no responders" for a
+		// caller that asks right after.
+		if err := nc.Flush(); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
+		}
+	}
 	return r, nil
 }
 
 // ResponderStats is the endpoint's own accounting, shown in `nats micro stats` data. micro's
 // num_errors stays 0 because handlers answer from their own goroutines.
 type ResponderStats struct {
-	Handled  int64 `json:"handled"`
-	Errors   int64 `json:"errors"`
-	InFlight uint  `json:"max_concurrent"`
-	Extra    any   `json:"extra,omitempty"`
+	Handled       int64 `json:"handled"`
+	Errors        int64 `json:"errors"`
+	MaxConcurrent uint  `json:"max_concurrent"`
+	Extra         any   `json:"extra,omitempty"`
 }
 
-func (r *Responder) stats() ResponderStats {
-	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), InFlight: r.ep.MaxConcurrent}
+// Stats returns the endpoint's accounting.
+func (r *Responder) Stats() ResponderStats {
+	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), MaxConcurrent: r.ep.MaxConcurrent}
 	if r.ep.Stats != nil {
 		s.Extra = r.ep.Stats()
 	}
 	return s
 }
 
-// dispatch runs on the subscription's goroutine: it takes a slot (waiting at most as long as the
-// caller does, so a full service slows its callers down instead of piling up work) and hands
-// the request to a goroutine of its own.
+// dispatch runs on the subscription's goroutine and hands each request to a goroutine of its
+// own, up to MaxConcurrent at once. When all slots are taken it answers 503 at once rather than
+// wait: a request queued behind a full service would start late with its full Timeout still in
+// hand, doing work its caller has already given up on. A caller counts the 503 as a failure,
+// which is what an overloaded service is.
 func (r *Responder) dispatch(req micro.Request) {
 	call, budget := readHeaders(nats.Header(req.Headers()))
 	if call.RequestID == "" {
 		call.RequestID = nuid.Next()
 	}
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	wait := noDeadlineWait
 	if budget > 0 {
 		ctx, cancel = context.WithTimeout(ctx, budget)
-		wait = budget
 	}
 	ctx = WithCall(ctx, call)
-	if err := r.slots.AcquirePermitWithMaxWait(ctx, wait); err != nil {
+	if !r.slots.TryAcquirePermit() {
 		cancel()
 		r.respond(ctx, req.Reply(), Reply{}, Errorf(503, "%s is busy", r.ep.Service))
 		return
 	}
-	r.inFlight.Add(1)
-	go func() {
-		defer r.inFlight.Done()
-		defer r.slots.ReleasePermit()
+	serve := func() {
 		defer cancel()
+		defer r.slots.ReleasePermit()
 		reply, err := r.handle(ctx, req.Data())
 		r.respond(ctx, req.Reply(), reply, err)
+	}
+	r.mu.Lock()
+	if r.stopping {
+		// Stop has begun: what the drain still delivers is handled in line, so the
+		// connection's drain waits for it before closing.
+		r.mu.Unlock()
+		serve()
+		return
+	}
+	r.active++
+	r.mu.Unlock()
+	go func() {
+		defer r.done()
+		serve()
 	}()
+}
+
+func (r *Responder) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active--
+	if r.stopping && r.active == 0 {
+		close(r.idle)
+	}
 }
 
 // respond publishes the reply or the service error. It does not use micro's Respond/Error: those
@@ -131,16 +162,15 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 	msg := nats.NewMsg(subject)
 	if err != nil {
 		r.failed.Add(1)
-		var se *ServiceError
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The caller has stopped waiting: its own timer reports the timeout, and an
 			// answer racing that timer would only blur what happened.
 			r.log.DebugContext(ctx, "deadline passed, no answer", "request_id", CallFrom(ctx).RequestID)
 			return
 		}
-		if !errors.As(err, &se) {
+		se := AsServiceError(err)
+		if se.Description == internalError {
 			r.log.ErrorContext(ctx, "request failed", "err", err, "request_id", CallFrom(ctx).RequestID)
-			se = Errorf(500, "internal error")
 		}
 		msg.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(se.Code))
 		msg.Header.Set(micro.ErrorHeader, se.Description)
@@ -156,14 +186,21 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 	}
 }
 
-// Stop stops taking requests (micro drains the subscription) and waits, until ctx ends, for
-// the ones in flight to be answered.
+// Stop stops taking requests and waits, until ctx ends, for the handlers running in their own
+// goroutines. micro drains the subscription: requests it still delivers are handled in line, and
+// the connection's Drain (which must come after Stop) waits for those.
 func (r *Responder) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.stopping {
+		r.stopping = true
+		if r.active == 0 {
+			close(r.idle)
+		}
+	}
+	r.mu.Unlock()
 	err := r.svc.Stop()
-	done := make(chan struct{})
-	go func() { r.inFlight.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-r.idle:
 		return err
 	case <-ctx.Done():
 		return errors.Join(err, fmt.Errorf("%s: requests still in flight: %w", r.ep.Service, ctx.Err()))

@@ -30,15 +30,18 @@ var Service = app.Service{
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
 	Build: func(d app.Deps) (app.Parts, error) {
-		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection), log: d.Log}
+		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection), log: d.Log,
+			// A chain takes at most the payment timeout and two store writes.
+			stallAfter: d.Config.Breaker.Timeout + 2*store.OpTimeout}
 		return app.Parts{Routes: a.routes}, nil
 	},
 }
 
 type api struct {
-	hop    *chain.Hop
-	orders *store.Collection[record]
-	log    *slog.Logger
+	hop        *chain.Hop
+	orders     *store.Collection[record]
+	log        *slog.Logger
+	stallAfter time.Duration
 }
 
 func (a *api) routes(r chi.Router) {
@@ -101,57 +104,56 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	if err := a.hop.Delay(ctx); err != nil {
 		return // the client left during the injected latency; nothing was saved
 	}
+	// From here the client hanging up changes nothing: once the order may be saved, the chain
+	// runs to its end and its outcome is recorded, so the stored status tells the truth.
+	ctx = context.WithoutCancel(ctx)
 	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
 	if err != nil {
 		a.fail(w, req, err)
 		return
 	}
-	if !created {
+	if !created && !stalled(rec, a.stallAfter) {
 		a.answer(w, req, http.StatusOK, summary(rec))
 		return
 	}
-	// From here the order exists: finish the chain and record its outcome even if the client
-	// hangs up, so the stored status tells the truth.
-	ctx = context.WithoutCancel(ctx)
+	if !created {
+		a.log.WarnContext(ctx, "resuming an order whose chain never recorded an outcome", "id", rec.ID)
+	}
+	a.run(ctx, w, req, o, rec)
+}
+
+// run calls the chain for a saved order, records the outcome and answers.
+func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
-	status, reason := verdict(&reply)
+	rec.Status, rec.Reason = verdict(&reply)
+	rec.Hops = toHops(&reply)
 	if ferr != nil {
-		status, reason = StatusPending, "order failed: "+ferr.Error()
+		rec.Status, rec.Reason, rec.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
 	}
-	rec.Status, rec.Reason, rec.Hops = status, reason, toHops(&reply)
-	if ferr != nil {
-		rec.Hops = nil
-	}
-	ok, uerr := a.orders.Update(ctx,
+	ok, err := a.orders.Update(ctx,
 		bson.D{{Key: "_id", Value: rec.ID}, {Key: "status", Value: StatusPending}},
 		bson.D{{Key: "status", Value: rec.Status}, {Key: "reason", Value: rec.Reason},
 			{Key: "hops", Value: rec.Hops}, {Key: "updated_at", Value: time.Now().UTC()}})
-	if uerr != nil || !ok {
-		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", uerr, "matched", ok)
-		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+reason
+	if err != nil || !ok {
+		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", err, "matched", ok)
+		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+rec.Reason
 	}
-	if ferr != nil {
+	switch {
+	case ferr != nil:
 		a.fail(w, req, ferr)
-		return
+	case rec.Status == StatusCompleted:
+		a.answer(w, req, http.StatusCreated, summary(rec))
+	case rec.Status == StatusRejected:
+		a.fail(w, req, messaging.Errorf(http.StatusConflict, "order %s rejected: %s", rec.ID, rec.Reason))
+	default:
+		a.answer(w, req, http.StatusAccepted, summary(rec))
 	}
-	code := http.StatusCreated
-	if rec.Status != StatusCompleted {
-		code = http.StatusAccepted
-	}
-	a.answer(w, req, code, summary(rec))
 }
 
 func (a *api) get(w http.ResponseWriter, req *http.Request) {
 	rec, err := a.orders.Get(req.Context(), chi.URLParam(req, "id"))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		a.fail(w, req, messaging.Errorf(http.StatusNotFound, "order not found"))
-		return
-	case errors.Is(err, store.ErrUnavailable):
-		a.fail(w, req, messaging.Errorf(http.StatusServiceUnavailable, "store unavailable"))
-		return
-	case err != nil:
-		a.fail(w, req, err)
+	if err != nil {
+		a.fail(w, req, chain.StoreError(err))
 		return
 	}
 	p := rec.Payment
@@ -191,10 +193,9 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 
 // fail answers err: a ServiceError with its code and text, anything else as a bare 500.
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
-	var se *messaging.ServiceError
-	if !errors.As(err, &se) {
+	se := messaging.AsServiceError(err)
+	if se.Code >= http.StatusInternalServerError {
 		a.log.ErrorContext(req.Context(), "request failed", "err", err, "request_id", middleware.GetReqID(req.Context()))
-		se = messaging.Errorf(http.StatusInternalServerError, "internal error")
 	}
 	if wantsText(req) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

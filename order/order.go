@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/payment"
@@ -38,50 +40,45 @@ func (d *Date) UnmarshalJSON(b []byte) error {
 // MaxItems is the most items an order may have.
 const MaxItems = 1000
 
-// Validate checks o and everything it nests.
-func (o *Order) Validate() error {
-	if err := wire.ID("id", o.ID); err != nil {
+// Validate checks o and everything it nests; an order is a whole body, so prefix is "".
+func (o *Order) Validate(prefix string) error {
+	if err := wire.ID(prefix+"id", o.ID); err != nil {
 		return err
 	}
 	switch {
 	case o.Items == nil:
-		return wire.Invalid("items", "is required (an array, may be empty)")
+		return wire.Invalid(prefix+"items", "is required (an array, may be empty)")
 	case len(o.Items) > MaxItems:
-		return wire.Invalid("items", "must have at most %d items", MaxItems)
+		return wire.Invalid(prefix+"items", "must have at most %d items", MaxItems)
 	case o.Payment == nil:
-		return wire.Invalid("payment", "is required")
+		return wire.Invalid(prefix+"payment", "is required")
 	}
-	return o.Payment.Validate("payment.")
+	if err := wire.Free(prefix+"items", o.Items); err != nil {
+		return err
+	}
+	return o.Payment.Validate(prefix + "payment.")
 }
 
 // Decode reads and validates an order request body.
-func Decode(data []byte) (Order, error) {
-	var o Order
-	if err := wire.Decode(data, &o); err != nil {
-		return o, err
-	}
-	return o, o.Validate()
-}
+func Decode(data []byte) (Order, error) { return wire.DecodeValid[Order](data) }
 
 // Status of an order.
 const (
-	StatusPending   = "pending"   // saved; not every hop has done its work (see reason)
+	StatusPending   = "pending"   // saved; not every hop has done its work yet (see reason)
 	StatusCompleted = "completed" // payment and shipment both did their work
+	StatusRejected  = "rejected"  // a hop refused it (4xx, e.g. a payment id already used): it never will
 )
 
 // record is an order as stored in the orders collection.
 type record struct {
-	ID        string        `bson:"_id"`
-	Date      *time.Time    `bson:"date,omitempty"`
-	Items     []any         `bson:"items"`
-	Payment   paymentRecord `bson:"payment"`
-	Status    string        `bson:"status"`
-	Reason    string        `bson:"reason,omitempty"`
-	Hops      *hopRecord    `bson:"hops,omitempty"`
-	Print     string        `bson:"fingerprint"`
-	RequestID string        `bson:"request_id,omitempty"`
-	CreatedAt time.Time     `bson:"created_at"`
-	UpdatedAt time.Time     `bson:"updated_at"`
+	store.Meta `bson:",inline"`
+	Date       *time.Time    `bson:"date,omitempty"`
+	Items      []any         `bson:"items"`
+	Payment    paymentRecord `bson:"payment"`
+	Status     string        `bson:"status"`
+	Reason     string        `bson:"reason,omitempty"`
+	Hops       *hopRecord    `bson:"hops,omitempty"`
+	UpdatedAt  time.Time     `bson:"updated_at"`
 }
 
 type paymentRecord struct {
@@ -101,25 +98,21 @@ type hopRecord struct {
 	Next    *hopRecord `bson:"next,omitempty"`
 }
 
-func (r *record) Key() string         { return r.ID }
-func (r *record) Fingerprint() string { return r.Print }
-
-// reasonInProgress is the reason of an order saved whose chain has not answered yet. Should the
+// ReasonInProgress is the reason of an order saved whose chain has not answered yet. Should the
 // process die there, it stays the truth: nobody knows yet whether payment happened.
-const reasonInProgress = "in progress: payment has not answered yet"
+const ReasonInProgress = "in progress: payment has not answered yet"
 
 func newRecord(ctx context.Context, o Order) *record {
-	now := time.Now().UTC()
 	p := o.Payment
 	var date *time.Time
 	if o.Date != nil {
 		date = &o.Date.Time
 	}
+	meta := chain.Meta(ctx, o.ID, o)
 	return &record{
-		ID: o.ID, Date: date, Items: o.Items,
+		Meta: meta, Date: date, Items: o.Items,
 		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},
-		Status:  StatusPending, Reason: reasonInProgress, Print: wire.Fingerprint(o),
-		RequestID: messaging.CallFrom(ctx).RequestID, CreatedAt: now, UpdatedAt: now,
+		Status:  StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
 	}
 }
 
@@ -142,8 +135,17 @@ func (h *hopRecord) reply() *messaging.Reply {
 // verdict is the status and reason a chain's reply gives an order.
 func verdict(r *messaging.Reply) (status, reason string) {
 	p := r.Problem()
-	if p == nil {
+	switch {
+	case p == nil:
 		return StatusCompleted, ""
+	case p.Outcome == messaging.OutcomeRefused:
+		return StatusRejected, p.Service + " refused it: " + p.Reason
 	}
 	return StatusPending, p.Service + " " + string(p.Outcome) + ": " + p.Reason
+}
+
+// stalled reports whether rec was saved but its chain never recorded an outcome, longer ago than
+// a chain can take: the process that ran it died. A replay resumes it.
+func stalled(rec *record, after time.Duration) bool {
+	return rec.Status == StatusPending && rec.Reason == ReasonInProgress && time.Since(rec.UpdatedAt) > after
 }

@@ -6,10 +6,10 @@ package payment
 import (
 	"context"
 	"math"
-	"time"
 
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
-	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
@@ -37,30 +37,15 @@ func (p *Payment) Validate(prefix string) error {
 }
 
 // Decode reads and validates a payment request body.
-func Decode(data []byte) (Payment, error) {
-	var p Payment
-	if err := wire.Decode(data, &p); err != nil {
-		return p, err
-	}
-	return p, p.Validate("")
-}
+func Decode(data []byte) (Payment, error) { return wire.DecodeValid[Payment](data) }
 
 // record is a payment as stored in the payments collection.
 type record struct {
-	ID         string    `bson:"_id"`
-	Amount     float64   `bson:"amount"`
-	ShipmentID string    `bson:"shipment_id"`
-	Print      string    `bson:"fingerprint"`
-	RequestID  string    `bson:"request_id,omitempty"`
-	CreatedAt  time.Time `bson:"created_at"`
+	store.Meta `bson:",inline"`
+	Amount     float64 `bson:"amount"`
+	ShipmentID string  `bson:"shipment_id"`
 }
 
-func (r *record) Key() string         { return r.ID }
-func (r *record) Fingerprint() string { return r.Print }
-
 func newRecord(ctx context.Context, p Payment) *record {
-	return &record{
-		ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Print: wire.Fingerprint(p),
-		RequestID: messaging.CallFrom(ctx).RequestID, CreatedAt: time.Now().UTC(),
-	}
+	return &record{Meta: chain.Meta(ctx, p.ID, p), Amount: *p.Amount, ShipmentID: p.Shipment.ID}
 }

@@ -4,10 +4,10 @@ package shipment
 
 import (
 	"context"
-	"time"
 
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
-	"github.com/breakerchain/breakerchain/messaging"
 )
 
 // Shipment is what payment sends on: what to ship, where.
@@ -28,29 +28,14 @@ func (s *Shipment) Validate(prefix string) error {
 }
 
 // Decode reads and validates a shipment request body.
-func Decode(data []byte) (Shipment, error) {
-	var s Shipment
-	if err := wire.Decode(data, &s); err != nil {
-		return s, err
-	}
-	return s, s.Validate("")
-}
+func Decode(data []byte) (Shipment, error) { return wire.DecodeValid[Shipment](data) }
 
 // record is a shipment as stored in the shipments collection.
 type record struct {
-	ID         string    `bson:"_id"`
-	Directions string    `bson:"directions"`
-	Print      string    `bson:"fingerprint"`
-	RequestID  string    `bson:"request_id,omitempty"`
-	CreatedAt  time.Time `bson:"created_at"`
+	store.Meta `bson:",inline"`
+	Directions string `bson:"directions"`
 }
 
-func (r *record) Key() string         { return r.ID }
-func (r *record) Fingerprint() string { return r.Print }
-
 func newRecord(ctx context.Context, s Shipment) *record {
-	return &record{
-		ID: s.ID, Directions: s.Directions, Print: wire.Fingerprint(s),
-		RequestID: messaging.CallFrom(ctx).RequestID, CreatedAt: time.Now().UTC(),
-	}
+	return &record{Meta: chain.Meta(ctx, s.ID, s), Directions: s.Directions}
 }

@@ -46,7 +46,8 @@ func main() {
 func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) error {
 	log, level, err := logging.New(stderr, lookup)
 	if err != nil {
-		return err
+		// Report every bad value at once, not one per try.
+		return config.Merge(err, checkConfig(args, lookup))
 	}
 	switch {
 	case len(args) == 0:
@@ -63,6 +64,21 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		}
 	}
 	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+}
+
+// checkConfig reads the configuration the arguments would use, starting nothing.
+func checkConfig(args []string, lookup config.Lookup) error {
+	if len(args) == 0 {
+		_, err := stack.Configs(services, lookup)
+		return err
+	}
+	for _, svc := range services {
+		if args[0] == svc.Name {
+			_, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
+			return err
+		}
+	}
+	return nil
 }
 
 func single(ctx context.Context, svc app.Service, lookup config.Lookup, log *slog.Logger) error {

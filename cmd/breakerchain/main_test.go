@@ -45,6 +45,7 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "NATS_PORT=99999", want: `NATS_PORT="99999"`},
 		{env: "LOG_LEVEL=loud", want: `LOG_LEVEL="loud": want one of debug, info, warn, error`},
 		{env: "JUMPS=abc", args: "payment", want: `JUMPS="abc"`},
+		{env: "LOG_FORMAT=xml JUMPS=abc", want: `LOG_FORMAT="xml": want one of text, json; JUMPS="abc"`},
 		{args: "refund", want: `unknown arguments ["refund"]`},
 	}
 	for _, row := range rows {
@@ -53,9 +54,7 @@ func TestBadConfigurationExits(t *testing.T) {
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS="+row.args,
 				"DATA_DIR="+data, "NATS_PORT=0", "MONGO_PORT=0", "PORT=0")
-			if row.env != "" {
-				cmd.Env = append(cmd.Env, row.env)
-			}
+			cmd.Env = append(cmd.Env, strings.Fields(row.env)...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -93,7 +92,8 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // The all-in-one, in-process: it prints where everything listens, serves the seed's request
 // through the embedded servers, and shuts down cleanly when its context ends.
 func TestAllInOneServesTheSeedRequest(t *testing.T) {
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "warn"}
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "warn",
+		"BREAKER_TIMEOUT": "5s"} // not a timing test: no timeout from a slow -race store write
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncBuffer
@@ -167,5 +167,27 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 		strings.Index(logs, "msg=stopped service=payment"), strings.Index(logs, "msg=stopped service=shipment")
 	if order < 0 || payment < order || shipment < payment {
 		t.Errorf("want order, payment, shipment stopped in that order:\n%s", logs)
+	}
+}
+
+// In the all-in-one an unprefixed PORT is the first of three consecutive ports; a prefixed one
+// sets one service's port; PORT=0 picks free ones.
+func TestAllInOnePorts(t *testing.T) {
+	for _, row := range []struct {
+		env  testkit.Env
+		want [3]int
+	}{
+		{env: testkit.Env{}, want: [3]int{3000, 3001, 3002}},
+		{env: testkit.Env{"PORT": "8080"}, want: [3]int{8080, 8081, 8082}},
+		{env: testkit.Env{"PORT": "8080", "PAYMENT_PORT": "9000"}, want: [3]int{8080, 9000, 8082}},
+		{env: testkit.Env{"PORT": "0"}, want: [3]int{0, 0, 0}},
+	} {
+		cfgs, err := stack.Configs(services, row.env.Lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := [3]int{cfgs[0].Port, cfgs[1].Port, cfgs[2].Port}; got != row.want {
+			t.Errorf("%v: ports %v, want %v", row.env, got, row.want)
+		}
 	}
 }

@@ -56,11 +56,11 @@ type Parts struct {
 
 // Running is a started service.
 type Running struct {
-	Addr      string // the HTTP listener's address
-	Requester *messaging.Requester
+	Addr      string               // the HTTP listener's address
+	Requester *messaging.Requester // towards the next service; nil at the end of the chain
+	Responder *messaging.Responder // its NATS endpoint; nil for order
 	log       *slog.Logger
 	http      *http.Server
-	responder *messaging.Responder
 	nc        *nats.Conn
 	mongo     *mongo.Client
 	served    chan error
@@ -103,7 +103,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		return nil, err
 	}
 	if parts.Handle != nil {
-		r.responder, err = messaging.Serve(r.nc, messaging.Endpoint{
+		r.Responder, err = messaging.Serve(r.nc, messaging.Endpoint{
 			Service: svc.Name, Version: Version, Description: svc.Description,
 			Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
 			Stats: func() any { return r.circuits() },
@@ -175,8 +175,8 @@ func (r *Running) teardown(ctx context.Context) error {
 	if r.http != nil {
 		errs = append(errs, r.http.Shutdown(ctx))
 	}
-	if r.responder != nil {
-		errs = append(errs, r.responder.Stop(ctx))
+	if r.Responder != nil {
+		errs = append(errs, r.Responder.Stop(ctx))
 	}
 	if r.nc != nil {
 		errs = append(errs, drain(ctx, r.nc))
@@ -193,7 +193,7 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {
 		nc.Close()
-		return nil
+		return fmt.Errorf("nats drain: %w", err)
 	}
 	select {
 	case <-closed:

@@ -1,12 +1,15 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/nats-io/nuid"
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -25,7 +28,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 // router serves the ops routes every service has, plus the service's own.
 func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(middleware.RequestID, echoRequestID, middleware.Recoverer)
+	m.Use(requestID, middleware.Recoverer)
 	m.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("hello from " + cfg.ID + "\n"))
 	})
@@ -46,13 +49,21 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 	return m
 }
 
-// echoRequestID returns the request id (the client's X-Request-Id or a generated one).
-func echoRequestID(next http.Handler) http.Handler {
+// requestID takes the client's X-Request-Id when it is a sane one (it travels in NATS headers,
+// logs and documents: an unbounded one could make every call fail) or makes one, keeps it where
+// chi's middleware.GetReqID finds it, and returns it to the client.
+func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set(middleware.RequestIDHeader, middleware.GetReqID(req.Context()))
-		next.ServeHTTP(w, req)
+		id := req.Header.Get(middleware.RequestIDHeader)
+		if !saneRequestID.MatchString(id) {
+			id = nuid.Next()
+		}
+		w.Header().Set(middleware.RequestIDHeader, id)
+		next.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), middleware.RequestIDKey, id)))
 	})
 }
+
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
 
 // ready answers 200 when the store answers within a second and NATS is connected, else 503.
 func (r *Running) ready(w http.ResponseWriter, req *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -68,6 +69,25 @@ func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 	return messaging.Handled(h.ID, now, false, &reply), nil
 }
 
+// Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of the
+// validated request v, the request id and the time.
+func Meta(ctx context.Context, id string, v any) store.Meta {
+	return store.Meta{ID: id, Print: wire.Fingerprint(v), RequestID: messaging.CallFrom(ctx).RequestID,
+		CreatedAt: time.Now().UTC()}
+}
+
+// StoreError turns a store failure into what a caller sees: 503 when the store is unavailable,
+// 404 for a missing document, anything else as itself (an internal error).
+func StoreError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return messaging.Errorf(503, "store unavailable")
+	case errors.Is(err, store.ErrNotFound):
+		return messaging.Errorf(404, "not found")
+	}
+	return err
+}
+
 // Save stores rec once (see store.InsertOnce), logging the seed's lines, and turns store
 // failures into the service errors a caller sees: 409 for an id reused with another body, 503
 // when the store is unavailable.
@@ -82,11 +102,9 @@ func Save[T any, P interface {
 	case errors.Is(err, store.ErrConflict):
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
 		return nil, false, messaging.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
-	case errors.Is(err, store.ErrUnavailable):
-		log.ErrorContext(ctx, "store unavailable", "err", err)
-		return nil, false, messaging.Errorf(503, "store unavailable")
 	case err != nil:
-		return nil, false, err
+		log.ErrorContext(ctx, "not saved", "err", err)
+		return nil, false, StoreError(err)
 	case !created:
 		log.InfoContext(ctx, "🔁 replay "+h.ID+", already saved")
 	default:

@@ -35,8 +35,14 @@ func newWorld(t *testing.T) *world {
 	return &world{t: t, natsURL: testkit.NATS(t).URL(), uri: uri, db: db, client: testkit.Client(t, uri)}
 }
 
+// start starts svc. Unless env says otherwise the breaker timeout is 5s: a test whose subject
+// is not a timeout must not see one because -race on 2 cores made a store write slow.
 func (w *world) start(svc app.Service, env testkit.Env) *testkit.Service {
-	return testkit.Start(w.t, svc, w.natsURL, w.uri, w.db, env)
+	full := testkit.Env{"BREAKER_TIMEOUT": "5s"}
+	for k, v := range env {
+		full[k] = v
+	}
+	return testkit.Start(w.t, svc, w.natsURL, w.uri, w.db, full)
 }
 
 // chain starts shipment, payment and order with env and returns order.

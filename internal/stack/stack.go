@@ -51,15 +51,8 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
 	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
 	dataDir := env.String("DATA_DIR", DefaultDataDir)
-	errs := []error{env.Err()}
-	// Every service's configuration is read and checked before anything starts.
-	cfgs := make([]config.Service, len(services))
-	for i, svc := range services {
-		c, err := config.Load(svc.Name, Host, FirstPort+i, lookup)
-		errs = append(errs, err)
-		cfgs[i] = c
-	}
-	if err := config.Merge(errs...); err != nil {
+	cfgs, err := Configs(services, lookup)
+	if err := config.Merge(env.Err(), err); err != nil {
 		return nil, err
 	}
 
@@ -113,6 +106,32 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 		s.Services[i] = r
 	}
 	return s, nil
+}
+
+// Configs reads and checks every service's configuration, before anything starts. An unprefixed
+// PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
+// prefixed one (PAYMENT_PORT) sets that service's port.
+func Configs(services []app.Service, lookup config.Lookup) ([]config.Service, error) {
+	env := config.NewSource("", lookup)
+	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
+	errs := []error{env.Err()}
+	withoutPort := func(name string) (string, bool) {
+		if name == "PORT" {
+			return "", false
+		}
+		return lookup(name)
+	}
+	cfgs := make([]config.Service, len(services))
+	for i, svc := range services {
+		port := base
+		if base != 0 {
+			port = base + i
+		}
+		c, err := config.Load(svc.Name, Host, port, withoutPort)
+		errs = append(errs, err)
+		cfgs[i] = c
+	}
+	return cfgs, config.Merge(errs...)
 }
 
 // Wait blocks until ctx ends or a service's HTTP server fails.

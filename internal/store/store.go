@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
 // Errors callers act on.
@@ -65,11 +66,30 @@ func translate(err error) error {
 		return ErrDuplicate
 	case errors.Is(err, context.Canceled):
 		return err
-	default:
-		// Timeouts, network errors, server selection: the store is not there for us now.
+	case mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, new(topology.ServerSelectionError)), errors.Is(err, mongo.ErrClientDisconnected):
+		// The store is not there for us now; it may be in a moment.
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	default:
+		// Anything else (a document the store refuses, a bug) is not an outage.
+		return fmt.Errorf("store: %w", err)
 	}
 }
+
+// Meta is what every stored record has: the business id as _id, the fingerprint of the request
+// that created it, the request id and the time. Records embed it inline.
+type Meta struct {
+	ID        string    `bson:"_id"`
+	Print     string    `bson:"fingerprint"`
+	RequestID string    `bson:"request_id,omitempty"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+// Key returns the record's id.
+func (m *Meta) Key() string { return m.ID }
+
+// Fingerprint returns the fingerprint of the request that created the record.
+func (m *Meta) Fingerprint() string { return m.Print }
 
 // Collection is a collection of T documents whose _id is the business id.
 type Collection[T any] struct {

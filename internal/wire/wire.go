@@ -5,7 +5,10 @@
 //   - unknown fields are refused (422, naming the field): in a payment chain a silently
 //     dropped field is worse than a refused request;
 //   - a wrong type is invalid (422, naming the field);
-//   - duplicate keys follow encoding/json: the last one wins.
+//   - keys match field names case-insensitively and duplicate keys follow encoding/json: the
+//     last one wins;
+//   - free-form values (order items) nest at most MaxDepth deep and use object keys a MongoDB
+//     store accepts.
 package wire
 
 import (
@@ -16,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -46,7 +51,7 @@ func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
+		return withPath(decodeError(err), data, v)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Malformed("unexpected data after the JSON value")
@@ -78,6 +83,114 @@ func decodeError(err error) error {
 		return Invalid(m[1], "unknown field")
 	}
 	return Malformed("malformed JSON: %s", err.Error())
+}
+
+// Validator is a request type that checks itself; prefix is its place in the body ("payment.").
+type Validator interface {
+	Validate(prefix string) error
+}
+
+// DecodeValid decodes data into a T and validates it: the one way every service reads a body.
+func DecodeValid[T any, P interface {
+	*T
+	Validator
+}](data []byte) (T, error) {
+	var v T
+	if err := Decode(data, &v); err != nil {
+		return v, err
+	}
+	return v, P(&v).Validate("")
+}
+
+// withPath names an unknown field by its full path ("payment.shipment.colour"): encoding/json
+// gives only the key. It walks the body alongside the struct type v decodes into.
+func withPath(err error, data []byte, v any) error {
+	se, ok := err.(*messaging.ServiceError)
+	if !ok || se.Description != se.Field+": unknown field" {
+		return err
+	}
+	var body any
+	if json.Unmarshal(data, &body) != nil {
+		return err
+	}
+	if path := findUnknown(body, reflect.TypeOf(v), "", se.Field); path != "" {
+		return Invalid(path, "unknown field")
+	}
+	return err
+}
+
+func findUnknown(body any, t reflect.Type, prefix, key string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	obj, ok := body.(map[string]any)
+	if !ok || t.Kind() != reflect.Struct {
+		return ""
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ft, known := fieldType(t, k)
+		if !known && k == key {
+			return prefix + k
+		}
+		if known {
+			if p := findUnknown(obj[k], ft, prefix+k+".", key); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// fieldType finds the field of struct t that JSON key k decodes into, as encoding/json matches.
+func fieldType(t reflect.Type, k string) (reflect.Type, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		if f.IsExported() && name != "-" && strings.EqualFold(name, k) {
+			return f.Type, true
+		}
+	}
+	return nil, false
+}
+
+// MaxDepth is how deeply a free-form value may nest.
+const MaxDepth = 10
+
+// Free checks a free-form JSON value (as decoded into any) that will be stored as is: it nests
+// at most MaxDepth deep and its object keys are ones a MongoDB store accepts (not empty, no
+// leading '$', no '.', no NUL). field names it in errors.
+func Free(field string, v any) error { return free(field, v, 0) }
+
+func free(field string, v any, depth int) error {
+	if depth > MaxDepth {
+		return Invalid(field, "nests deeper than %d levels", MaxDepth)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if k == "" || k[0] == '$' || strings.ContainsAny(k, ".\x00") {
+				return Invalid(field, "key %q: keys must not be empty, start with '$' or contain '.'", k)
+			}
+			if err := free(field+"."+k, e, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := free(fmt.Sprintf("%s[%d]", field, i), e, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func kind(k string) string {
