@@ -33,13 +33,17 @@ type Reply struct {
 	Next    *Reply    `json:"next,omitempty"`
 }
 
+// stamp is a reply's time: UTC to the millisecond, as the store keeps it, so a replay answered
+// from the store shows the same times as the first answer.
+func stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
 // clock is the seed's "@minutes:seconds" stamp.
 func clock(t time.Time) string { return t.Format("04:05") }
 
 // Handled is the reply of a hop that did its work. next is the reply of the hop it called, or
 // nil when the chain ends here; last marks an end forced by the JUMPS limit.
 func Handled(service string, now time.Time, last bool, next *Reply) Reply {
-	r := Reply{Service: service, Time: now, Outcome: OutcomeOK, Next: next}
+	r := Reply{Service: service, Time: stamp(now), Outcome: OutcomeOK, Next: next}
 	word := "Next"
 	if next == nil {
 		word = "Last"
@@ -58,7 +62,7 @@ func Failed(service string, now time.Time, outcome Outcome, reason string) Reply
 		word = "refused"
 	}
 	return Reply{
-		Service: service, Time: now, Outcome: outcome, Reason: reason,
+		Service: service, Time: stamp(now), Outcome: outcome, Reason: reason,
 		Line: fmt.Sprintf("%s @%s -> %s (%s)", service, clock(now), word, reason),
 	}
 }

@@ -35,6 +35,14 @@ func StartNATS(host string, port int, opts *server.Options) (*NATS, error) {
 	if o.MaxPayload == 0 {
 		o.MaxPayload = 1 << 20
 	}
+	if port > 0 {
+		// nats-server only logs a failed bind and then never becomes ready: say it plainly.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: %w (set NATS_PORT, or NATS_URL to use a running server)", err)
+		}
+		_ = ln.Close()
+	}
 	ns, err := server.NewServer(&o)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
