@@ -21,6 +21,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/chain"
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/metrics"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -59,6 +60,7 @@ type Running struct {
 	Addr      string               // the HTTP listener's address
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
 	Responder *messaging.Responder // its NATS endpoint; nil for order
+	Metrics   *metrics.Service
 	log       *slog.Logger
 	http      *http.Server
 	nc        *nats.Conn
@@ -68,7 +70,7 @@ type Running struct {
 
 // Start connects and starts svc with cfg. log should already name the service.
 func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logger) (_ *Running, err error) {
-	r := &Running{log: log, served: make(chan error, 1)}
+	r := &Running{log: log, served: make(chan error, 1), Metrics: metrics.New(svc.Name)}
 	defer func() {
 		if err != nil {
 			r.teardown(context.Background())
@@ -76,7 +78,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	}()
 	log.InfoContext(ctx, "starting", "config", cfg)
 
-	if r.mongo, err = store.Connect(cfg.MongoURL); err != nil {
+	if r.mongo, err = store.Connect(cfg.MongoURL, r.Metrics.CommandMonitor()); err != nil {
 		return nil, err
 	}
 	if err := store.Ping(ctx, r.mongo, 5*time.Second); err != nil {
@@ -95,7 +97,9 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	}
 	if svc.Next != "" {
 		r.Requester = messaging.NewRequester(r.nc,
-			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log)
+			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log,
+			messaging.WithObserver(r.Metrics.Observe))
+		r.Metrics.SetState(svc.Next, r.Requester.State())
 		hop.Next = r.Requester
 	}
 	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop})

@@ -28,7 +28,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 // router serves the ops routes every service has, plus the service's own.
 func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(requestID, middleware.Recoverer)
+	m.Use(requestID, r.Metrics.HTTP, middleware.Recoverer)
 	m.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("hello from " + cfg.ID + "\n"))
 	})
@@ -36,6 +36,7 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	m.Get("/readyz", r.ready)
+	m.Method(http.MethodGet, "/metrics", r.Metrics.Handler())
 	m.Get("/breakers", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"service": cfg.Name, "id": cfg.ID, "circuits": r.circuits()})
 	})

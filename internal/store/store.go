@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -31,9 +32,11 @@ var (
 // OpTimeout bounds every store operation, so a lost store costs a request seconds, not minutes.
 const OpTimeout = 2 * time.Second
 
-// Connect creates the service's one client. It does not wait for the server: Ping does.
-func Connect(uri string) (*mongo.Client, error) {
+// Connect creates the service's one client. It does not wait for the server: Ping does. monitor
+// may be nil; metrics give one to time every command.
+func Connect(uri string, monitor *event.CommandMonitor) (*mongo.Client, error) {
 	c, err := mongo.Connect(options.Client().ApplyURI(uri).
+		SetMonitor(monitor).
 		SetServerSelectionTimeout(OpTimeout).
 		SetConnectTimeout(OpTimeout).
 		SetAppName("breakerchain").

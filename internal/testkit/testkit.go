@@ -81,7 +81,7 @@ func Database(t testing.TB) (uri, name string) {
 // Client returns a client of the store at uri, disconnected when the test ends.
 func Client(t testing.TB, uri string) *mongo.Client {
 	t.Helper()
-	c, err := store.Connect(uri)
+	c, err := store.Connect(uri, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

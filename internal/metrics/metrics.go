@@ -1,0 +1,152 @@
+// Package metrics is what each service shows on GET /metrics, with prometheus/client_golang:
+// its circuits' state, calls by outcome and transitions (from the breaker events), HTTP request
+// durations (a chi middleware) and store operation durations (the Mongo driver's command
+// monitor). Every service has a registry of its own, so the three services of the all-in-one
+// each show theirs on their own port; every series carries a "service" label.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// States a circuit can be in, as the state label says them.
+var States = []string{"closed", "open", "half-open"}
+
+// Service holds one service's metrics.
+type Service struct {
+	registry    *prometheus.Registry
+	state       *prometheus.GaugeVec
+	calls       *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+	http        *prometheus.HistogramVec
+	store       *prometheus.HistogramVec
+	commands    sync.Map // driver request id → collection, between a command's start and end
+}
+
+// New makes the metrics of service (its role: order, payment, shipment).
+func New(service string) *Service {
+	labels := prometheus.Labels{"service": service}
+	m := &Service{
+		registry: prometheus.NewRegistry(),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "breakerchain_circuit_state", ConstLabels: labels,
+			Help: "1 for the state each outgoing circuit is in, 0 for the others.",
+		}, []string{"target", "state"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_circuit_calls_total", ConstLabels: labels,
+			Help: "Calls through each outgoing circuit by outcome: success, failure, timeout, rejected.",
+		}, []string{"target", "outcome"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_circuit_transitions_total", ConstLabels: labels,
+			Help: "State changes of each outgoing circuit, by the state entered.",
+		}, []string{"target", "to"}),
+		http: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "breakerchain_http_request_duration_seconds", ConstLabels: labels,
+			Help:    "HTTP requests by method, route pattern and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms … 4s
+		}, []string{"method", "route", "code"}),
+		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "breakerchain_store_operation_duration_seconds", ConstLabels: labels,
+			Help:    "Store commands by collection, command and result (ok or error).",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14), // 0.2ms … 1.6s
+		}, []string{"collection", "operation", "result"}),
+	}
+	m.registry.MustRegister(m.state, m.calls, m.transitions, m.http, m.store,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry for GET /metrics.
+func (m *Service) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// Registry is the service's registry.
+func (m *Service) Registry() *prometheus.Registry { return m.registry }
+
+// SetState records that the circuit towards target is in state. Call it at start with the
+// initial state too: failsafe-go fires no event for it.
+func (m *Service) SetState(target, state string) {
+	for _, s := range States {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.state.WithLabelValues(target, s).Set(v)
+	}
+}
+
+// Observe counts a breaker event; pass it to messaging.WithObserver.
+func (m *Service) Observe(e messaging.BreakerEvent) {
+	switch e.Event {
+	case messaging.EventSuccess:
+		m.calls.WithLabelValues(e.Target, "success").Inc()
+	case messaging.EventFailure:
+		m.calls.WithLabelValues(e.Target, "failure").Inc()
+	case messaging.EventTimeout:
+		m.calls.WithLabelValues(e.Target, "timeout").Inc()
+	case messaging.EventReject:
+		m.calls.WithLabelValues(e.Target, "rejected").Inc()
+	case messaging.EventOpen, messaging.EventHalfOpen, messaging.EventClose:
+		m.transitions.WithLabelValues(e.Target, e.State).Inc()
+		m.SetState(e.Target, e.State)
+	}
+}
+
+// HTTP is a chi middleware timing every request by its route pattern (never the raw path, so
+// ids do not explode the series).
+func (m *Service) HTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		m.http.WithLabelValues(r.Method, route, strconv.Itoa(ww.Status())).Observe(time.Since(start).Seconds())
+	})
+}
+
+// CommandMonitor times every store command; give it to the Mongo client.
+func (m *Service) CommandMonitor() *event.CommandMonitor {
+	return &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			// The collection is the value of the command's first element: {insert: "orders", …}.
+			if el, err := e.Command.IndexErr(0); err == nil {
+				v := el.Value()
+				if coll, ok := v.StringValueOK(); ok {
+					m.commands.Store(e.RequestID, coll)
+				}
+			}
+		},
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
+			m.observeCommand(e.RequestID, e.CommandName, "ok", e.Duration)
+		},
+		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
+			m.observeCommand(e.RequestID, e.CommandName, "error", e.Duration)
+		},
+	}
+}
+
+func (m *Service) observeCommand(id int64, name, result string, d time.Duration) {
+	coll, ok := m.commands.LoadAndDelete(id)
+	if !ok || strings.HasPrefix(name, "isMaster") || name == "hello" || name == "ping" || name == "endSessions" {
+		return // handshakes and pings are not store operations
+	}
+	m.store.WithLabelValues(coll.(string), name, result).Observe(d.Seconds())
+}
