@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,8 +31,10 @@ var services = []app.Service{order.Service, payment.Service, shipment.Service}
 const stopTimeout = 10 * time.Second
 
 const usage = `usage: breakerchain [order|payment|shipment]
+       breakerchain probe URL
   no argument: the all-in-one (embedded NATS and store, all three services)
   a service:   that service alone, against NATS_URL and MONGO_URL
+  probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
 Configuration is read from the environment; see README.md.`
 
 func main() {
@@ -44,6 +47,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) error {
+	if len(args) == 2 && args[0] == "probe" {
+		return probe(ctx, args[1])
+	}
 	log, level, err := logging.New(stderr, lookup)
 	if err != nil {
 		// Report every bad value at once, not one per try.
@@ -77,6 +83,25 @@ func checkConfig(args []string, lookup config.Lookup) error {
 			_, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
 			return err
 		}
+	}
+	return nil
+}
+
+// probe is a healthcheck: GET url must answer 2xx within 2 seconds.
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("probe: %s answered %s", url, res.Status)
 	}
 	return nil
 }

@@ -1,0 +1,17 @@
+# One image for all three services: `breakerchain order|payment|shipment` (see docker-compose.yaml).
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# The same build .ci/run checks: a static binary, no cgo.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/breakerchain ./cmd/breakerchain
+
+# distroless/static: no shell, no package manager, a non-root user; healthchecks use
+# `breakerchain probe`.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/breakerchain /breakerchain
+USER nonroot:nonroot
+WORKDIR /home/nonroot
+EXPOSE 3000
+ENTRYPOINT ["/breakerchain"]
