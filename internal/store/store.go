@@ -39,6 +39,8 @@ func Connect(uri string, monitor *event.CommandMonitor) (*mongo.Client, error) {
 		SetMonitor(monitor).
 		SetServerSelectionTimeout(OpTimeout).
 		SetConnectTimeout(OpTimeout).
+		// Notice a returning store within seconds, not the driver's default 10.
+		SetHeartbeatInterval(2 * time.Second).
 		SetAppName("breakerchain").
 		// Free-form fields (order items) come back as maps, as they went in, not as bson.D.
 		SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
