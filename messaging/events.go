@@ -71,9 +71,6 @@ func (e *events) emit(ctx context.Context, ev Event, state, reason string) {
 	if reason != "" {
 		attrs = append(attrs, "reason", reason)
 	}
-	if be.RequestID != "" {
-		attrs = append(attrs, "request_id", be.RequestID)
-	}
 	e.log.Log(ctx, level, "🔌 status:: "+seedWords[ev], attrs...)
 	if data, err := json.Marshal(be); err == nil {
 		// Best effort: a lost event must never fail the call it describes.

@@ -165,12 +165,12 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The caller has stopped waiting: its own timer reports the timeout, and an
 			// answer racing that timer would only blur what happened.
-			r.log.DebugContext(ctx, "deadline passed, no answer", "request_id", CallFrom(ctx).RequestID)
+			r.log.DebugContext(ctx, "deadline passed, no answer")
 			return
 		}
 		se := AsServiceError(err)
 		if se.Description == internalError {
-			r.log.ErrorContext(ctx, "request failed", "err", err, "request_id", CallFrom(ctx).RequestID)
+			r.log.ErrorContext(ctx, "request failed", "err", err)
 		}
 		msg.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(se.Code))
 		msg.Header.Set(micro.ErrorHeader, se.Description)
@@ -182,7 +182,7 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 		return // published, not requested: nobody waits for an answer
 	}
 	if err := r.nc.PublishMsg(msg); err != nil {
-		r.log.WarnContext(ctx, "reply not sent", "err", err, "request_id", CallFrom(ctx).RequestID)
+		r.log.WarnContext(ctx, "reply not sent", "err", err)
 	}
 }
 

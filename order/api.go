@@ -195,7 +195,7 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 	se := messaging.AsServiceError(err)
 	if se.Code >= http.StatusInternalServerError {
-		a.log.ErrorContext(req.Context(), "request failed", "err", err, "request_id", middleware.GetReqID(req.Context()))
+		a.log.ErrorContext(req.Context(), "request failed", "err", err)
 	}
 	if wantsText(req) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -90,9 +91,10 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The all-in-one, in-process: it prints where everything listens, serves the seed's request
-// through the embedded servers, and shuts down cleanly when its context ends.
+// through the embedded servers, logs the request's whole path with its request id, and shuts
+// down cleanly when its context ends.
 func TestAllInOneServesTheSeedRequest(t *testing.T) {
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "warn",
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_FORMAT": "json",
 		"BREAKER_TIMEOUT": "5s"} // not a timing test: no timeout from a slow -race store write
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -114,7 +116,10 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	res, err := http.Post(url+"/create", "application/json", strings.NewReader(stack.SeedOrder))
+	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(stack.SeedOrder))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", "trace-me")
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +136,25 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the all-in-one did not stop within 15s of its context ending")
 	}
-	if strings.Contains(stderr.String(), "level=ERROR") {
-		t.Errorf("errors logged:\n%s", stderr.String())
+	// Every line of the request's path, in all three services, carries its id.
+	path := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec struct{ Level, Msg, Service, Request_ID string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON log line: %q", line)
+		}
+		if rec.Level == "ERROR" {
+			t.Errorf("error logged: %s", line)
+		}
+		if strings.Contains(rec.Msg, "saving") || strings.Contains(rec.Msg, "success") || strings.Contains(rec.Msg, "status::") {
+			if rec.Request_ID != "trace-me" {
+				t.Errorf("line of the request's path without its id: %s", line)
+			}
+			path[rec.Service] = true
+		}
+	}
+	if !path["order"] || !path["payment"] || !path["shipment"] {
+		t.Errorf("the request's path was logged by %v, want all three services", path)
 	}
 }
 

@@ -52,7 +52,7 @@ func (h *Hop) Delay(ctx context.Context) error {
 func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 	now := time.Now()
 	if h.Faults.ErrorRate > 0 && rand.Float64() < h.Faults.ErrorRate {
-		h.Log.WarnContext(ctx, "💥 injected error", "request_id", messaging.CallFrom(ctx).RequestID)
+		h.Log.WarnContext(ctx, "💥 injected error")
 		return messaging.Reply{}, messaging.Errorf(502, "injected error")
 	}
 	if h.Next == nil {
@@ -95,7 +95,7 @@ func Save[T any, P interface {
 	*T
 	store.Record
 }](ctx context.Context, h *Hop, c *store.Collection[T], rec P) (P, bool, error) {
-	log := h.Log.With("request_id", messaging.CallFrom(ctx).RequestID, "id", rec.Key())
+	log := h.Log.With("id", rec.Key())
 	log.InfoContext(ctx, "🍀 saving "+h.ID+"...")
 	stored, created, err := store.InsertOnce(ctx, c, rec)
 	switch {

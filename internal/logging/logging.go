@@ -1,12 +1,17 @@
 // Package logging builds the process's slog logger from LOG_FORMAT (text|json) and LOG_LEVEL
-// (debug|info|warn|error).
+// (debug|info|warn|error). Every line logged with a request's context carries its request_id,
+// on every hop: the handler reads it from the context, so no call site has to remember it.
 package logging
 
 import (
+	"context"
 	"io"
 	"log/slog"
 
+	"github.com/go-chi/chi/v5/middleware"
+
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/messaging"
 )
 
 // New returns the logger the environment asks for, writing to w.
@@ -27,7 +32,29 @@ func New(w io.Writer, lookup config.Lookup) (*slog.Logger, slog.Level, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), level, nil
+		return slog.New(WithRequestIDs(slog.NewJSONHandler(w, opts))), level, nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), level, nil
+	return slog.New(WithRequestIDs(slog.NewTextHandler(w, opts))), level, nil
 }
+
+// WithRequestIDs adds request_id to every record logged with a context that has one: the
+// messaging.Call of a hop, or the HTTP request id chi's middleware keeps.
+func WithRequestIDs(h slog.Handler) slog.Handler { return requestIDs{h} }
+
+type requestIDs struct{ slog.Handler }
+
+func (h requestIDs) Handle(ctx context.Context, r slog.Record) error {
+	id := messaging.CallFrom(ctx).RequestID
+	if id == "" {
+		id = middleware.GetReqID(ctx)
+	}
+	if id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDs) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestIDs{h.Handler.WithAttrs(as)}
+}
+func (h requestIDs) WithGroup(name string) slog.Handler { return requestIDs{h.Handler.WithGroup(name)} }

@@ -22,6 +22,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/logging"
 	"github.com/breakerchain/breakerchain/internal/store"
 )
 
@@ -105,7 +106,7 @@ func NATS(t testing.TB) *embedded.NATS {
 func Logger(t testing.TB) *slog.Logger {
 	w := &testWriter{w: t.Output()}
 	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(logging.WithRequestIDs(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 type testWriter struct {
