@@ -40,7 +40,7 @@ func setHeaders(h nats.Header, c Call, budget time.Duration) {
 	if c.RequestID != "" {
 		h.Set(HeaderRequestID, c.RequestID)
 	}
-	h.Set(HeaderTimeout, budget.String())
+	h.Set(HeaderTimeout, budget.Truncate(time.Millisecond).String())
 }
 
 // readHeaders is the receiving side of setHeaders: the Call of this hop and how long its caller

@@ -30,8 +30,8 @@ type Endpoint struct {
 	Subject     string // e.g. "payment.create"
 	// MaxConcurrent bounds the requests handled at once; a micro endpoint is serial otherwise.
 	MaxConcurrent uint
-	// Stats, when set, adds its value to the endpoint's `nats micro stats` data.
-	Stats func() any
+	// Circuits, when set, reports the service's outgoing circuits in `nats micro stats` data.
+	Circuits func() any
 }
 
 // DefaultMaxConcurrent is the bound on concurrent requests when Endpoint.MaxConcurrent is 0.
@@ -87,19 +87,20 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 }
 
 // ResponderStats is the endpoint's own accounting, shown in `nats micro stats` data. micro's
-// num_errors stays 0 because handlers answer from their own goroutines.
+// num_errors stays 0 and its processing time covers only the hand-off, because handlers answer
+// from their own goroutines: these are the real counts.
 type ResponderStats struct {
 	Handled       int64 `json:"handled"`
 	Errors        int64 `json:"errors"`
 	MaxConcurrent uint  `json:"max_concurrent"`
-	Extra         any   `json:"extra,omitempty"`
+	Circuits      any   `json:"circuits,omitempty"`
 }
 
 // Stats returns the endpoint's accounting.
 func (r *Responder) Stats() ResponderStats {
 	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), MaxConcurrent: r.ep.MaxConcurrent}
-	if r.ep.Stats != nil {
-		s.Extra = r.ep.Stats()
+	if r.ep.Circuits != nil {
+		s.Circuits = r.ep.Circuits()
 	}
 	return s
 }

@@ -110,7 +110,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		r.Responder, err = messaging.Serve(r.nc, messaging.Endpoint{
 			Service: svc.Name, Version: Version, Description: svc.Description,
 			Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
-			Stats: func() any { return r.circuits() },
+			Circuits: func() any { return r.circuits() },
 		}, parts.Handle, log)
 		if err != nil {
 			return nil, err
@@ -193,6 +193,10 @@ func (r *Running) teardown(ctx context.Context) error {
 
 // drain lets pending replies out before closing the connection, within ctx.
 func drain(ctx context.Context, nc *nats.Conn) error {
+	if !nc.IsConnected() {
+		nc.Close() // lost or reconnecting: there is nothing to drain through
+		return nil
+	}
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {

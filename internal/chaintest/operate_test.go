@@ -39,11 +39,11 @@ func TestMicroDiscovery(t *testing.T) {
 	var stats micro.Stats
 	request(t, nc, "$SRV.STATS.payment", &stats)
 	var data struct {
-		Handled int64
-		Extra   []app.Circuit
+		Handled  int64
+		Circuits []app.Circuit
 	}
 	if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
-		data.Handled != 1 || len(data.Extra) != 1 || data.Extra[0].Target != "shipment" || data.Extra[0].State != "closed" {
+		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" {
 		t.Errorf("$SRV.STATS.payment: %+v data %s, want one request and the shipment circuit closed", stats, stats.Endpoints[0].Data)
 	}
 }
