@@ -25,6 +25,6 @@
 // A request carries the time its caller will still wait (header [HeaderTimeout], relative like
 // gRPC's grpc-timeout so clock skew between hosts does not matter). The responder runs its
 // handler under that deadline, and when it calls on, it gives the next hop only what is left
-// minus a margin for its own answer, so a hanging hop three steps down is reported as
+// minus a margin for its own answer (see Margin), so a hanging hop three steps down is reported as
 // "unavailable" before the first caller gives up.
 package messaging

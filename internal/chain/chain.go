@@ -80,6 +80,8 @@ func Meta(ctx context.Context, id string, v any) store.Meta {
 // 404 for a missing document, anything else as itself (an internal error).
 func StoreError(err error) error {
 	switch {
+	case errors.Is(err, store.ErrUnknown):
+		return messaging.Errorf(503, "store unavailable: this may or may not have been saved; retrying with the same id is safe")
 	case errors.Is(err, store.ErrUnavailable):
 		return messaging.Errorf(503, "store unavailable")
 	case errors.Is(err, store.ErrNotFound):

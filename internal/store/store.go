@@ -29,16 +29,22 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 )
 
-// OpTimeout bounds every store operation, so a lost store costs a request seconds, not minutes.
-const OpTimeout = 2 * time.Second
+// SelectTimeout is how long an operation waits for a store to talk to: a store that is down
+// costs a request this long, not the driver's 30 s.
+const SelectTimeout = 2 * time.Second
+
+// OpTimeout bounds every store operation. It is longer than SelectTimeout because a store that
+// is up but busy (the embedded one's SQLite stalls for a second or more under sustained writes)
+// should be waited for: giving up makes the write's outcome unknown.
+const OpTimeout = 5 * time.Second
 
 // Connect creates the service's one client. It does not wait for the server: Ping does. monitor
 // may be nil; metrics give one to time every command.
 func Connect(uri string, monitor *event.CommandMonitor) (*mongo.Client, error) {
 	c, err := mongo.Connect(options.Client().ApplyURI(uri).
 		SetMonitor(monitor).
-		SetServerSelectionTimeout(OpTimeout).
-		SetConnectTimeout(OpTimeout).
+		SetServerSelectionTimeout(SelectTimeout).
+		SetConnectTimeout(SelectTimeout).
 		// Notice a returning store within seconds, not the driver's default 10.
 		SetHeartbeatInterval(2 * time.Second).
 		SetAppName("breakerchain").
@@ -74,7 +80,7 @@ func translate(err error) error {
 	case mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, new(topology.ServerSelectionError)), errors.Is(err, mongo.ErrClientDisconnected):
 		// The store is not there for us now; it may be in a moment.
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
 		// Anything else (a document the store refuses, a bug) is not an outage.
 		return fmt.Errorf("store: %w", err)
@@ -161,11 +167,30 @@ type Record interface {
 
 // InsertOnce stores doc unless its id is taken. If it is, the stored document is returned with
 // created false: a replay when the fingerprints match, ErrConflict when they do not.
+//
+// An insert that timed out may still have landed. Then InsertOnce looks: if the document is
+// there, with this fingerprint, it was this insert (or a concurrent identical one, equally
+// ours to finish, the work downstream being idempotent) and it reports created; if the store
+// cannot say, the error is ErrUnknown, not ErrUnavailable: the caller must not claim that
+// nothing was saved.
 func InsertOnce[T any, P interface {
 	*T
 	Record
 }](ctx context.Context, c *Collection[T], doc P) (stored P, created bool, err error) {
 	err = c.Insert(ctx, (*T)(doc))
+	if errors.Is(err, ErrUnavailable) && !errors.As(err, new(topology.ServerSelectionError)) {
+		// Sent, but no answer: look whether it landed. (No server selected: nothing was sent.)
+		found, gerr := c.Get(ctx, doc.Key())
+		switch {
+		case gerr == nil && P(found).Fingerprint() == doc.Fingerprint():
+			return P(found), true, nil
+		case gerr == nil:
+			return P(found), false, ErrConflict
+		case errors.Is(gerr, ErrNotFound):
+			return nil, false, err // it did not land
+		}
+		return nil, false, fmt.Errorf("%w: %v", ErrUnknown, err)
+	}
 	if !errors.Is(err, ErrDuplicate) {
 		return doc, err == nil, err
 	}
@@ -181,3 +206,6 @@ func InsertOnce[T any, P interface {
 
 // ErrConflict is an id that is taken by a different request.
 var ErrConflict = errors.New("id already used with a different body")
+
+// ErrUnknown is a write that failed in a way that leaves open whether it landed.
+var ErrUnknown = errors.New("store unavailable; the write may or may not have landed")

@@ -18,6 +18,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.uber.org/goleak"
 
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
@@ -103,10 +104,12 @@ func NATS(t testing.TB) *embedded.NATS {
 
 // Logger returns a logger that writes to the test's output (shown with -v or on failure) and
 // goes quiet once the test has ended, so late goroutines cannot write to a finished test.
-func Logger(t testing.TB) *slog.Logger {
+func Logger(t testing.TB) *slog.Logger { return leveledLogger(t, slog.LevelDebug) }
+
+func leveledLogger(t testing.TB, level slog.Level) *slog.Logger {
 	w := &testWriter{w: t.Output()}
 	t.Cleanup(w.close)
-	return slog.New(logging.WithRequestIDs(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return slog.New(logging.WithRequestIDs(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 type testWriter struct {
@@ -157,7 +160,11 @@ func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := app.Start(t.Context(), svc, cfg, Logger(t).With("service", cfg.ID))
+	level := slog.LevelDebug
+	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
+		level = slog.LevelWarn
+	}
+	r, err := app.Start(t.Context(), svc, cfg, leveledLogger(t, level).With("service", cfg.ID))
 	if err != nil {
 		t.Fatalf("start %s: %v", svc.Name, err)
 	}
@@ -201,5 +208,18 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("not within %s: %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// StoreGoroutines are goleak options that leave out the embedded store's own goroutines: the
+// server side of connections (the test's own client keeps some open) and the SQLite pool it
+// opens per database. They belong to the server under test, not to the services.
+func StoreGoroutines() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/clientconn.(*conn).run"),
+		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/clientconn.(*conn).run.func2"),
+		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/clientconn.acceptLoop.func1"),
+		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/util/ctxutil.WithDelay.func1"),
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
 	}
 }

@@ -1,0 +1,56 @@
+package order
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/breakerchain/breakerchain/internal/wire"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// FuzzDecode: whatever the body, decoding and validating an order never panics and ends in one
+// of two ways. Either a 400/422 that says what is wrong (a 422 names its field), or a valid order
+// that survives a round trip unchanged, so its fingerprint, the idempotency key, is stable.
+// The corpus in testdata/fuzz/FuzzDecode runs with every `go test`; `go test -fuzz=FuzzDecode
+// ./order` explores further.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		seed,
+		`{"id":"1","date":"2023-01-18T20:23:47Z","items":[{"sku":"a","n":2},[1,[2]],"x",null,true],"payment":{"amount":12.5,"id":"p","shipment":{"id":"s","directions":"home"}}}`,
+		`{"ID":"1","Items":[],"PAYMENT":{"Amount":0,"ID":"1","Shipment":{"ID":"1","Directions":"home"}}}`,
+		`{"id":"1","items":[],"payment":{"amount":-0,"id":"1","shipment":{"id":"1","directions":"\u00e9t\u00e9 \ud83d\ude9a"}}}`,
+		`{"id":"1","id":"2","items":[],"payment":{"amount":1e308,"id":"1","shipment":{"id":"1","directions":"d"}}}`,
+		`{"id":"1","items":[{"$gt":1}],"payment":{}}`, `{"id":`, `[]`, `null`, `""`, "\xff",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		o, err := Decode(body)
+		if err != nil {
+			var se *messaging.ServiceError
+			switch {
+			case !errors.As(err, &se):
+				t.Fatalf("error %v (%T) is not a ServiceError", err, err)
+			case se.Code != 400 && se.Code != 422:
+				t.Fatalf("code %d for %q: want 400 or 422", se.Code, body)
+			case se.Description == "":
+				t.Fatalf("no description for %q", body)
+			case se.Code == 422 && se.Field == "":
+				t.Fatalf("422 without a field: %v", se)
+			}
+			return
+		}
+		again, err := json.Marshal(o)
+		if err != nil {
+			t.Fatalf("a valid order does not encode: %v", err)
+		}
+		o2, err := Decode(again)
+		if err != nil {
+			t.Fatalf("a valid order %s fails its own round trip: %v", again, err)
+		}
+		if wire.Fingerprint(o) != wire.Fingerprint(o2) {
+			t.Fatalf("fingerprint changed in a round trip: %s", again)
+		}
+	})
+}
