@@ -80,6 +80,9 @@ func decodeError(err error) error {
 		return Invalid(field, "must be %s, not %s", kind(typ.Type.Kind().String()), typ.Value)
 	}
 	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		if m[1] == "" {
+			return Invalid(`""`, "unknown field (an empty key)")
+		}
 		return Invalid(m[1], "unknown field")
 	}
 	return Malformed("malformed JSON: %s", err.Error())
@@ -106,7 +109,7 @@ func DecodeValid[T any, P interface {
 // gives only the key. It walks the body alongside the struct type v decodes into.
 func withPath(err error, data []byte, v any) error {
 	se, ok := err.(*messaging.ServiceError)
-	if !ok || se.Description != se.Field+": unknown field" {
+	if !ok || se.Description != se.Field+": unknown field" || se.Field == `""` {
 		return err
 	}
 	var body any
