@@ -385,3 +385,23 @@ func TestReplayResumesAStalledOrder(t *testing.T) {
 		t.Errorf("replay of the completed order: %d, want 200", again.code)
 	}
 }
+
+// Payment and shipment are idempotent by their own ids: the same payment requested twice on
+// NATS (a retry, a duplicate) makes one payment and one shipment, and both answers succeed.
+func TestRepeatedPaymentIsOnePayment(t *testing.T) {
+	w := newWorld(t)
+	w.chain(nil)
+	nc := w.conn()
+	r := messaging.NewRequester(nc, messaging.Route{From: "test", To: "payment", Subject: app_subject("payment")},
+		messaging.BreakerSettings{Timeout: 5 * time.Second, FailureRate: 50, MinCalls: 5, Window: time.Minute, Delay: time.Minute},
+		testkit.Logger(t))
+	body := []byte(`{"id":"pay-1","amount":12.5,"shipment":{"id":"ship-1","directions":"home"}}`)
+	for i := range 3 {
+		if reply := r.Request(context.Background(), body); !reply.Completed() {
+			t.Fatalf("request %d: %s", i+1, reply.Text())
+		}
+	}
+	if got := w.counts(); got != [3]int64{0, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want one payment and one shipment", got)
+	}
+}
