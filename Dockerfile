@@ -1,5 +1,5 @@
 # One image for all three services: `breakerchain order|payment|shipment` (see docker-compose.yaml).
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +33,9 @@ var Service = app.Service{
 	Next:        "payment",
 	Build: func(d app.Deps) (app.Parts, error) {
 		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection), log: d.Log,
-			// A chain takes at most the payment timeout and two store writes.
-			stallAfter: d.Config.Breaker.Timeout + 2*store.OpTimeout}
+			// A create takes at most the payment timeout and three store operations (an insert,
+			// its retry when unanswered, the final update); the rest is slack.
+			stallAfter: d.Config.Breaker.Timeout + 3*store.OpTimeout + 5*time.Second}
 		return app.Parts{Routes: a.routes}, nil
 	},
 }
@@ -197,6 +200,11 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 // fail answers err: a ServiceError with its code and text, anything else as a bare 500.
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 	se := messaging.AsServiceError(err)
+	if se.Code == http.StatusServiceUnavailable {
+		// Long enough for an order whose outcome is unknown to count as stalled: a retry with
+		// the same id then resumes it rather than answering "in progress".
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(a.stallAfter.Seconds()))))
+	}
 	if se.Code >= http.StatusInternalServerError {
 		a.log.ErrorContext(req.Context(), "request failed", "err", err)
 	}

@@ -99,7 +99,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		r.Requester = messaging.NewRequester(r.nc,
 			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log,
 			messaging.WithObserver(r.Metrics.Observe))
-		r.Metrics.SetState(svc.Next, r.Requester.State())
+		r.Metrics.TrackState(svc.Next, r.Requester.State)
 		hop.Next = r.Requester
 	}
 	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop})

@@ -81,7 +81,7 @@ func Meta(ctx context.Context, id string, v any) store.Meta {
 func StoreError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrUnknown):
-		return messaging.Errorf(503, "store unavailable: this may or may not have been saved; retrying with the same id is safe")
+		return messaging.Errorf(503, "store unavailable: this may or may not have been saved; retrying later with the same id is safe")
 	case errors.Is(err, store.ErrUnavailable):
 		return messaging.Errorf(503, "store unavailable")
 	case errors.Is(err, store.ErrNotFound):

@@ -134,11 +134,7 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 	if _, body := ready(); !strings.Contains(body, `"store":"ok"`) || strings.Contains(body, `"nats":"ok"`) {
 		t.Errorf("readyz %s, want nats named as the problem", body)
 	}
-	ns2, err := embedded.StartNATS("127.0.0.1", port, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns2.Stop)
+	testkit.RestartNATS(t, port)
 	waitReady("ready once NATS is back", http.StatusOK)
 
 	st.Stop()
@@ -147,10 +143,11 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("readyz took %s to notice the store was gone", took)
 	}
-	st2, err := embedded.StartStore(su.Host, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var st2 *embedded.Store
+	testkit.Eventually(t, 10*time.Second, "the store to restart on its port", func() bool {
+		st2, err = embedded.StartStore(su.Host, dir, nil)
+		return err == nil
+	})
 	t.Cleanup(st2.Stop)
 	waitReady("ready once the store is back", http.StatusOK)
 }

@@ -28,8 +28,8 @@ var States = []string{"closed", "open", "half-open"}
 
 // Service holds one service's metrics.
 type Service struct {
+	service     string
 	registry    *prometheus.Registry
-	state       *prometheus.GaugeVec
 	calls       *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 	http        *prometheus.HistogramVec
@@ -41,11 +41,8 @@ type Service struct {
 func New(service string) *Service {
 	labels := prometheus.Labels{"service": service}
 	m := &Service{
+		service:  service,
 		registry: prometheus.NewRegistry(),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "breakerchain_circuit_state", ConstLabels: labels,
-			Help: "1 for the state each outgoing circuit is in, 0 for the others.",
-		}, []string{"target", "state"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "breakerchain_circuit_calls_total", ConstLabels: labels,
 			Help: "Calls through each outgoing circuit by outcome: success, failure, timeout, rejected.",
@@ -57,15 +54,15 @@ func New(service string) *Service {
 		http: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "breakerchain_http_request_duration_seconds", ConstLabels: labels,
 			Help:    "HTTP requests by method, route pattern and status code.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms … 4s
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms … 16s
 		}, []string{"method", "route", "code"}),
 		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "breakerchain_store_operation_duration_seconds", ConstLabels: labels,
 			Help:    "Store commands by collection, command and result (ok or error).",
-			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14), // 0.2ms … 1.6s
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16), // 0.2ms … 6.6s, past the 5s bound
 		}, []string{"collection", "operation", "result"}),
 	}
-	m.registry.MustRegister(m.state, m.calls, m.transitions, m.http, m.store,
+	m.registry.MustRegister(m.calls, m.transitions, m.http, m.store,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,15 +75,21 @@ func (m *Service) Handler() http.Handler {
 // Registry is the service's registry.
 func (m *Service) Registry() *prometheus.Registry { return m.registry }
 
-// SetState records that the circuit towards target is in state. Call it at start with the
-// initial state too: failsafe-go fires no event for it.
-func (m *Service) SetState(target, state string) {
+// TrackState shows the state of the circuit towards target, read from state at every scrape:
+// right from the start (failsafe-go fires no event for the initial state), and never left
+// stale by two transitions' listeners interleaving.
+func (m *Service) TrackState(target string, state func() string) {
 	for _, s := range States {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		m.state.WithLabelValues(target, s).Set(v)
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "breakerchain_circuit_state",
+			Help:        "1 for the state each outgoing circuit is in, 0 for the others.",
+			ConstLabels: prometheus.Labels{"service": m.service, "target": target, "state": s},
+		}, func() float64 {
+			if state() == s {
+				return 1
+			}
+			return 0
+		}))
 	}
 }
 
@@ -103,7 +106,6 @@ func (m *Service) Observe(e messaging.BreakerEvent) {
 		m.calls.WithLabelValues(e.Target, "rejected").Inc()
 	case messaging.EventOpen, messaging.EventHalfOpen, messaging.EventClose:
 		m.transitions.WithLabelValues(e.Target, e.State).Inc()
-		m.SetState(e.Target, e.State)
 	}
 }
 
@@ -118,8 +120,22 @@ func (m *Service) HTTP(next http.Handler) http.Handler {
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		m.http.WithLabelValues(r.Method, route, strconv.Itoa(ww.Status())).Observe(time.Since(start).Seconds())
+		code := ww.Status()
+		if code == 0 {
+			code = 499 // nothing written: the client left first
+		}
+		m.http.WithLabelValues(method(r.Method), route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// method bounds the method label: any method a client invents would otherwise be a new series.
+func method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 // CommandMonitor times every store command; give it to the Mongo client.

@@ -168,26 +168,32 @@ type Record interface {
 // InsertOnce stores doc unless its id is taken. If it is, the stored document is returned with
 // created false: a replay when the fingerprints match, ErrConflict when they do not.
 //
-// An insert that timed out may still have landed. Then InsertOnce looks: if the document is
-// there, with this fingerprint, it was this insert (or a concurrent identical one, equally
-// ours to finish, the work downstream being idempotent) and it reports created; if the store
-// cannot say, the error is ErrUnknown, not ErrUnavailable: the caller must not claim that
-// nothing was saved.
+// An insert that was sent but not answered may still land. Then InsertOnce sends it again and
+// lets the unique _id decide: a duplicate with this fingerprint is this insert (or a concurrent
+// identical one, equally ours to finish, the work downstream being idempotent) and reports
+// created; a plain success means the first never landed and cannot any more. If the store
+// still does not answer, the error is ErrUnknown, not ErrUnavailable: the caller must not claim
+// that nothing was saved.
 func InsertOnce[T any, P interface {
 	*T
 	Record
 }](ctx context.Context, c *Collection[T], doc P) (stored P, created bool, err error) {
 	err = c.Insert(ctx, (*T)(doc))
 	if errors.Is(err, ErrUnavailable) && !errors.As(err, new(topology.ServerSelectionError)) {
-		// Sent, but no answer: look whether it landed. (No server selected: nothing was sent.)
-		found, gerr := c.Get(ctx, doc.Key())
+		// Sent, but no answer. (No server selected: nothing was sent, nothing can land.)
+		err = c.Insert(ctx, (*T)(doc))
 		switch {
-		case gerr == nil && P(found).Fingerprint() == doc.Fingerprint():
+		case err == nil:
+			return doc, true, nil
+		case errors.Is(err, ErrDuplicate):
+			found, gerr := c.Get(ctx, doc.Key())
+			switch {
+			case gerr != nil:
+				return nil, false, fmt.Errorf("%w: %v", ErrUnknown, gerr)
+			case P(found).Fingerprint() != doc.Fingerprint():
+				return P(found), false, ErrConflict
+			}
 			return P(found), true, nil
-		case gerr == nil:
-			return P(found), false, ErrConflict
-		case errors.Is(gerr, ErrNotFound):
-			return nil, false, err // it did not land
 		}
 		return nil, false, fmt.Errorf("%w: %v", ErrUnknown, err)
 	}

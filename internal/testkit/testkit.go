@@ -102,6 +102,20 @@ func NATS(t testing.TB) *embedded.NATS {
 	return ns
 }
 
+// RestartNATS starts a nats-server again on port, the port of one the test stopped. The port was
+// free a moment ago; something else may hold it for a moment, so it retries for a while.
+func RestartNATS(t testing.TB, port int) *embedded.NATS {
+	t.Helper()
+	var ns *embedded.NATS
+	Eventually(t, 10*time.Second, "NATS to restart on its port", func() bool {
+		var err error
+		ns, err = embedded.StartNATS("127.0.0.1", port, nil)
+		return err == nil
+	})
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
 // Logger returns a logger that writes to the test's output (shown with -v or on failure) and
 // goes quiet once the test has ended, so late goroutines cannot write to a finished test.
 func Logger(t testing.TB) *slog.Logger { return leveledLogger(t, slog.LevelDebug) }
