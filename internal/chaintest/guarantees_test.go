@@ -388,3 +388,29 @@ func (l *latencies) String() string {
 	q := func(p int) time.Duration { return s[min(len(s)-1, len(s)*p/100)].Round(time.Millisecond) }
 	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s", q(50), q(90), q(99), s[len(s)-1].Round(time.Millisecond))
 }
+
+// An insert that lands but whose reply is lost (the connection drops) is sent again and the
+// unique _id decides: the order is found to be this one and its chain runs, exactly once.
+func TestUnansweredInsertIsResent(t *testing.T) {
+	w := newWorld(t)
+	u, err := url.Parse(w.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testkit.StartProxy(t, u.Host)
+	w.start(shipment.Service, nil)
+	w.start(payment.Service, nil)
+	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+
+	px.DropNextInsertReply()
+	res := post(t, o, seedOrder("lost-reply"))
+	if px.Dropped() != 1 {
+		t.Fatalf("the proxy dropped %d replies, want the insert's", px.Dropped())
+	}
+	if v := res.view(t); res.code != http.StatusCreated || v.Status != order.StatusCompleted {
+		t.Fatalf("got %d %s, want 201 completed: the resent insert found its own order", res.code, res.body)
+	}
+	if got := w.counts(); got != [3]int64{1, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want one each", got)
+	}
+}
