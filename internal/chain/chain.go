@@ -84,6 +84,8 @@ func StoreError(err error) error {
 		return messaging.Errorf(503, "store unavailable: this may or may not have been saved; retrying later with the same id is safe")
 	case errors.Is(err, store.ErrUnavailable):
 		return messaging.Errorf(503, "store unavailable")
+	case errors.Is(err, store.ErrRefused):
+		return messaging.Errorf(422, "the store cannot keep this document")
 	case errors.Is(err, store.ErrNotFound):
 		return messaging.Errorf(404, "not found")
 	}

@@ -77,6 +77,9 @@ func translate(err error) error {
 		return ErrDuplicate
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.As(err, new(mongo.WriteException)):
+		// The store answered and refused the document: bad input that validation let through.
+		return fmt.Errorf("%w: %w", ErrRefused, err)
 	case mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, new(topology.ServerSelectionError)), errors.Is(err, mongo.ErrClientDisconnected):
 		// The store is not there for us now; it may be in a moment.
@@ -212,6 +215,9 @@ func InsertOnce[T any, P interface {
 
 // ErrConflict is an id that is taken by a different request.
 var ErrConflict = errors.New("id already used with a different body")
+
+// ErrRefused is a document the store answered it will not keep (not a duplicate).
+var ErrRefused = errors.New("the store refused the document")
 
 // ErrUnknown is a write that failed in a way that leaves open whether it landed.
 var ErrUnknown = errors.New("store unavailable; the write may or may not have landed")

@@ -167,10 +167,11 @@ func fieldType(t reflect.Type, k string) (reflect.Type, bool) {
 // MaxDepth is how deeply a free-form value may nest.
 const MaxDepth = 10
 
-// Free checks a free-form JSON value (as decoded into any) that will be stored as is: it nests
-// at most MaxDepth deep and its object keys are ones a MongoDB store accepts (not empty, no
-// leading '$', no '.', no NUL). field names it in errors.
-func Free(field string, v any) error { return free(field, v, 0) }
+// Free checks a free-form JSON array (order items) that will be stored as is: it nests at most
+// MaxDepth deep, holds no array directly inside an array (the embedded store refuses those),
+// and its object keys are ones a MongoDB store accepts (not empty, no leading '$', no '.', no
+// NUL). field names it in errors.
+func Free(field string, items []any) error { return free(field, items, 0) }
 
 func free(field string, v any, depth int) error {
 	if depth > MaxDepth {
@@ -188,7 +189,11 @@ func free(field string, v any, depth int) error {
 		}
 	case []any:
 		for i, e := range x {
-			if err := free(fmt.Sprintf("%s[%d]", field, i), e, depth+1); err != nil {
+			at := fmt.Sprintf("%s[%d]", field, i)
+			if _, nested := e.([]any); nested {
+				return Invalid(at, "an array directly inside an array is not supported")
+			}
+			if err := free(at, e, depth+1); err != nil {
 				return err
 			}
 		}
