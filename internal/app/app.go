@@ -7,6 +7,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +76,8 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	defer func() {
 		if err != nil {
 			r.teardown(context.Background())
+			// A driver's error may quote the URL it was given: never show its password.
+			err = config.Redact(err, cfg.Secrets()...)
 		}
 	}()
 	log.InfoContext(ctx, "starting", "config", cfg)
@@ -83,7 +87,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	}
 	if err := store.Ping(ctx, r.mongo, 5*time.Second); err != nil {
 		// Not fatal: the driver keeps trying and /readyz says 503 until the store answers.
-		log.WarnContext(ctx, "store not reachable yet", "err", err)
+		log.WarnContext(ctx, "store not reachable yet", "err", config.Redact(err, cfg.Secrets()...))
 	}
 	if r.nc, err = connectNATS(cfg, log); err != nil {
 		return nil, err
@@ -128,33 +132,77 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	return r, nil
 }
 
+// InboxPrefix is where a service's requests get their replies: a prefix of its own, so NATS
+// permissions can let each service receive its own replies and nobody else's
+// (deploy/nats.conf: order may subscribe to _INBOX.order.> only).
+func InboxPrefix(service string) string { return "_INBOX." + service }
+
 func connectNATS(cfg config.Service, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(cfg.NatsURL,
+	opts := []nats.Option{
 		nats.Name(cfg.ID),
+		nats.CustomInboxPrefix(InboxPrefix(cfg.Name)),
 		// Reconnect forever, with jittered backoff; requests meanwhile fail fast and count
 		// against the circuit, which is what it is for.
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
-		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed it
-				log.Warn("NATS disconnected", "err", err)
+				log.Warn("NATS disconnected", "err", config.Redact(err, cfg.Secrets()...))
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// Permission violations arrive here: the server refused a publish or a subscription.
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
 			if s != nil {
 				subj = s.Subject
 			}
-			log.Error("NATS error", "subject", subj, "err", err)
+			log.Error("NATS error", "subject", subj, "err", config.Redact(err, cfg.Secrets()...))
 		}),
-	)
+	}
+	switch a := cfg.NATS; {
+	case a.Creds != "":
+		opts = append(opts, nats.UserCredentials(a.Creds))
+	case a.User != "":
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if cfg.NATS.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATS.CA))
+	}
+	// A first try that may fail: refused credentials or an untrusted certificate will not get
+	// better by retrying, so they stop the service at start with a clear line. A server that is
+	// not there yet is waited for (RetryOnFailedConnect), as before.
+	nc, err := nats.Connect(cfg.NatsURL, opts...)
+	if err != nil && !refused(err) {
+		nc, err = nats.Connect(cfg.NatsURL, append(opts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", config.Mask(cfg.NatsURL), err)
+		hint := ""
+		if refused(err) {
+			hint = " (check NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_CA)"
+		}
+		return nil, fmt.Errorf("nats %s: %w%s", config.Mask(cfg.NatsURL), err, hint)
 	}
 	return nc, nil
+}
+
+// refused tells whether a NATS connection failed for a reason retrying cannot fix: the server
+// refused the credentials, or the TLS handshake failed.
+func refused(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		tlsRecord tls.RecordHeaderError
+		tlsAlert  tls.AlertError
+	)
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) ||
+		errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &tlsRecord) || errors.As(err, &tlsAlert)
 }
 
 // Wait blocks until ctx ends or the HTTP server fails.

@@ -3,32 +3,68 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/cors"
 	"github.com/nats-io/nuid"
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/internal/wire"
+)
+
+// Limits of every service's HTTP server. A client that sends its headers slowly, never finishes
+// its body or holds an idle connection is cut off; headers and bodies are bounded.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	// WriteTimeout is well above the longest a create can take with the default settings
+	// (the chain's timeout plus the store's bounds).
+	WriteTimeout   = 30 * time.Second
+	IdleTimeout    = 60 * time.Second
+	MaxHeaderBytes = 64 << 10
+	// MaxBody bounds every request body; order's /create answers 413 beyond it.
+	MaxBody = wire.MaxBody
 )
 
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
 }
 
-// router serves the ops routes every service has, plus the service's own.
+// router serves the ops routes every service has, plus the service's own. Middleware, outermost
+// first: request id, metrics (they see the 500 of a panic), the JSON recoverer, CORS when
+// configured, the body limit.
 func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(requestID, r.Metrics.HTTP, middleware.Recoverer)
+	m.Use(requestID, r.Metrics.HTTP, recoverer(r.log))
+	if len(cfg.CORSOrigins) > 0 {
+		// Unset, no CORS headers are sent and browsers keep other origins out.
+		m.Use(cors.Handler(cors.Options{
+			AllowedOrigins: cfg.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+			AllowedHeaders: []string{"Accept", "Content-Type", middleware.RequestIDHeader},
+			ExposedHeaders: []string{middleware.RequestIDHeader, "Retry-After"},
+			MaxAge:         600,
+		}))
+	}
+	m.Use(middleware.RequestSize(MaxBody))
+	if cfg.Pprof {
+		m.Mount("/debug", middleware.Profiler())
+	}
 	m.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("hello from " + cfg.ID + "\n"))
 	})
@@ -65,6 +101,29 @@ func requestID(next http.Handler) http.Handler {
 }
 
 var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
+
+// recoverer turns a panic in a handler into a JSON 500 that says nothing of it; the panic and
+// its stack go to the log. http.ErrAbortHandler is the server's own way to abort a response and
+// is let through.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			defer func() {
+				rec := recover()
+				if rec == nil {
+					return
+				}
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				log.ErrorContext(req.Context(), "panic serving request", "method", req.Method, "path", req.URL.Path,
+					"panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+				WriteError(w, http.StatusInternalServerError, "internal error", "")
+			}()
+			next.ServeHTTP(w, req)
+		})
+	}
+}
 
 // ready answers 200 when the store answers within a second and NATS is connected, else 503.
 func (r *Running) ready(w http.ResponseWriter, req *http.Request) {

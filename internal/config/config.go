@@ -5,14 +5,19 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -209,19 +214,100 @@ func Merge(errs ...error) error {
 	return &Error{Problems: out}
 }
 
-// Mask hides the password of every URL in v, for logs and errors.
+// Mask hides the password of every URL in v, for logs and errors: "nats://u:p@h" becomes
+// "nats://u:xxxxx@h", and a user without a password (a NATS token) is hidden whole. It works on
+// text that does not parse as a URL too, erring on the side of hiding more: everything between
+// "://" and the last "@" of each comma-separated part is user information.
 func Mask(v string) string {
 	parts := strings.Split(v, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-				parts[i] = u.String()
-			}
-		}
+		parts[i] = maskUserinfo(p)
 	}
 	return strings.Join(parts, ",")
 }
+
+const masked = "xxxxx"
+
+func maskUserinfo(p string) string {
+	start := 0
+	if i := strings.Index(p, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	at := strings.LastIndexByte(p, '@')
+	if at < start {
+		return p
+	}
+	userinfo := p[start:at]
+	if user, _, ok := strings.Cut(userinfo, ":"); ok {
+		return p[:start] + user + ":" + masked + p[at:]
+	}
+	return p[:start] + masked + p[at:]
+}
+
+// urlSecrets returns the secrets in a URL list: each part's password, or its user when it
+// has no password (a NATS token), as written and as decoded.
+func urlSecrets(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		start := 0
+		if i := strings.Index(p, "://"); i >= 0 {
+			start = i + len("://")
+		}
+		at := strings.LastIndexByte(p, '@')
+		if at < start {
+			continue
+		}
+		userinfo := p[start:at]
+		secret := userinfo
+		if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+			secret = pw
+		}
+		if secret == "" {
+			continue
+		}
+		out = append(out, secret)
+		if dec, err := url.PathUnescape(secret); err == nil && dec != secret {
+			out = append(out, dec)
+		}
+	}
+	return out
+}
+
+// Redact returns err with every secret, and the password of any URL, hidden from its text.
+// errors.Is and errors.As still see the original error.
+func Redact(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := RedactText(err.Error(), secrets...)
+	if msg == err.Error() {
+		return err
+	}
+	return &redacted{err: err, msg: msg}
+}
+
+// RedactText hides every secret, and the password of any URL, in s.
+func RedactText(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, masked)
+		}
+	}
+	return urlInText.ReplaceAllStringFunc(s, maskUserinfo)
+}
+
+// urlInText finds URLs with user information in free text: a scheme, "://", then up to the
+// last "@" before a blank or a quote (a password may hold an unescaped "@": hide too much
+// rather than too little).
+var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"']*@`)
+
+type redacted struct {
+	err error
+	msg string
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
 
 // Service is the configuration of one service.
 type Service struct {
@@ -236,8 +322,19 @@ type Service struct {
 	MongoURL      string
 	MongoDB       string
 	NatsURL       string
+	NATS          NATSAuth
 	Breaker       messaging.BreakerSettings
 	MaxConcurrent uint
+	CORSOrigins   []string // origins a browser may call from; none: same origin only
+	Pprof         bool     // serve /debug/pprof on the HTTP port
+}
+
+// NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
+type NATSAuth struct {
+	User     string
+	Password string // never logged: see Service.LogValue
+	Creds    string // path of a credentials file (JWT and NKey seed), instead of User/Password
+	CA       string // path of a PEM file of CA certificates
 }
 
 // Defaults of the seed and of this design.
@@ -265,6 +362,7 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		MongoURL:      s.URL("MONGO_URL", "", "mongodb", "mongodb+srv"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
 		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		NATS:          s.natsAuth(),
 		Breaker: messaging.BreakerSettings{
 			Timeout:     s.Duration("BREAKER_TIMEOUT", d.Timeout, time.Millisecond, time.Hour),
 			FailureRate: uint(s.Int("BREAKER_FAILURE_RATE", int(d.FailureRate), 1, 100)),
@@ -273,8 +371,134 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 			Delay:       s.Duration("BREAKER_DELAY", d.Delay, time.Millisecond, 24*time.Hour),
 		},
 		MaxConcurrent: uint(s.Int("MAX_CONCURRENT", messaging.DefaultMaxConcurrent, 1, 100_000)),
+		CORSOrigins:   s.Origins("CORS_ORIGINS"),
+		Pprof:         s.Bool("PPROF", false),
 	}
 	return c, s.Err()
+}
+
+// natsAuth reads NATS_USER and NATS_PASSWORD, or NATS_CREDS, and NATS_CA.
+func (s *Source) natsAuth() NATSAuth {
+	a := NATSAuth{
+		User:     s.String("NATS_USER", ""),
+		Password: s.String("NATS_PASSWORD", ""),
+		Creds: s.File("NATS_CREDS", "a readable NATS credentials file (a user JWT and its NKey seed)", func(b []byte) error {
+			if _, err := nkeys.ParseDecoratedUserNKey(b); err != nil {
+				return errors.New("no user NKey seed in it")
+			}
+			if jwt, _ := nkeys.ParseDecoratedJWT(b); !strings.HasPrefix(jwt, "ey") {
+				return errors.New("no user JWT in it")
+			}
+			return nil
+		}),
+		CA: s.File("NATS_CA", "a readable PEM file of CA certificates", func(b []byte) error {
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				return errors.New("no PEM certificate in it")
+			}
+			return nil
+		}),
+	}
+	_, userFrom, _ := s.get("NATS_USER")
+	_, credsFrom, _ := s.get("NATS_CREDS")
+	switch {
+	case a.User != "" && a.Password == "":
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want %s set with it", userFrom, a.User, s.names("NATS_PASSWORD")))
+	case a.User == "" && a.Password != "":
+		// The password itself is never shown.
+		s.errs = append(s.errs, fmt.Sprintf("%s is set: want %s with it", s.names("NATS_PASSWORD"), s.names("NATS_USER")))
+	}
+	if a.User != "" && a.Creds != "" {
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want either it or %s, not both", credsFrom, a.Creds, userFrom))
+	}
+	return a
+}
+
+// names is how to set name for this source: "ORDER_NATS_PASSWORD or NATS_PASSWORD".
+func (s *Source) names(name string) string {
+	if s.prefix == "" {
+		return name
+	}
+	return s.prefix + name + " or " + name
+}
+
+// File returns the value of name, the path of a file that can be read and that check accepts,
+// or "" when unset. The file's content is never shown.
+func (s *Source) File(name, want string, check func([]byte) error) string {
+	v, from, ok := s.get(name)
+	if !ok {
+		return ""
+	}
+	b, err := os.ReadFile(v)
+	if err == nil {
+		err = check(b)
+	}
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is shown once already
+		}
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want %s (%v)", from, v, want, err))
+		return ""
+	}
+	return v
+}
+
+// Origins returns the value of name, a comma-separated list of web origins
+// (scheme://host[:port], at most one "*" in the host as in https://*.example.com) or "*" alone
+// for any origin; nil when unset.
+func (s *Source) Origins(name string) []string {
+	v, from, ok := s.get(name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if !validOrigin(o) || (o == "*" && strings.Contains(v, ",")) {
+			s.bad(from, v, `"*" or comma-separated origins like https://shop.example.com or http://localhost:8080`)
+			return nil
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func validOrigin(o string) bool {
+	if o == "*" {
+		return true
+	}
+	if strings.Count(o, "*") > 1 {
+		return false
+	}
+	u, err := url.Parse(strings.Replace(o, "*", "wildcard", 1))
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && !strings.HasSuffix(o, "?") && !strings.HasSuffix(o, "#")
+}
+
+// Secrets lists every secret in the configuration, for redacting error texts.
+func (c Service) Secrets() []string {
+	out := append(urlSecrets(c.MongoURL), urlSecrets(c.NatsURL)...)
+	if c.NATS.Password != "" {
+		out = append(out, c.NATS.Password)
+	}
+	return out
+}
+
+// LogValue shows the NATS identity: the user, or the credentials file; never a password.
+func (a NATSAuth) LogValue() slog.Value {
+	var as []slog.Attr
+	switch {
+	case a.Creds != "":
+		as = append(as, slog.String("creds", a.Creds))
+	case a.User != "":
+		as = append(as, slog.String("user", a.User), slog.String("password", masked))
+	default:
+		as = append(as, slog.String("user", "none"))
+	}
+	if a.CA != "" {
+		as = append(as, slog.String("ca", a.CA))
+	}
+	return slog.GroupValue(as...)
 }
 
 // LogValue shows the configuration once at start, passwords masked.
@@ -285,8 +509,10 @@ func (c Service) LogValue() slog.Value {
 		slog.Bool("inject_err", c.InjectErr), slog.Float64("inject_err_rate", c.InjectErrRate),
 		slog.Duration("inject_latency", c.InjectLatency),
 		slog.String("mongo", Mask(c.MongoURL)), slog.String("mongo_db", c.MongoDB), slog.String("nats", Mask(c.NatsURL)),
+		slog.Any("nats_auth", c.NATS),
 		slog.String("breaker", fmt.Sprintf("timeout=%s rate=%d%% min_calls=%d window=%s delay=%s",
 			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay)),
 		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
+		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.Pprof),
 	)
 }

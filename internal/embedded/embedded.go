@@ -55,6 +55,32 @@ func StartNATS(host string, port int, opts *server.Options) (*NATS, error) {
 	return &NATS{ns}, nil
 }
 
+// LoadNATSConfig reads a nats-server configuration file, as `nats-server --config` does, for an
+// embedded server: its $VARIABLES are taken from the environment, and one that is not set is an
+// error naming it. A user whose password came out empty is refused too: with an empty password,
+// anyone who knows the user's name would get in. The file's monitoring port is turned off (the
+// embedded server serves clients only) and StartNATS sets where it listens.
+func LoadNATSConfig(path string) (*server.Options, error) {
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, err
+	}
+	for _, u := range opts.Users {
+		if u.Password == "" {
+			return nil, fmt.Errorf("user %q has an empty password (is the variable it names set?)", u.Username)
+		}
+	}
+	if opts.Username != "" && opts.Password == "" {
+		return nil, fmt.Errorf("user %q has an empty password", opts.Username)
+	}
+	opts.HTTPHost, opts.HTTPPort, opts.HTTPSPort = "", 0, 0
+	return opts, nil
+}
+
 // URL is the client URL of the server.
 func (n *NATS) URL() string { return n.ClientURL() }
 

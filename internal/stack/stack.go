@@ -1,7 +1,12 @@
 // Package stack is the all-in-one: an embedded nats-server and an embedded MongoDB-compatible
 // store (FerretDB on SQLite) with every service of the chain in one process. It is a local mode:
-// everything listens on 127.0.0.1 and NATS has no authentication. A NATS_URL or MONGO_URL in
-// the environment replaces the embedded server with that one.
+// everything listens on 127.0.0.1, NATS has no authentication and the store none either. A
+// NATS_URL or MONGO_URL in the environment replaces the embedded server with that one.
+//
+// NATS_CONFIG=deploy/nats.conf gives the embedded NATS the users and permissions compose runs
+// with (the file's listen address and monitoring port are not used: it still listens on
+// 127.0.0.1:NATS_PORT only), and each service connects as the user named after it, with the
+// password in <SERVICE>_NATS_PASSWORD — the variable the file itself reads.
 package stack
 
 import (
@@ -38,8 +43,10 @@ type Stack struct {
 	DataDir  string           // "" when the store is not embedded
 	Services []*app.Running   // in the order of the services given to Start
 	Configs  []config.Service // likewise
-	nats     *embedded.NATS
-	store    *embedded.Store
+	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
+	NATSConfig string
+	nats       *embedded.NATS
+	store      *embedded.Store
 }
 
 // Start starts the stack. services are given upstream first (order, payment, shipment); each
@@ -51,12 +58,23 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
 	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
 	dataDir := env.String("DATA_DIR", DefaultDataDir)
+	natsConfig := env.String("NATS_CONFIG", "")
 	cfgs, err := Configs(services, lookup)
-	if err := config.Merge(env.Err(), err); err != nil {
+	var natsOpts *server.Options
+	var fileErr error
+	switch {
+	case natsConfig != "" && natsURL != "":
+		fileErr = fmt.Errorf("NATS_CONFIG=%q: want it without NATS_URL (it configures the embedded server)", natsConfig)
+	case natsConfig != "":
+		if natsOpts, fileErr = embedded.LoadNATSConfig(natsConfig); fileErr != nil {
+			fileErr = fmt.Errorf("NATS_CONFIG=%q: want a nats-server configuration file that loads (%v)", natsConfig, fileErr)
+		}
+	}
+	if err := config.Merge(env.Err(), err, fileErr); err != nil {
 		return nil, err
 	}
 
-	s := &Stack{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs}
+	s := &Stack{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs, NATSConfig: natsConfig}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -67,7 +85,11 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 		if port == 0 {
 			port = server.RANDOM_PORT
 		}
-		opts := &server.Options{NoLog: !debug, Debug: debug}
+		opts := natsOpts
+		if opts == nil {
+			opts = &server.Options{}
+		}
+		opts.NoLog, opts.Debug = !debug, debug
 		if s.nats, err = embedded.StartNATS(Host, port, opts); err != nil {
 			return nil, err
 		}
@@ -110,10 +132,12 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed
 // PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
-// prefixed one (PAYMENT_PORT) sets that service's port.
+// prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
+// NATS_USER or NATS_CREDS of its own connects as the user named after it.
 func Configs(services []app.Service, lookup config.Lookup) ([]config.Service, error) {
 	env := config.NewSource("", lookup)
 	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
+	ownUsers := env.String("NATS_CONFIG", "") != ""
 	errs := []error{env.Err()}
 	withoutPort := func(name string) (string, bool) {
 		if name == "PORT" {
@@ -127,11 +151,34 @@ func Configs(services []app.Service, lookup config.Lookup) ([]config.Service, er
 		if base != 0 {
 			port = base + i
 		}
-		c, err := config.Load(svc.Name, Host, port, withoutPort)
+		l := withoutPort
+		if ownUsers {
+			l = ownUser(svc.Name, withoutPort)
+		}
+		c, err := config.Load(svc.Name, Host, port, l)
 		errs = append(errs, err)
 		cfgs[i] = c
 	}
 	return cfgs, config.Merge(errs...)
+}
+
+// ownUser makes service's NATS_USER default to its own name, unless a user or a credentials
+// file is set for it.
+func ownUser(service string, lookup config.Lookup) config.Lookup {
+	prefix := strings.ToUpper(service) + "_"
+	set := func(name string) bool {
+		v, ok := lookup(prefix + name)
+		if !ok || v == "" {
+			v, ok = lookup(name)
+		}
+		return ok && v != ""
+	}
+	return func(name string) (string, bool) {
+		if name == prefix+"NATS_USER" && !set("NATS_USER") && !set("NATS_CREDS") {
+			return service, true
+		}
+		return lookup(name)
+	}
 }
 
 // Wait blocks until ctx ends or a service's HTTP server fails.
@@ -166,7 +213,11 @@ func (s *Stack) Stop(ctx context.Context) error {
 // Banner tells where everything listens and how to try it.
 func (s *Stack) Banner() string {
 	var b strings.Builder
-	b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS without auth)\n")
+	if s.NATSConfig != "" {
+		b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS users from " + s.NATSConfig + ")\n")
+	} else {
+		b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS without auth)\n")
+	}
 	for i, r := range s.Services {
 		c := s.Configs[i]
 		what := "NATS " + app.Subject(c.Name)
@@ -176,13 +227,16 @@ func (s *Stack) Banner() string {
 		fmt.Fprintf(&b, "  %-9s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
 	}
 	natsNote, storeNote := "(external)", "(external)"
-	if s.nats != nil {
+	switch {
+	case s.nats != nil && s.NATSConfig != "":
+		natsNote = `(embedded) watch it: nats --user observer --password "$OBSERVER_NATS_PASSWORD" sub 'breaker.>'`
+	case s.nats != nil:
 		natsNote = "(embedded) watch it: nats sub 'breaker.>'"
 	}
 	if s.store != nil {
 		storeNote = "(embedded FerretDB, data in " + s.DataDir + ")"
 	}
-	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", s.NATSURL, natsNote)
+	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", config.Mask(s.NATSURL), natsNote)
 	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)
 	if len(s.Services) > 0 {
 		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",

@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,6 +104,46 @@ func NATS(t testing.TB) *embedded.NATS {
 	return ns
 }
 
+// NATSWithConfig starts a nats-server on a random port of 127.0.0.1 for this test, configured by
+// the nats-server configuration file at path (relative paths are from the module's root), as
+// embedded.LoadNATSConfig reads it: set the variables it names (t.Setenv) first.
+func NATSWithConfig(t testing.TB, path string) *embedded.NATS {
+	t.Helper()
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(Root(t), path)
+	}
+	opts, err := embedded.LoadNATSConfig(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	opts.NoLog = true
+	ns, err := embedded.StartNATS("127.0.0.1", -1, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
+// Root returns the module's root directory: where go.mod is, above the test's directory.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
 // RestartNATS starts a nats-server again on port, the port of one the test stopped. The port was
 // free a moment ago; something else may hold it for a moment, so it retries for a while.
 func RestartNATS(t testing.TB, port int) *embedded.NATS {
@@ -121,9 +163,41 @@ func RestartNATS(t testing.TB, port int) *embedded.NATS {
 func Logger(t testing.TB) *slog.Logger { return leveledLogger(t, slog.LevelDebug) }
 
 func leveledLogger(t testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(leveledHandler(t, level))
+}
+
+func leveledHandler(t testing.TB, level slog.Level) slog.Handler {
 	w := &testWriter{w: t.Output()}
 	t.Cleanup(w.close)
-	return slog.New(logging.WithRequestIDs(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
+	return logging.WithRequestIDs(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// errorLog keeps the messages of the records at level ERROR and above that pass through it.
+type errorLog struct {
+	slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h errorLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		line := r.Message
+		r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+		h.mu.Lock()
+		*h.msgs = append(*h.msgs, line)
+		h.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h errorLog) WithAttrs(as []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(as)
+	return h
+}
+
+func (h errorLog) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
 }
 
 type testWriter struct {
@@ -154,6 +228,16 @@ type Service struct {
 	*app.Running
 	Config config.Service
 	stop   func()
+	errMu  sync.Mutex
+	errs   []string
+}
+
+// LoggedErrors returns what the service logged at level ERROR so far, one line per record (a
+// NATS permission violation is one: the connection's error handler logs it).
+func (s *Service) LoggedErrors() []string {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return slices.Clone(s.errs)
 }
 
 // Stop stops the service now (it is stopped when the test ends otherwise).
@@ -178,10 +262,13 @@ func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env)
 	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
 		level = slog.LevelWarn
 	}
-	r, err := app.Start(t.Context(), svc, cfg, leveledLogger(t, level).With("service", cfg.ID))
+	s := &Service{Config: cfg}
+	h := errorLog{Handler: leveledHandler(t, level), mu: &s.errMu, msgs: &s.errs}
+	r, err := app.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
 	if err != nil {
 		t.Fatalf("start %s: %v", svc.Name, err)
 	}
+	s.Running = r
 	stopped := false
 	stop := func() {
 		if stopped {
@@ -195,7 +282,8 @@ func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env)
 		}
 	}
 	t.Cleanup(stop)
-	return &Service{Running: r, Config: cfg, stop: stop}
+	s.stop = stop
+	return s
 }
 
 // Count counts the documents of collection coll in db that match filter (nil: all).

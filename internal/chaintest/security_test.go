@@ -1,0 +1,464 @@
+package chaintest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// natsConf is the NATS configuration compose runs, committed in the repository. These tests
+// load that very file, so what they prove is what is deployed.
+const natsConf = "deploy/nats.conf"
+
+// natsUsers are the users of deploy/nats.conf and the passwords these tests give them.
+var natsUsers = map[string]string{
+	"order": "order-pw-1", "payment": "payment-pw-2", "shipment": "shipment-pw-3", "observer": "observer-pw-4",
+}
+
+// securedNATS starts a nats-server from deploy/nats.conf with the passwords in the environment,
+// as compose starts it, and returns its URL.
+func securedNATS(t *testing.T) string {
+	t.Helper()
+	for user, pw := range natsUsers {
+		t.Setenv(strings.ToUpper(user)+"_NATS_PASSWORD", pw)
+	}
+	return testkit.NATSWithConfig(t, natsConf).URL()
+}
+
+// connectAs connects as user with its password; the connection's asynchronous errors (the
+// server's permission violations) arrive on the channel.
+func connectAs(t *testing.T, url, user string) (*nats.Conn, <-chan error) {
+	t.Helper()
+	errs := make(chan error, 16)
+	nc, err := nats.Connect(url, nats.UserInfo(user, natsUsers[user]),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, errs
+}
+
+// asUser is the environment that makes svc connect as its own user.
+func asUser(svc app.Service) testkit.Env {
+	return testkit.Env{"BREAKER_TIMEOUT": "5s", "NATS_USER": svc.Name, "NATS_PASSWORD": natsUsers[svc.Name]}
+}
+
+// Nobody gets in without a user of deploy/nats.conf and its own password; a service given a
+// wrong password stops at start, saying which variables to check, without showing the password.
+func TestNATSRefusesStrangers(t *testing.T) {
+	url := securedNATS(t)
+	for _, row := range []struct {
+		name string
+		opts []nats.Option
+	}{
+		{"anonymous", nil},
+		{"wrong password", []nats.Option{nats.UserInfo("order", "guess")}},
+		{"another user's password", []nats.Option{nats.UserInfo("order", natsUsers["payment"])}},
+		{"unknown user", []nats.Option{nats.UserInfo("mallory", natsUsers["observer"])}},
+		{"empty password", []nats.Option{nats.UserInfo("shipment", "")}},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			nc, err := nats.Connect(url, row.opts...)
+			if err == nil {
+				nc.Close()
+				t.Fatal("connected; want the server to refuse")
+			}
+			if !errors.Is(err, nats.ErrAuthorization) {
+				t.Errorf("err %v, want %v", err, nats.ErrAuthorization)
+			}
+		})
+	}
+
+	t.Run("service with a wrong password", func(t *testing.T) {
+		uri, db := testkit.Database(t)
+		env := testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0",
+			"NATS_USER": "shipment", "NATS_PASSWORD": "stale-password-7"}
+		cfg, err := config.Load("shipment", "127.0.0.1", 0, env.Lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
+		if err == nil {
+			_ = r.Stop(context.Background())
+			t.Fatal("started; want a refusal at start")
+		}
+		msg := err.Error()
+		if !errors.Is(err, nats.ErrAuthorization) || !strings.Contains(msg, "NATS_PASSWORD") || strings.Contains(msg, "stale-password-7") {
+			t.Errorf("err %q: want the authorization error, naming NATS_PASSWORD, without the password", msg)
+		}
+	})
+}
+
+// The whole chain works with every service as its own least-privileged user: the order
+// completes, the circuits' events reach an observer, discovery answers, and no service was
+// refused anything on the way (a refusal is logged as an error by the connection's handler).
+func TestChainWithLeastPrivilege(t *testing.T) {
+	url := securedNATS(t)
+	uri, db := testkit.Database(t)
+	s := testkit.Start(t, shipment.Service, url, uri, db, asUser(shipment.Service))
+	p := testkit.Start(t, payment.Service, url, uri, db, asUser(payment.Service))
+	o := testkit.Start(t, order.Service, url, uri, db, asUser(order.Service))
+
+	obs, obsErrs := connectAs(t, url, "observer")
+	events, err := obs.SubscribeSync("breaker.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	res := post(t, o, seedOrder("least-privilege"))
+	if res.code != http.StatusCreated || hops(res.view(t)) != "order:ok payment:ok shipment:ok" {
+		t.Fatalf("POST /create: %d %s, want 201 with three ok hops", res.code, res.body)
+	}
+
+	// Each caller published its circuit's events on its own breaker subject.
+	seen := map[string]bool{}
+	for !seen[messaging.BreakerSubject("order", "payment")] || !seen[messaging.BreakerSubject("payment", "shipment")] {
+		m, err := events.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("breaker events: %v; seen %v", err, seen)
+		}
+		seen[m.Subject] = true
+	}
+
+	// Discovery, as `nats micro ls|info|stats` asks it: every verb, by name and by id.
+	inbox := nats.NewInbox()
+	pings, err := obs.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.PublishRequest("$SRV.PING", inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for len(names) < 2 {
+		m, err := pings.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("$SRV.PING: %v; answered by %v", err, names)
+		}
+		var ping micro.Ping
+		if err := jsonUnmarshal(m.Data, &ping); err != nil {
+			t.Fatal(err)
+		}
+		names[ping.Name] = true
+	}
+	if !names["payment"] || !names["shipment"] {
+		t.Errorf("$SRV.PING answered by %v, want payment and shipment", names)
+	}
+	for _, name := range []string{"payment", "shipment"} {
+		var info micro.Info
+		request(t, obs, "$SRV.INFO."+name, &info)
+		var stats micro.Stats
+		request(t, obs, "$SRV.STATS."+name+"."+info.ID, &stats)
+		if stats.Name != name || len(stats.Endpoints) != 1 {
+			t.Errorf("$SRV.STATS.%s.%s: %+v", name, info.ID, stats)
+		}
+	}
+
+	for _, svc := range []*testkit.Service{o, p, s} {
+		if errs := svc.LoggedErrors(); len(errs) > 0 {
+			t.Errorf("%s logged errors: %q", svc.Config.Name, errs)
+		}
+	}
+	select {
+	case err := <-obsErrs:
+		t.Errorf("observer: %v", err)
+	default:
+	}
+}
+
+// What each user may not do, the server refuses, and nats.go reports the refusal as an
+// asynchronous permission violation. A refused publish never reaches a subscriber: the same
+// connection's next, allowed, message (the marker) is the first a watcher of '>' sees.
+func TestNATSPermissionsRefuse(t *testing.T) {
+	url := securedNATS(t)
+	for _, row := range []struct {
+		user, op, subject, queue string
+		marker                   string // an allowed subject the user publishes after a refused publish
+		why                      string
+	}{
+		{user: "order", op: "publish", subject: "shipment.create", marker: "breaker.order.marker", why: "ship goods never paid for"},
+		{user: "order", op: "publish", subject: "breaker.payment.shipment", marker: "breaker.order.marker", why: "forge payment's circuit events"},
+		{user: "order", op: "subscribe", subject: "payment.create", why: "take payment's requests"},
+		{user: "order", op: "subscribe", subject: "_INBOX.payment.>", why: "read payment's replies"},
+		{user: "payment", op: "publish", subject: "payment.create", marker: "breaker.payment.marker", why: "pay without an order"},
+		{user: "payment", op: "subscribe", subject: "shipment.create", why: "take shipment's requests"},
+		{user: "payment", op: "subscribe", subject: "payment.create", why: "serve outside its queue group: every request twice"},
+		{user: "payment", op: "subscribe", subject: "payment.create", queue: "thief", why: "serve in another queue group"},
+		{user: "shipment", op: "publish", subject: "shipment.create", why: "publish anything but answers"},
+		{user: "shipment", op: "publish", subject: "payment.create", why: "publish anything but answers"},
+		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "a watcher places a payment"},
+		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "a watcher ships goods"},
+	} {
+		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
+			nc, errs := connectAs(t, url, row.user)
+			watcher, _ := connectAs(t, url, "observer")
+			watched, err := watcher.SubscribeSync(">")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := watcher.Flush(); err != nil {
+				t.Fatal(err)
+			}
+
+			want := `subscription to "` + row.subject + `"`
+			switch row.op {
+			case "publish":
+				want = `publish to "` + row.subject + `"`
+				if err := nc.Publish(row.subject, []byte(`{"id":"forged"}`)); err != nil {
+					t.Fatal(err)
+				}
+				if row.marker != "" {
+					if err := nc.Publish(row.marker, []byte("marker")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case "subscribe":
+				var err error
+				if row.queue != "" {
+					_, err = nc.QueueSubscribeSync(row.subject, row.queue)
+				} else {
+					_, err = nc.SubscribeSync(row.subject)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+
+			select {
+			case err := <-errs:
+				if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(want)) {
+					t.Errorf("async error %q, want a permission violation for %s", err, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no permission violation for %s %s %s: %s is allowed to %s", row.user, row.op, row.subject, row.user, row.why)
+			}
+
+			if row.marker != "" {
+				for {
+					m, err := watched.NextMsg(5 * time.Second)
+					if err != nil {
+						t.Fatalf("the marker never arrived: %v", err)
+					}
+					if m.Subject == row.subject {
+						t.Fatalf("the refused message reached a subscriber of %s", row.subject)
+					}
+					if m.Subject == row.marker {
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// Loading deploy/nats.conf fails, naming the problem, when a password variable is not set or
+// is empty: a user with an empty password would let in anyone who knows its name.
+func TestNATSConfigNeedsEveryPassword(t *testing.T) {
+	path := filepath.Join(testkit.Root(t), natsConf)
+	for user, pw := range natsUsers {
+		t.Setenv(strings.ToUpper(user)+"_NATS_PASSWORD", pw)
+	}
+	if _, err := embedded.LoadNATSConfig(path); err != nil {
+		t.Fatalf("with every password set: %v", err)
+	}
+
+	t.Setenv("PAYMENT_NATS_PASSWORD", "")
+	if _, err := embedded.LoadNATSConfig(path); err == nil || !strings.Contains(err.Error(), `"payment" has an empty password`) {
+		t.Errorf("empty PAYMENT_NATS_PASSWORD: %v, want it refused", err)
+	}
+	if err := os.Unsetenv("PAYMENT_NATS_PASSWORD"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := embedded.LoadNATSConfig(path); err == nil || !strings.Contains(err.Error(), "PAYMENT_NATS_PASSWORD") {
+		t.Errorf("unset PAYMENT_NATS_PASSWORD: %v, want an error naming it", err)
+	}
+}
+
+// A tls:// server with a certificate from a private CA: a service given that CA in NATS_CA
+// connects and serves; without it the service stops at start (an untrusted certificate does not
+// get better by retrying) and says which variable to check.
+func TestNATSOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caFile, serverCert := testCA(t, dir)
+	ns, err := embedded.StartNATS("127.0.0.1", -1, &server.Options{NoLog: true,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	url := ns.URL()
+	if !strings.HasPrefix(url, "tls://") {
+		t.Fatalf("server URL %s, want tls://", url)
+	}
+	uri, db := testkit.Database(t)
+
+	testkit.Start(t, shipment.Service, url, uri, db, testkit.Env{"NATS_CA": caFile})
+	nc, err := nats.Connect(url, nats.RootCAs(caFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg, err := nc.Request(app.Subject("shipment"), []byte(`{"id":"tls-1","directions":"home"}`), 5*time.Second)
+	if err != nil {
+		t.Fatalf("request over TLS: %v", err)
+	}
+	var reply messaging.Reply
+	if err := jsonUnmarshal(msg.Data, &reply); err != nil || reply.Outcome != messaging.OutcomeOK {
+		t.Errorf("reply %s (%v), want ok", msg.Data, err)
+	}
+
+	env := testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0"}
+	cfg, err := config.Load("shipment", "127.0.0.1", 0, env.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
+	if err == nil {
+		_ = r.Stop(context.Background())
+		t.Fatal("started without NATS_CA; want a refusal at start")
+	}
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) && !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "NATS_CA") {
+		t.Errorf("err %q: want the certificate error, naming NATS_CA", err)
+	}
+}
+
+// testCA writes a private CA's certificate to dir and returns its path and a server
+// certificate for 127.0.0.1 signed by it.
+func testCA(t *testing.T, dir string) (string, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "breakerchain test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}
+}
+
+// A credentials file (NATS_CREDS: a user JWT and its NKey seed, as `nsc` writes them) is how a
+// service logs in to a server that trusts an operator: it connects and serves; anonymous is
+// refused.
+func TestNATSCredsFile(t *testing.T) {
+	operator, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	operatorPub, _ := operator.PublicKey()
+	operatorClaims := jwt.NewOperatorClaims(operatorPub)
+	if _, err := operatorClaims.Encode(operator); err != nil {
+		t.Fatal(err)
+	}
+	account, _ := nkeys.CreateAccount()
+	accountPub, _ := account.PublicKey()
+	accountJWT, err := jwt.NewAccountClaims(accountPub).Encode(operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _ := nkeys.CreateUser()
+	userPub, _ := user.PublicKey()
+	userJWT, err := jwt.NewUserClaims(userPub).Encode(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(userJWT, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "shipment.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(accountPub, accountJWT); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := embedded.StartNATS("127.0.0.1", -1, &server.Options{NoLog: true,
+		TrustedOperators: []*jwt.OperatorClaims{operatorClaims}, AccountResolver: resolver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+
+	if nc, err := nats.Connect(ns.URL()); err == nil {
+		nc.Close()
+		t.Fatal("anonymous connected to a server that trusts an operator")
+	}
+	uri, db := testkit.Database(t)
+	s := testkit.Start(t, shipment.Service, ns.URL(), uri, db, testkit.Env{"NATS_CREDS": credsFile})
+	if got := do(t, http.MethodGet, s.URL()+"/readyz", ""); got.code != http.StatusOK {
+		t.Errorf("/readyz %d %s, want 200: connected with the credentials file", got.code, got.body)
+	}
+}
