@@ -219,13 +219,14 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "order", op: "subscribe", subject: "payment.create", why: "take payment's requests"},
 		{user: "order", op: "subscribe", subject: "_INBOX.payment.>", why: "read payment's replies"},
 		{user: "payment", op: "publish", subject: "payment.create", marker: "breaker.payment.marker", why: "pay without an order"},
+		{user: "payment", op: "publish", subject: "breaker.order.payment", marker: "breaker.payment.marker", why: "forge order's circuit events"},
 		{user: "payment", op: "subscribe", subject: "shipment.create", why: "take shipment's requests"},
 		{user: "payment", op: "subscribe", subject: "payment.create", why: "serve outside its queue group: every request twice"},
 		{user: "payment", op: "subscribe", subject: "payment.create", queue: "thief", why: "serve in another queue group"},
-		{user: "shipment", op: "publish", subject: "shipment.create", why: "publish anything but answers"},
-		{user: "shipment", op: "publish", subject: "payment.create", why: "publish anything but answers"},
-		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "a watcher places a payment"},
-		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "a watcher ships goods"},
+		{user: "shipment", op: "publish", subject: "shipment.create", why: "publish anything but its answers"},
+		{user: "shipment", op: "publish", subject: "payment.create", why: "publish anything but its answers"},
+		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "place a payment"},
+		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "ship goods"},
 	} {
 		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
 			nc, errs := connectAs(t, url, row.user)
