@@ -1,6 +1,12 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +58,138 @@ func TestMaskHidesPasswords(t *testing.T) {
 	got := Mask("mongodb://app:s3cret@db:27017/x,nats://u:p@n:4222")
 	if strings.Contains(got, "s3cret") || strings.Contains(got, ":p@") || !strings.Contains(got, "app:xxxxx@db") {
 		t.Errorf("Mask = %q", got)
+	}
+}
+
+// Text that does not parse as a URL is masked too, and a user without a password (a NATS token)
+// is hidden whole; text without user information is left alone.
+func TestMaskWhatDoesNotParse(t *testing.T) {
+	for in, want := range map[string]string{
+		"mongodb://app:s3cret@db:notaport/x":          "mongodb://app:xxxxx@db:notaport/x",
+		"mongodb://app:p@ss@db:27017":                 "mongodb://app:xxxxx@db:27017",
+		"nats://s3cret-token@nats:4222":               "nats://xxxxx@nats:4222",
+		"app:s3cret@db:27017":                         "app:xxxxx@db:27017",
+		"nats://a:1@n1:4222, nats://b:s3cret@n2:4222": "nats://a:xxxxx@n1:4222, nats://b:xxxxx@n2:4222",
+		"localhost:27017":                             "localhost:27017",
+		"nats://nats:4222":                            "nats://nats:4222",
+	} {
+		if got := Mask(in); got != want {
+			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// An error that quotes a URL or a secret is shown without them, and still matches what it wraps.
+func TestRedact(t *testing.T) {
+	inner := errors.New(`parse "nats://u:s3cret@host:bad": invalid port; password hunter2 refused`)
+	err := Redact(fmt.Errorf("nats: %w", inner), "hunter2")
+	if msg := err.Error(); strings.Contains(msg, "s3cret") || strings.Contains(msg, "hunter2") || !strings.Contains(msg, "nats://u:xxxxx@host") {
+		t.Errorf("Redact = %q", msg)
+	}
+	if !errors.Is(err, inner) {
+		t.Error("the redacted error no longer wraps the original")
+	}
+	if Redact(nil, "x") != nil {
+		t.Error("Redact(nil) is not nil")
+	}
+}
+
+// NATS_USER and NATS_PASSWORD go together, or NATS_CREDS alone; files must be readable and be
+// what they claim; a bad value names its variable and never shows a password.
+func TestNATSAuth(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	garbage := write("garbage", "not a certificate\n")
+	rows := []struct {
+		name    string
+		env     env
+		want    NATSAuth
+		wantErr string
+	}{
+		{name: "none", env: env{}},
+		{name: "user and password", env: env{"NATS_USER": "order", "NATS_PASSWORD": "pw-1"},
+			want: NATSAuth{User: "order", Password: "pw-1"}},
+		{name: "prefixed wins", env: env{"NATS_USER": "x", "NATS_PASSWORD": "pw-x", "ORDER_NATS_USER": "order", "ORDER_NATS_PASSWORD": "pw-1"},
+			want: NATSAuth{User: "order", Password: "pw-1"}},
+		{name: "user alone", env: env{"ORDER_NATS_USER": "order"},
+			wantErr: `ORDER_NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
+		{name: "password alone", env: env{"NATS_PASSWORD": "pw-1"},
+			wantErr: `ORDER_NATS_PASSWORD or NATS_PASSWORD is set: want ORDER_NATS_USER or NATS_USER with it`},
+		{name: "missing creds", env: env{"NATS_CREDS": filepath.Join(dir, "none.creds")},
+			wantErr: `NATS_CREDS="` + filepath.Join(dir, "none.creds") + `": want a readable NATS credentials file (a user JWT and its NKey seed) (no such file or directory)`},
+		{name: "creds not creds", env: env{"NATS_CREDS": garbage}, wantErr: `NATS_CREDS="` + garbage + `": want a readable NATS credentials file`},
+		{name: "missing CA", env: env{"NATS_CA": filepath.Join(dir, "none.pem")},
+			wantErr: `NATS_CA="` + filepath.Join(dir, "none.pem") + `": want a readable PEM file of CA certificates (no such file or directory)`},
+		{name: "CA not PEM", env: env{"NATS_CA": garbage}, wantErr: `NATS_CA="` + garbage + `": want a readable PEM file of CA certificates (no PEM certificate in it)`},
+		{name: "unreadable CA", env: env{"NATS_CA": dir}, wantErr: `NATS_CA="` + dir + `": want a readable PEM file`},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			c, err := Load("order", "", 3000, row.env.lookup)
+			if row.wantErr == "" {
+				if err != nil || c.NATS != row.want {
+					t.Errorf("got %+v, %v; want %+v", c.NATS, err, row.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), row.wantErr) {
+				t.Fatalf("err %v, want %q", err, row.wantErr)
+			}
+			if strings.Contains(err.Error(), "pw-1") {
+				t.Errorf("the password is shown: %v", err)
+			}
+		})
+	}
+}
+
+// CORS_ORIGINS is "*" alone or a list of origins; anything else is refused, naming the variable.
+func TestCORSOrigins(t *testing.T) {
+	for v, want := range map[string][]string{
+		"*":                        {"*"},
+		"https://shop.example.com": {"https://shop.example.com"},
+		"http://localhost:8080, https://*.example.com": {"http://localhost:8080", "https://*.example.com"},
+	} {
+		c, err := Load("order", "", 3000, env{"CORS_ORIGINS": v}.lookup)
+		if err != nil || !slices.Equal(c.CORSOrigins, want) {
+			t.Errorf("CORS_ORIGINS=%q: %q, %v; want %q", v, c.CORSOrigins, err, want)
+		}
+	}
+	for _, v := range []string{"shop.example.com", "https://shop.example.com/", "https://a.com/path", "ftp://a.com",
+		"*,https://a.com", "https://a.com?", "https://u@a.com", "https://*.*.a.com", "https://a.com,,https://b.com", "null"} {
+		_, err := Load("order", "", 3000, env{"ORDER_CORS_ORIGINS": v}.lookup)
+		if err == nil || !strings.Contains(err.Error(), `ORDER_CORS_ORIGINS="`+v+`": want "*" or comma-separated origins`) {
+			t.Errorf("ORDER_CORS_ORIGINS=%q: %v, want it refused by name", v, err)
+		}
+	}
+}
+
+// The configuration line logged at start shows who the service is on NATS, never a password.
+func TestLogValueHidesSecrets(t *testing.T) {
+	c, err := Load("order", "", 3000, env{
+		"MONGO_URL": "mongodb://app:mongo-pw@db:27017/x", "NATS_URL": "nats://tok-pw@n:4222",
+		"NATS_USER": "order", "NATS_PASSWORD": "nats-pw",
+	}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("starting", "config", c)
+	line := b.String()
+	for _, secret := range []string{"mongo-pw", "tok-pw", "nats-pw"} {
+		if strings.Contains(line, secret) {
+			t.Errorf("%q shows %s", line, secret)
+		}
+	}
+	if !strings.Contains(line, "config.nats_auth.user=order") || !strings.Contains(line, "mongodb://app:xxxxx@db") {
+		t.Errorf("%q: want the NATS user and the masked store URL", line)
+	}
+	if got := c.Secrets(); !slices.Contains(got, "mongo-pw") || !slices.Contains(got, "tok-pw") || !slices.Contains(got, "nats-pw") {
+		t.Errorf("Secrets() = %q, want every secret", got)
 	}
 }
