@@ -1,0 +1,178 @@
+package app_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// probe is a service with two routes of its own: one that panics, one that reads its body.
+var probe = app.Service{
+	Name: "probe",
+	Build: func(app.Deps) (app.Parts, error) {
+		return app.Parts{Routes: func(r chi.Router) {
+			r.Get("/panic", func(http.ResponseWriter, *http.Request) {
+				var items []string
+				_ = items[3] // a bug: index out of range
+			})
+			r.Post("/echo", func(w http.ResponseWriter, req *http.Request) {
+				b, err := io.ReadAll(req.Body)
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					app.WriteError(w, http.StatusRequestEntityTooLarge, "too large", "")
+					return
+				}
+				app.WriteJSON(w, http.StatusOK, map[string]int{"bytes": len(b)})
+			})
+		}}, nil
+	},
+}
+
+func startProbe(t *testing.T, env testkit.Env) *testkit.Service {
+	uri, db := testkit.Database(t)
+	return testkit.Start(t, probe, testkit.NATS(t).URL(), uri, db, env)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// A panic in a handler answers a JSON 500 that tells nothing of it, logs the panic with its
+// stack, and the server goes on serving.
+func TestPanicIsAJSON500(t *testing.T) {
+	s := startProbe(t, nil)
+	res, body := do(t, newRequest(t, http.MethodGet, s.URL()+"/panic", nil))
+	if res.StatusCode != http.StatusInternalServerError || res.Header.Get("Content-Type") != "application/json" ||
+		body != `{"error":"internal error"}`+"\n" {
+		t.Errorf("GET /panic: %d %s %q, want a JSON 500 saying only internal error", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	logged := strings.Join(s.LoggedErrors(), "\n")
+	if !strings.Contains(logged, "panic serving request") || !strings.Contains(logged, "index out of range") ||
+		!strings.Contains(logged, "goroutine") {
+		t.Errorf("logged %q, want the panic and its stack", logged)
+	}
+	if res, _ := do(t, newRequest(t, http.MethodGet, s.URL()+"/", nil)); res.StatusCode != http.StatusOK {
+		t.Errorf("GET / after the panic: %d", res.StatusCode)
+	}
+}
+
+// CORS: unset, no CORS headers at all (browsers keep other origins out); set, the listed origins
+// (or any, with "*") may call, with the request id readable.
+func TestCORS(t *testing.T) {
+	const shop = "https://shop.example.com"
+	for _, row := range []struct {
+		name, origins, origin string
+		want                  string // Access-Control-Allow-Origin
+	}{
+		{name: "unset", origin: shop, want: ""},
+		{name: "listed", origins: "http://localhost:8080," + shop, origin: shop, want: shop},
+		{name: "not listed", origins: shop, origin: "https://evil.example.net", want: ""},
+		{name: "wildcard host", origins: "https://*.example.com", origin: shop, want: shop},
+		{name: "any", origins: "*", origin: "https://evil.example.net", want: "*"},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			env := testkit.Env{}
+			if row.origins != "" {
+				env["CORS_ORIGINS"] = row.origins
+			}
+			s := startProbe(t, env)
+
+			pre := newRequest(t, http.MethodOptions, s.URL()+"/echo", nil)
+			pre.Header.Set("Origin", row.origin)
+			pre.Header.Set("Access-Control-Request-Method", http.MethodPost)
+			pre.Header.Set("Access-Control-Request-Headers", "content-type,x-request-id")
+			res, _ := do(t, pre)
+			if got := res.Header.Get("Access-Control-Allow-Origin"); got != row.want {
+				t.Errorf("preflight: Access-Control-Allow-Origin %q, want %q", got, row.want)
+			}
+			if row.want != "" && (!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), http.MethodPost) ||
+				!strings.Contains(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), "x-request-id")) {
+				t.Errorf("preflight: methods %q headers %q, want POST and X-Request-Id allowed",
+					res.Header.Get("Access-Control-Allow-Methods"), res.Header.Get("Access-Control-Allow-Headers"))
+			}
+
+			get := newRequest(t, http.MethodGet, s.URL()+"/healthz", nil)
+			get.Header.Set("Origin", row.origin)
+			res, _ = do(t, get)
+			if got := res.Header.Get("Access-Control-Allow-Origin"); got != row.want {
+				t.Errorf("GET: Access-Control-Allow-Origin %q, want %q", got, row.want)
+			}
+			if row.want != "" && !strings.Contains(res.Header.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+				t.Errorf("GET: Access-Control-Expose-Headers %q, want X-Request-Id", res.Header.Get("Access-Control-Expose-Headers"))
+			}
+			if row.want == "" && res.Header.Get("Access-Control-Allow-Credentials") != "" {
+				t.Error("credentials allowed to an origin that is not")
+			}
+		})
+	}
+}
+
+// pprof is served only when PPROF is on.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	for _, row := range []struct {
+		env  testkit.Env
+		want int
+	}{
+		{env: nil, want: http.StatusNotFound},
+		{env: testkit.Env{"PPROF": "0"}, want: http.StatusNotFound},
+		{env: testkit.Env{"PPROF": "1"}, want: http.StatusOK},
+	} {
+		s := startProbe(t, row.env)
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+			if res, _ := do(t, newRequest(t, http.MethodGet, s.URL()+path, nil)); res.StatusCode != row.want {
+				t.Errorf("%v GET %s: %d, want %d", row.env, path, res.StatusCode, row.want)
+			}
+		}
+	}
+}
+
+// Every body is bounded (a route that reads it gets an error past app.MaxBody) and so are the
+// headers (431 past app.MaxHeaderBytes).
+func TestLimits(t *testing.T) {
+	s := startProbe(t, nil)
+	for _, row := range []struct {
+		size int64
+		want int
+	}{
+		{app.MaxBody, http.StatusOK},
+		{app.MaxBody + 1, http.StatusRequestEntityTooLarge},
+	} {
+		req := newRequest(t, http.MethodPost, s.URL()+"/echo", strings.NewReader(strings.Repeat("x", int(row.size))))
+		if res, body := do(t, req); res.StatusCode != row.want {
+			t.Errorf("POST %d bytes: %d %s, want %d", row.size, res.StatusCode, body, row.want)
+		}
+	}
+	req := newRequest(t, http.MethodGet, s.URL()+"/", nil)
+	req.Header.Set("X-Padding", strings.Repeat("x", 2*app.MaxHeaderBytes))
+	if res, _ := do(t, req); res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("%d bytes of headers: %d, want 431", 2*app.MaxHeaderBytes, res.StatusCode)
+	}
+}
