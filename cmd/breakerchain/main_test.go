@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/stack"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
@@ -48,6 +53,14 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "JUMPS=abc", args: "payment", want: `JUMPS="abc"`},
 		{env: "LOG_FORMAT=xml JUMPS=abc", want: `LOG_FORMAT="xml": want one of text, json; JUMPS="abc"`},
 		{args: "refund", want: `unknown arguments ["refund"]`},
+		{env: "NATS_CREDS=/nonexistent/order.creds", want: `NATS_CREDS="/nonexistent/order.creds": want a readable NATS credentials file`},
+		{env: "PAYMENT_NATS_CA=/nonexistent/ca.pem", args: "payment", want: `PAYMENT_NATS_CA="/nonexistent/ca.pem": want a readable PEM file of CA certificates (no such file or directory)`},
+		{env: "NATS_USER=order", args: "order", want: `NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
+		{env: "CORS_ORIGINS=shop.example.com", want: `CORS_ORIGINS="shop.example.com": want "*" or comma-separated origins`},
+		{env: "NATS_CONFIG=/nonexistent/nats.conf", want: `NATS_CONFIG="/nonexistent/nats.conf": want a nats-server configuration file that loads (no such file or directory)`},
+		{env: "NATS_CONFIG=../../deploy/nats.conf", want: `ORDER_NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
+		{env: "NATS_CONFIG=../../deploy/nats.conf NATS_URL=nats://127.0.0.1:4222", want: `NATS_CONFIG="../../deploy/nats.conf": want it without NATS_URL`},
+		{env: "MONGO_URL=mongodb://app:s3cret@db:notaport/x", want: `MONGO_URL="mongodb://app:xxxxx@db:notaport/x": want a URL`},
 	}
 	for _, row := range rows {
 		t.Run(row.env+" "+row.args, func(t *testing.T) {
@@ -69,6 +82,9 @@ func TestBadConfigurationExits(t *testing.T) {
 			}
 			if strings.Contains(stderr.String(), "panic") || strings.Contains(stderr.String(), "goroutine") {
 				t.Errorf("stderr shows a panic: %q", stderr.String())
+			}
+			if strings.Contains(stderr.String(), "s3cret") {
+				t.Errorf("stderr shows a password: %q", stderr.String())
 			}
 			if _, err := os.Stat(data); err == nil {
 				t.Errorf("DATA_DIR was created: something started before the configuration was checked")
@@ -211,5 +227,141 @@ func TestAllInOnePorts(t *testing.T) {
 		if got := [3]int{cfgs[0].Port, cfgs[1].Port, cfgs[2].Port}; got != row.want {
 			t.Errorf("%v: ports %v, want %v", row.env, got, row.want)
 		}
+	}
+}
+
+// A password in a URL or in NATS_PASSWORD is never printed: not in the configuration line at
+// start, not in the error that stops the service when NATS refuses it.
+func TestSecretsNeverPrinted(t *testing.T) {
+	ns, err := embedded.StartNATS("127.0.0.1", -1, &server.Options{NoLog: true,
+		Users: []*server.User{{Username: "payment", Password: "the-right-one"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	natsHost := strings.TrimPrefix(ns.URL(), "nats://")
+	deadStore := freeAddr(t)
+	for _, row := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{name: "in URLs", env: []string{"NATS_URL=nats://payment:s3cret-nats@" + natsHost, "MONGO_URL=mongodb://app:s3cret-mongo@" + deadStore + "/"},
+			want: []string{"mongo=mongodb://app:xxxxx@" + deadStore, "breakerchain: nats nats://payment:xxxxx@" + natsHost + ": nats: authorization violation (check NATS_USER and NATS_PASSWORD"}},
+		{name: "in NATS_PASSWORD", env: []string{"NATS_URL=" + ns.URL(), "NATS_USER=payment", "NATS_PASSWORD=s3cret-nats", "MONGO_URL=mongodb://" + deadStore},
+			want: []string{"nats_auth.user=payment", "nats_auth.password=xxxxx", "nats: authorization violation"}},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS=payment", "PORT=0")
+			cmd.Env = append(cmd.Env, row.env...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1 (NATS refused the password); stderr %q", err, stderr.String())
+			}
+			out := stdout.String() + stderr.String()
+			if strings.Contains(out, "s3cret") {
+				t.Errorf("a password was printed:\n%s", out)
+			}
+			for _, want := range row.want {
+				if !strings.Contains(strings.ToLower(out), strings.ToLower(want)) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+// freeAddr returns an address of 127.0.0.1 where nothing listens.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// The all-in-one with NATS_CONFIG=deploy/nats.conf: the embedded NATS has compose's users and
+// permissions (still on 127.0.0.1), each service connects as its own user, the seed's request
+// completes, and an anonymous client is refused.
+func TestAllInOneWithNATSConfig(t *testing.T) {
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(),
+		"BREAKER_TIMEOUT": "5s", "NATS_CONFIG": filepath.Join(testkit.Root(t), "deploy", "nats.conf")}
+	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER"} {
+		// The file reads the process's environment, the services their configuration: the same
+		// variables, as in a shell.
+		t.Setenv(user+"_NATS_PASSWORD", strings.ToLower(user)+"-pw")
+		env[user+"_NATS_PASSWORD"] = strings.ToLower(user) + "-pw"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env.Lookup, &stdout, &stderr) }()
+
+	banner := regexp.MustCompile(`(?s)order\s+(http://\S+).*NATS\s+(nats://\S+)`)
+	var orderURL, natsURL string
+	testkit.Eventually(t, 30*time.Second, "the banner", func() bool {
+		if m := banner.FindStringSubmatch(stdout.String()); m != nil {
+			orderURL, natsURL = m[1], m[2]
+			return true
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		default:
+		}
+		return false
+	})
+	if !strings.Contains(stdout.String(), "NATS users from") || !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
+		t.Errorf("banner:\n%s\nwant NATS users from the file, on 127.0.0.1", stdout.String())
+	}
+	req, _ := http.NewRequest(http.MethodPost, orderURL+"/create", strings.NewReader(stack.SeedOrder))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Errorf("POST /create: %d, want 201\n%s", res.StatusCode, stderr.String())
+	}
+	if nc, err := nats.Connect(natsURL); !errors.Is(err, nats.ErrAuthorization) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Errorf("anonymous: %v, want %v", err, nats.ErrAuthorization)
+	}
+	nc, err := nats.Connect(natsURL, nats.UserInfo("observer", "observer-pw"))
+	if err != nil {
+		t.Errorf("observer: %v", err)
+	} else {
+		nc.Close()
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the all-in-one did not stop within 15s of its context ending")
+	}
+	if strings.Contains(stderr.String(), "NATS error") {
+		t.Errorf("a service was refused something:\n%s", stderr.String())
+	}
+}
+
+// The all-in-one's banner shows external servers' URLs without their passwords.
+func TestBannerMasksPasswords(t *testing.T) {
+	s := &stack.Stack{NATSURL: "nats://u:s3cret-n@nats:4222", MongoURL: "mongodb://app:s3cret-m@mongo:27017/"}
+	b := s.Banner()
+	if strings.Contains(b, "s3cret") || !strings.Contains(b, "nats://u:xxxxx@nats:4222") || !strings.Contains(b, "mongodb://app:xxxxx@mongo") {
+		t.Errorf("banner:\n%s", b)
 	}
 }
