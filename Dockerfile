@@ -1,5 +1,7 @@
 # One image for all three services: `breakerchain order|payment|shipment` (see docker-compose.yaml).
-FROM golang:1.26.8-bookworm AS build
+# 1.26.11: govulncheck finds standard-library vulnerabilities reachable from this code in
+# 1.26.8 (net/http, crypto/tls, crypto/x509; fixed in 1.26.9 and 1.26.10). go.mod's toolchain line says the same.
+FROM golang:1.26.11-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

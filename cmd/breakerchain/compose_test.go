@@ -9,27 +9,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
 // There is no Docker engine here, so the compose file is checked the way compose itself reads
 // it (the compose-spec loader, with schema validation and interpolation) and against the code:
 // commands are real subcommands, every environment variable is one the service reads, the
 // healthchecks probe a real route with the binary itself, and the image is built as CI builds.
+// The secrets come from .env.example with every value filled in, as a user's .env would be.
 func TestComposeFile(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := loader.LoadWithContext(t.Context(), types.ConfigDetails{
-		WorkingDir:  root,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yaml")}},
-		Environment: types.Mapping{},
-	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools"} })
+	secrets := dotEnv(t, root)
+	p, err := loadCompose(t, root, secrets)
 	if err != nil {
 		t.Fatalf("compose file does not load: %v", err)
 	}
@@ -47,6 +48,19 @@ func TestComposeFile(t *testing.T) {
 			if len(s.Ports) != 1 || s.Ports[0].Target != 3000 || s.Ports[0].Published != wantPort[svc.Name] {
 				t.Errorf("ports %+v, want host %s → 3000", s.Ports, wantPort[svc.Name])
 			}
+			// Only order's API is for clients; the other ops ports are for this host.
+			if wantIP := map[bool]string{true: "", false: "127.0.0.1"}[svc.Name == "order"]; len(s.Ports) == 1 && s.Ports[0].HostIP != wantIP {
+				t.Errorf("port bound to %q, want %q", s.Ports[0].HostIP, wantIP)
+			}
+			// Each service logs in to NATS as its own user and to the store as the application's.
+			if u, pw := s.Environment["NATS_USER"], s.Environment["NATS_PASSWORD"]; u == nil || *u != svc.Name ||
+				pw == nil || *pw != secrets[strings.ToUpper(svc.Name)+"_NATS_PASSWORD"] {
+				t.Errorf("NATS_USER %v NATS_PASSWORD %v, want %s with %s_NATS_PASSWORD from .env", u, pw, svc.Name, strings.ToUpper(svc.Name))
+			}
+			if u := s.Environment["MONGO_URL"]; u == nil || !strings.Contains(*u, "breakerchain:"+secrets["MONGO_APP_PASSWORD"]+"@mongo:") ||
+				strings.Contains(config.Mask(*u), secrets["MONGO_APP_PASSWORD"]) {
+				t.Errorf("MONGO_URL %v, want the breakerchain user with MONGO_APP_PASSWORD from .env, masked in logs", u)
+			}
 			if svc.Name != "order" && s.ContainerName != "" {
 				t.Errorf("container_name %q stops --scale", s.ContainerName)
 			}
@@ -62,14 +76,15 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("environment %s has no value", name)
 				}
 			}
+			// The service's whole environment is a good configuration.
+			env := envMap{}
 			for name, val := range s.Environment {
-				if val == nil {
-					continue // reported above
+				if val != nil { // nil is reported above
+					env[name] = *val
 				}
-				env := envMap{name: *val}
-				if _, err := config.Load(svc.Name, "", 3000, env.lookup); err != nil {
-					t.Errorf("%s=%s: %v", name, *val, err)
-				}
+			}
+			if _, err := config.Load(svc.Name, "", 3000, env.lookup); err != nil {
+				t.Errorf("environment: %v", err)
 			}
 			if j := s.Environment["JUMPS"]; j == nil || *j != "4" {
 				t.Errorf("JUMPS=%v, want the seed's 4", j)
@@ -94,6 +109,21 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 
+	// Every container is hardened: read-only root filesystem, no capabilities, no privilege
+	// escalation, not root (ours: the image's USER, checked below).
+	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box"} {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
+			t.Errorf("%s: read_only %v cap_drop %v security_opt %v; want true, [ALL], no-new-privileges:true", name, s.ReadOnly, s.CapDrop, s.SecurityOpt)
+		}
+		if s.Build == nil && (s.User == "" || s.User == "root" || strings.HasPrefix(s.User, "0:") || s.User == "0") {
+			t.Errorf("%s: user %q, want a user that is not root", name, s.User)
+		}
+	}
+
 	nats, err := p.GetService("nats")
 	if err != nil {
 		t.Fatal(err)
@@ -101,22 +131,59 @@ func TestComposeFile(t *testing.T) {
 	var natsPorts []uint32
 	for _, port := range nats.Ports {
 		natsPorts = append(natsPorts, port.Target)
+		if port.HostIP != "127.0.0.1" {
+			t.Errorf("nats: port %d published on %q, want 127.0.0.1 only", port.Target, port.HostIP)
+		}
 	}
 	if !strings.HasPrefix(nats.Image, "nats:") || !slices.Contains(natsPorts, 4222) || !slices.Contains(natsPorts, 8222) ||
 		nats.HealthCheck == nil || !strings.Contains(strings.Join(nats.HealthCheck.Test, " "), ":8222/healthz") {
 		t.Errorf("nats: image %s ports %v health %v; want the official image, 4222, 8222 and /healthz", nats.Image, natsPorts, nats.HealthCheck)
 	}
+	// The server runs the committed deploy/nats.conf, mounted read-only where --config points.
+	conf := mountOf(nats, filepath.Join(root, "deploy", "nats.conf"))
+	if conf == nil || !conf.ReadOnly || !slices.Equal([]string(nats.Command), []string{"--config", conf.Target}) {
+		t.Errorf("nats: command %v volumes %+v; want deploy/nats.conf mounted read-only and loaded with --config", nats.Command, nats.Volumes)
+	}
+	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER"} {
+		if v := nats.Environment[user+"_NATS_PASSWORD"]; v == nil || *v != secrets[user+"_NATS_PASSWORD"] {
+			t.Errorf("nats: %s_NATS_PASSWORD %v, want it from .env", user, v)
+		}
+	}
+
 	mongo, err := p.GetService("mongo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(mongo.Image, "mongo:") || len(mongo.Volumes) != 1 || mongo.Volumes[0].Type != types.VolumeTypeVolume ||
-		mongo.HealthCheck == nil || !strings.Contains(strings.Join(mongo.HealthCheck.Test, " "), "ping") {
-		t.Errorf("mongo: image %s volumes %+v health %v; want the official image, a named volume, a ping", mongo.Image, mongo.Volumes, mongo.HealthCheck)
+	if !strings.HasPrefix(mongo.Image, "mongo:") || mongo.HealthCheck == nil || !strings.Contains(strings.Join(mongo.HealthCheck.Test, " "), "ping") {
+		t.Errorf("mongo: image %s health %v; want the official image and a ping", mongo.Image, mongo.HealthCheck)
 	}
+	if len(mongo.Ports) != 0 {
+		t.Errorf("mongo: ports %+v; want none: only the compose network reaches the store", mongo.Ports)
+	}
+	var data bool
+	for _, v := range mongo.Volumes {
+		data = data || (v.Type == types.VolumeTypeVolume && v.Target == "/data/db")
+	}
+	init := mountOf(mongo, filepath.Join(root, "deploy", "mongo-init.js"))
+	if !data || init == nil || !init.ReadOnly || !strings.HasPrefix(init.Target, "/docker-entrypoint-initdb.d/") {
+		t.Errorf("mongo: volumes %+v; want a named volume for /data/db and deploy/mongo-init.js read-only in /docker-entrypoint-initdb.d", mongo.Volumes)
+	}
+	if pw := mongo.Environment["MONGO_INITDB_ROOT_PASSWORD"]; mongo.Environment["MONGO_INITDB_ROOT_USERNAME"] == nil || pw == nil ||
+		*pw != secrets["MONGO_ROOT_PASSWORD"] || mongo.Environment["MONGO_APP_PASSWORD"] == nil ||
+		*mongo.Environment["MONGO_APP_PASSWORD"] != secrets["MONGO_APP_PASSWORD"] {
+		t.Errorf("mongo: want the root user's and the application's passwords from .env")
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "deploy", "mongo-init.js")); err != nil ||
+		!strings.Contains(string(b), "process.env.MONGO_APP_PASSWORD") || !strings.Contains(string(b), "role: 'readWrite', db: 'breakerchain'") {
+		t.Errorf("deploy/mongo-init.js should create the breakerchain user, readWrite on breakerchain only, from MONGO_APP_PASSWORD (%v)", err)
+	}
+
 	box, err := p.GetService("nats-box")
 	if u := box.Environment["NATS_URL"]; err != nil || !slices.Equal(box.Profiles, []string{"tools"}) || u == nil || *u != "nats://nats:4222" {
 		t.Errorf("nats-box: %v %+v; want it under the tools profile with NATS_URL", err, box.Profiles)
+	}
+	if u, pw := box.Environment["NATS_USER"], box.Environment["NATS_PASSWORD"]; u == nil || *u != "observer" || pw == nil || *pw != secrets["OBSERVER_NATS_PASSWORD"] {
+		t.Errorf("nats-box: NATS_USER %v, want observer with OBSERVER_NATS_PASSWORD", u)
 	}
 
 	// The image builds the binary exactly as .ci/run does.
@@ -130,9 +197,124 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s does not build with %s", f, build)
 		}
 	}
-	if b, _ := os.ReadFile(filepath.Join(root, "Dockerfile")); !strings.Contains(string(b), "USER nonroot") {
-		t.Error("the image does not run as a non-root user")
+	// The final image: distroless static (no shell, no package manager), run as nonroot, and
+	// nothing in its stage that would need a shell.
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	stages := strings.Split(string(dockerfile), "\nFROM ")
+	final := stages[len(stages)-1]
+	if !strings.HasPrefix(final, "gcr.io/distroless/static") || !strings.Contains(final, ":nonroot") ||
+		!strings.Contains(final, "\nUSER nonroot") || strings.Contains(final, "\nRUN ") || strings.Contains(final, "/bin/sh") {
+		t.Errorf("final stage:\nFROM %s\nwant distroless static, nonroot, no RUN", final)
+	}
+	// .env holds the secrets: never committed, never sent to the image build.
+	for _, f := range []string{".gitignore", ".dockerignore"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil || !regexp.MustCompile(`(?m)^/?\.env$`).Match(b) {
+			t.Errorf("%s does not ignore .env (%v)", f, err)
+		}
+	}
+}
+
+// Without .env, compose refuses to start and names each missing secret: no service ever runs
+// with an empty password.
+func TestComposeNeedsEverySecret(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := dotEnv(t, root)
+	for name := range secrets {
+		without := types.Mapping{}
+		for k, v := range secrets {
+			if k != name {
+				without[k] = v
+			}
+		}
+		_, err := loadCompose(t, root, without)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("without %s: %v, want an error naming it", name, err)
+		}
+	}
+}
+
+// The passwords compose hands the services open the server compose runs: deploy/nats.conf,
+// loaded with the nats container's environment, lets each service in as the user its
+// environment names, and the nats-box's observer too.
+func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadCompose(t, root, dotEnv(t, root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsSvc, err := p.GetService("nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range natsSvc.Environment {
+		t.Setenv(k, *v)
+	}
+	conf := mountOf(natsSvc, filepath.Join(root, "deploy", "nats.conf"))
+	if conf == nil {
+		t.Fatal("nats does not mount deploy/nats.conf")
+	}
+	url := testkit.NATSWithConfig(t, conf.Source).URL()
+	for _, name := range []string{"order", "payment", "shipment", "nats-box"} {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := natsgo.Connect(url, natsgo.UserInfo(*s.Environment["NATS_USER"], *s.Environment["NATS_PASSWORD"]))
+		if err != nil {
+			t.Errorf("%s as %s: %v", name, *s.Environment["NATS_USER"], err)
+			continue
+		}
+		nc.Close()
+	}
+}
+
+// dotEnv reads .env.example and gives every empty value one, as a user filling it in would.
+func dotEnv(t *testing.T, root string) types.Mapping {
+	t.Helper()
+	vars, err := dotenv.Read(filepath.Join(root, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := types.Mapping{}
+	for k, v := range vars {
+		if v != "" {
+			t.Errorf(".env.example: %s has a value; want every secret left for the user to choose", k)
+		}
+		out[k] = strings.ToLower(k) + "0123456789abcdef"
+	}
+	if len(out) == 0 {
+		t.Fatal(".env.example names no variable")
+	}
+	return out
+}
+
+func loadCompose(t *testing.T, root string, env types.Mapping) (*types.Project, error) {
+	t.Helper()
+	return loader.LoadWithContext(t.Context(), types.ConfigDetails{
+		WorkingDir:  root,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yaml")}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools"} })
+}
+
+// mountOf returns the bind mount of source in s, or nil.
+func mountOf(s types.ServiceConfig, source string) *types.ServiceVolumeConfig {
+	for i, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Source == source {
+			return &s.Volumes[i]
+		}
+	}
+	return nil
 }
 
 // variablesRead lists every environment variable the service's configuration and logging read.
