@@ -223,6 +223,7 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "payment", op: "subscribe", subject: "shipment.create", why: "take shipment's requests"},
 		{user: "payment", op: "subscribe", subject: "payment.create", why: "serve outside its queue group: every request twice"},
 		{user: "payment", op: "subscribe", subject: "payment.create", queue: "thief", why: "serve in another queue group"},
+		{user: "shipment", op: "subscribe", subject: "shipment.create", why: "serve outside its queue group: every request twice"},
 		{user: "shipment", op: "publish", subject: "shipment.create", why: "publish anything but its answers"},
 		{user: "shipment", op: "publish", subject: "payment.create", why: "publish anything but its answers"},
 		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "place a payment"},
