@@ -4,8 +4,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# The same build .ci/run checks: a static binary, no cgo.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/breakerchain ./cmd/breakerchain
+# The same build .ci/run checks: a static binary, no cgo, without the embedded servers the
+# all-in-one needs (a service process then uses half the memory; see docs/BENCHMARKS.md).
+RUN CGO_ENABLED=0 go build -tags noembed -trimpath -ldflags="-s -w" -o /out/breakerchain ./cmd/breakerchain
 
 # distroless/static: no shell, no package manager, a non-root user; healthchecks use
 # `breakerchain probe`.

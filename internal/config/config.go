@@ -238,6 +238,7 @@ type Service struct {
 	NatsURL       string
 	Breaker       messaging.BreakerSettings
 	MaxConcurrent uint
+	PProf         bool // PPROF=1: serve /debug/pprof on the HTTP port
 }
 
 // Defaults of the seed and of this design.
@@ -265,6 +266,7 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		MongoURL:      s.URL("MONGO_URL", "", "mongodb", "mongodb+srv"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
 		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		PProf:         s.Bool("PPROF", false),
 		Breaker: messaging.BreakerSettings{
 			Timeout:     s.Duration("BREAKER_TIMEOUT", d.Timeout, time.Millisecond, time.Hour),
 			FailureRate: uint(s.Int("BREAKER_FAILURE_RATE", int(d.FailureRate), 1, 100)),
