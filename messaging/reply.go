@@ -1,7 +1,6 @@
 package messaging
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -51,7 +50,7 @@ func Handled(service string, now time.Time, last bool, next *Reply) Reply {
 	if last {
 		r.Outcome = OutcomeLast
 	}
-	r.Line = fmt.Sprintf("This is %s @%s -> %s", service, clock(now), word)
+	r.Line = "This is " + service + " @" + clock(now) + " -> " + word
 	return r
 }
 
@@ -63,7 +62,7 @@ func Failed(service string, now time.Time, outcome Outcome, reason string) Reply
 	}
 	return Reply{
 		Service: service, Time: stamp(now), Outcome: outcome, Reason: reason,
-		Line: fmt.Sprintf("%s @%s -> %s (%s)", service, clock(now), word, reason),
+		Line: service + " @" + clock(now) + " -> " + word + " (" + reason + ")",
 	}
 }
 

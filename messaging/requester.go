@@ -97,7 +97,8 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 	fb := fallback.NewWithFunc(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
 		err := exec.LastError()
 		if errors.Is(err, circuitbreaker.ErrOpen) {
-			r.events.emit(exec.Context(), EventReject, r.State(), "")
+			reply := r.rejected(exec.Context())
+			return &reply, nil
 		}
 		out, reason := outcomeOf(err)
 		if reason == "request failed" {
@@ -144,6 +145,11 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 		out, reason := outcomeOf(err)
 		return Failed(r.route.To, time.Now(), out, reason)
 	}
+	if r.breaker.IsOpen() && r.breaker.RemainingDelay() > 0 {
+		// The executor would reject it too, at twice the cost: an open circuit should cost as
+		// little as possible. Once the delay has passed, the executor lets the trial call through.
+		return r.rejected(ctx)
+	}
 	reply, err := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
 		return r.send(exec.Context(), payload, budget)
 	})
@@ -153,6 +159,14 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 		return Failed(r.route.To, time.Now(), out, reason)
 	}
 	return *reply
+}
+
+// rejected is the reply for a call the open circuit did not let through.
+func (r *Requester) rejected(ctx context.Context) Reply {
+	r.events.emit(ctx, EventReject, "open", "")
+	out, reason := outcomeOf(circuitbreaker.ErrOpen)
+	r.events.emit(ctx, EventFallback, "open", reason)
+	return Failed(r.route.To, time.Now(), out, reason)
 }
 
 // budget is how long this call may take: the breaker timeout, or less when the caller's

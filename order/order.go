@@ -69,7 +69,9 @@ const (
 	StatusRejected  = "rejected"  // a hop refused it (4xx, e.g. a payment id already used): it never will
 )
 
-// record is an order as stored in the orders collection.
+// record is an order as stored in the orders collection: inserted once, never changed. Status
+// and Reason are the order's state when it was saved (pending, in progress); what became of it
+// since is its outcome (see outcome), applied by resolve.
 type record struct {
 	store.Meta `bson:",inline"`
 	Date       *time.Time    `bson:"date,omitempty"`
@@ -86,6 +88,35 @@ type paymentRecord struct {
 	Amount     float64 `bson:"amount"`
 	ShipmentID string  `bson:"shipment_id"`
 	Directions string  `bson:"directions"`
+}
+
+// outcome is what became of an order's chain. It is kept apart from the order so that recording
+// it is an insert: the embedded store scans the whole collection to update one document (measured
+// 4.5 ms at 400 orders, 40 ms at 3,400 and growing), while an insert costs about 1 ms at any size.
+//
+// A final outcome (completed, rejected) is inserted once into order_outcomes. A pending one (a
+// hop unavailable) is put into orders_pending, a collection that holds only the orders still
+// pending and so stays small; it is removed once the order's outcome is final.
+type outcome struct {
+	ID        string     `bson:"_id"`
+	Status    string     `bson:"status"`
+	Reason    string     `bson:"reason,omitempty"`
+	Hops      *hopRecord `bson:"hops,omitempty"`
+	UpdatedAt time.Time  `bson:"updated_at"`
+}
+
+// Collections beside orders.
+const (
+	OutcomesCollection = "order_outcomes" // final outcomes, inserted once
+	PendingCollection  = "orders_pending" // the orders still pending, with their last reason
+)
+
+// final reports whether an order with this outcome will never change.
+func (o *outcome) final() bool { return o.Status != StatusPending }
+
+// apply makes rec show o.
+func (rec *record) apply(o *outcome) {
+	rec.Status, rec.Reason, rec.Hops, rec.UpdatedAt = o.Status, o.Reason, o.Hops, o.UpdatedAt
 }
 
 // hopRecord is a stored messaging.Reply.

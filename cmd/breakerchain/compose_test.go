@@ -187,7 +187,7 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	// The image builds the binary exactly as .ci/run does.
-	build := regexp.MustCompile(`CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o \S+ ./cmd/breakerchain`)
+	build := regexp.MustCompile(`CGO_ENABLED=0 go build -tags noembed -trimpath -ldflags="-s -w" -o \S+ ./cmd/breakerchain`)
 	for _, f := range []string{"Dockerfile", ".ci/run"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {

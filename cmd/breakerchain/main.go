@@ -18,7 +18,6 @@ import (
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/logging"
-	"github.com/breakerchain/breakerchain/internal/stack"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
@@ -30,10 +29,11 @@ var services = []app.Service{order.Service, payment.Service, shipment.Service}
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
 
-const usage = `usage: breakerchain [order|payment|shipment]
+const usage = `usage: breakerchain [order|payment|shipment|servers]
        breakerchain probe URL
   no argument: the all-in-one (embedded NATS and store, all three services)
   a service:   that service alone, against NATS_URL and MONGO_URL
+  servers:     only the embedded NATS and store, for services run as separate processes
   probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
 Configuration is read from the environment; see README.md.`
 
@@ -57,7 +57,9 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 	}
 	switch {
 	case len(args) == 0:
-		return allInOne(ctx, lookup, log, level == slog.LevelDebug, stdout)
+		return allInOne(ctx, services, lookup, log, level == slog.LevelDebug, stdout)
+	case len(args) == 1 && args[0] == "servers":
+		return allInOne(ctx, nil, lookup, log, level == slog.LevelDebug, stdout)
 	case len(args) == 1:
 		for _, svc := range services {
 			if args[0] == svc.Name {
@@ -70,21 +72,6 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		}
 	}
 	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
-}
-
-// checkConfig reads the configuration the arguments would use, starting nothing.
-func checkConfig(args []string, lookup config.Lookup) error {
-	if len(args) == 0 {
-		_, err := stack.Configs(services, lookup)
-		return err
-	}
-	for _, svc := range services {
-		if args[0] == svc.Name {
-			_, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
-			return err
-		}
-	}
-	return nil
 }
 
 // probe is a healthcheck: GET url must answer 2xx within 2 seconds.
@@ -118,20 +105,4 @@ func single(ctx context.Context, svc app.Service, lookup config.Lookup, log *slo
 		cfg.MongoURL = "mongodb://127.0.0.1:27017"
 	}
 	return app.Run(ctx, svc, cfg, log.With("service", cfg.ID), stopTimeout)
-}
-
-func allInOne(ctx context.Context, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
-	s, err := stack.Start(ctx, services, lookup, log, debug)
-	if err != nil {
-		return err
-	}
-	fmt.Fprint(stdout, s.Banner())
-	werr := s.Wait(ctx)
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	if err := s.Stop(sctx); err != nil {
-		return err
-	}
-	return werr
 }

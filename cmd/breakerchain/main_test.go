@@ -22,6 +22,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/stack"
+	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
@@ -227,6 +228,40 @@ func TestAllInOnePorts(t *testing.T) {
 		if got := [3]int{cfgs[0].Port, cfgs[1].Port, cfgs[2].Port}; got != row.want {
 			t.Errorf("%v: ports %v, want %v", row.env, got, row.want)
 		}
+	}
+}
+
+// `breakerchain servers` runs only the embedded NATS and store, says how to run a service against
+// them, and stops when asked.
+func TestServersAlone(t *testing.T) {
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "DATA_DIR": t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	hint := regexp.MustCompile(`NATS_URL=(nats://\S+) MONGO_URL='(mongodb://\S+)' breakerchain payment`)
+	var m []string
+	testkit.Eventually(t, 30*time.Second, "the banner", func() bool { m = hint.FindStringSubmatch(stdout.String()); return m != nil })
+	if strings.Contains(stdout.String(), "order ") || strings.Contains(stdout.String(), "Try it") {
+		t.Errorf("servers started services:\n%s", stdout.String())
+	}
+	nc, err := nats.Connect(m[1])
+	if err != nil {
+		t.Fatalf("the NATS it printed: %v", err)
+	}
+	nc.Close()
+	if err := store.Ping(ctx, testkit.Client(t, m[2]), 5*time.Second); err != nil {
+		t.Fatalf("the store it printed: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("servers did not stop within 15s of its context ending")
 	}
 }
 

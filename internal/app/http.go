@@ -62,9 +62,6 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 		}))
 	}
 	m.Use(middleware.RequestSize(MaxBody))
-	if cfg.Pprof {
-		m.Mount("/debug", middleware.Profiler())
-	}
 	m.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("hello from " + cfg.ID + "\n"))
 	})
@@ -76,6 +73,10 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 	m.Get("/breakers", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"service": cfg.Name, "id": cfg.ID, "circuits": r.circuits()})
 	})
+	if cfg.PProf {
+		// Off unless asked for: profiles show internals and cost CPU while taken.
+		m.Mount("/debug", middleware.Profiler())
+	}
 	if routes != nil {
 		routes(m)
 	}

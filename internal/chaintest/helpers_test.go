@@ -2,6 +2,7 @@ package chaintest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -24,13 +25,13 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 
 // world is a nats-server and a fresh database for one test.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	natsURL string
 	uri, db string
 	client  *mongo.Client
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	uri, db := testkit.Database(t)
 	return &world{t: t, natsURL: testkit.NATS(t).URL(), uri: uri, db: db, client: testkit.Client(t, uri)}
 }
@@ -60,6 +61,37 @@ func (w *world) count(coll string, filter bson.D) int64 {
 // counts returns the number of orders, payments and shipments.
 func (w *world) counts() [3]int64 {
 	return [3]int64{w.count(order.Collection, nil), w.count(payment.Collection, nil), w.count(shipment.Collection, nil)}
+}
+
+// orderState is an order's status and reason as the store keeps them.
+type orderState struct {
+	ID     string `bson:"_id"`
+	Status string
+	Reason string
+}
+
+// orderStates reads every order and what became of it: a final outcome wins over a pending one,
+// which wins over the order as it was saved.
+func (w *world) orderStates() map[string]orderState {
+	w.t.Helper()
+	out := map[string]orderState{}
+	for _, coll := range []string{order.Collection, order.PendingCollection, order.OutcomesCollection} {
+		cur, err := w.client.Database(w.db).Collection(coll).Find(context.Background(), bson.D{})
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		var docs []orderState
+		if err := cur.All(context.Background(), &docs); err != nil {
+			w.t.Fatal(err)
+		}
+		for _, d := range docs {
+			if _, ok := out[d.ID]; !ok && coll != order.Collection {
+				w.t.Errorf("%s has %s, an order that does not exist", coll, d.ID)
+			}
+			out[d.ID] = d
+		}
+	}
+	return out
 }
 
 func (w *world) conn() *nats.Conn {
@@ -102,7 +134,7 @@ func (r response) errorBody(t *testing.T) app.ErrorBody {
 
 var client = &http.Client{Timeout: 10 * time.Second}
 
-func do(t *testing.T, method, url, body string, header ...string) response {
+func do(t testing.TB, method, url, body string, header ...string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
 	if err != nil {
@@ -126,7 +158,7 @@ func do(t *testing.T, method, url, body string, header ...string) response {
 	return response{code: res.StatusCode, body: b, header: res.Header}
 }
 
-func post(t *testing.T, o *testkit.Service, body string, header ...string) response {
+func post(t testing.TB, o *testkit.Service, body string, header ...string) response {
 	t.Helper()
 	return do(t, http.MethodPost, o.URL()+"/create", body, header...)
 }

@@ -153,7 +153,7 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 }
 
 // scrape reads a /metrics page into series → value.
-func scrape(t *testing.T, base string) map[string]float64 {
+func scrape(t testing.TB, base string) map[string]float64 {
 	t.Helper()
 	r := do(t, http.MethodGet, base+"/metrics", "")
 	if r.code != http.StatusOK {

@@ -325,8 +325,8 @@ type Service struct {
 	NATS          NATSAuth
 	Breaker       messaging.BreakerSettings
 	MaxConcurrent uint
+	PProf         bool     // PPROF=1: serve /debug/pprof on the HTTP port
 	CORSOrigins   []string // origins a browser may call from; none: same origin only
-	Pprof         bool     // serve /debug/pprof on the HTTP port
 }
 
 // NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
@@ -363,6 +363,7 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
 		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth(),
+		PProf:         s.Bool("PPROF", false),
 		Breaker: messaging.BreakerSettings{
 			Timeout:     s.Duration("BREAKER_TIMEOUT", d.Timeout, time.Millisecond, time.Hour),
 			FailureRate: uint(s.Int("BREAKER_FAILURE_RATE", int(d.FailureRate), 1, 100)),
@@ -372,7 +373,6 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		},
 		MaxConcurrent: uint(s.Int("MAX_CONCURRENT", messaging.DefaultMaxConcurrent, 1, 100_000)),
 		CORSOrigins:   s.Origins("CORS_ORIGINS"),
-		Pprof:         s.Bool("PPROF", false),
 	}
 	return c, s.Err()
 }
@@ -513,6 +513,6 @@ func (c Service) LogValue() slog.Value {
 		slog.String("breaker", fmt.Sprintf("timeout=%s rate=%d%% min_calls=%d window=%s delay=%s",
 			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay)),
 		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
-		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.Pprof),
+		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.PProf),
 	)
 }

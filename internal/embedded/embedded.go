@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,10 +135,24 @@ func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 		cancel()
 		return nil, errors.New("embedded store: listener did not start in 10s")
 	}
+	u, err := url.Parse(s.uri)
+	if err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("embedded store: its address %q: %w", s.uri, err)
+	}
+	q := u.Query()
+	q.Set("maxPoolSize", "1")
+	u.RawQuery = q.Encode()
+	s.uri = u.String()
 	return s, nil
 }
 
-// URI is the mongodb:// address of the store.
+// URI is the mongodb:// address of the store. It asks clients for a pool of one connection.
+// SQLite has one writer: with more connections, concurrent writes wait in SQLite's busy handler,
+// which sleeps and retries, and a few wait very long (16 concurrent inserters, measured: p99
+// 232 ms with the driver's default pool, 26 ms with one connection, and 10 % more inserts/s).
+// With one connection they wait in the driver's queue, in order. It also makes concurrent
+// updates of one document atomic, which the embedded store does not guarantee otherwise.
 func (s *Store) URI() string { return s.uri }
 
 // Stop closes the listener and the SQLite backend and waits for them.

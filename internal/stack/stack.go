@@ -189,7 +189,12 @@ func (s *Stack) Wait(ctx context.Context) error {
 	for _, r := range s.Services {
 		go func() { errc <- r.Wait(ctx) }()
 	}
-	return <-errc
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil // with no services (breakerchain servers), nothing else ends the wait
+	}
 }
 
 // Stop stops the services upstream first (no new work enters while the rest finish), then the
@@ -213,11 +218,14 @@ func (s *Stack) Stop(ctx context.Context) error {
 // Banner tells where everything listens and how to try it.
 func (s *Stack) Banner() string {
 	var b strings.Builder
-	if s.NATSConfig != "" {
-		b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS users from " + s.NATSConfig + ")\n")
-	} else {
-		b.WriteString("breakerchain all-in-one (local mode: 127.0.0.1 only, NATS without auth)\n")
+	what, nats := "breakerchain all-in-one", "NATS without auth"
+	if len(s.Services) == 0 {
+		what = "breakerchain servers"
 	}
+	if s.NATSConfig != "" {
+		nats = "NATS users from " + s.NATSConfig
+	}
+	b.WriteString(what + " (local mode: 127.0.0.1 only, " + nats + ")\n")
 	for i, r := range s.Services {
 		c := s.Configs[i]
 		what := "NATS " + app.Subject(c.Name)
@@ -238,7 +246,10 @@ func (s *Stack) Banner() string {
 	}
 	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", config.Mask(s.NATSURL), natsNote)
 	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)
-	if len(s.Services) > 0 {
+	if len(s.Services) == 0 {
+		fmt.Fprintf(&b, "Run a service against them:\n  NATS_URL=%s MONGO_URL='%s' breakerchain payment\n",
+			config.Mask(s.NATSURL), config.Mask(s.MongoURL))
+	} else {
 		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
 			SeedOrder, s.Services[0].Addr)
 	}

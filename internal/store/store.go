@@ -153,6 +153,23 @@ func (c *Collection[T]) Update(ctx context.Context, filter, set bson.D) (bool, e
 	return res.MatchedCount == 1, nil
 }
 
+// Put stores doc as the document with _id id, replacing any there. Use it on small collections
+// only: the embedded store scans the whole collection to replace one document.
+func (c *Collection[T]) Put(ctx context.Context, id string, doc *T) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
+	return translate(err)
+}
+
+// Delete removes the document with _id id, if there is one.
+func (c *Collection[T]) Delete(ctx context.Context, id string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	return translate(err)
+}
+
 // Count counts the documents matching filter (tests and operators; a scan on the embedded store).
 func (c *Collection[T]) Count(ctx context.Context, filter bson.D) (int64, error) {
 	ctx, cancel := opContext(ctx)

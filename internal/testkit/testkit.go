@@ -158,6 +158,12 @@ func RestartNATS(t testing.TB, port int) *embedded.NATS {
 	return ns
 }
 
+// DiscardLogger formats every line at the products' default level (info) and throws it away:
+// benchmarks pay for logging as the product does, without flooding their output.
+func DiscardLogger() *slog.Logger {
+	return slog.New(logging.WithRequestIDs(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
+}
+
 // Logger returns a logger that writes to the test's output (shown with -v or on failure) and
 // goes quiet once the test has ended, so late goroutines cannot write to a finished test.
 func Logger(t testing.TB) *slog.Logger { return leveledLogger(t, slog.LevelDebug) }
@@ -250,6 +256,16 @@ func (s *Service) URL() string { return "http://" + s.Addr }
 // on 127.0.0.1 on a free port, and stops it when the test ends.
 func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env) *Service {
 	t.Helper()
+	level := slog.LevelDebug
+	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
+		level = slog.LevelWarn
+	}
+	return StartLogged(t, svc, natsURL, mongoURL, db, env, leveledLogger(t, level))
+}
+
+// StartLogged is Start with the service logging to log.
+func StartLogged(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Service {
+	t.Helper()
 	full := Env{"NATS_URL": natsURL, "MONGO_URL": mongoURL, "MONGO_DB": db, "PORT": "0"}
 	for k, v := range env {
 		full[k] = v
@@ -258,12 +274,8 @@ func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	level := slog.LevelDebug
-	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
-		level = slog.LevelWarn
-	}
 	s := &Service{Config: cfg}
-	h := errorLog{Handler: leveledHandler(t, level), mu: &s.errMu, msgs: &s.errs}
+	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}
 	r, err := app.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
 	if err != nil {
 		t.Fatalf("start %s: %v", svc.Name, err)

@@ -1,0 +1,46 @@
+//go:build !noembed
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/stack"
+)
+
+// checkConfig reads the configuration the arguments would use, starting nothing.
+func checkConfig(args []string, lookup config.Lookup) error {
+	if len(args) == 0 || args[0] == "servers" {
+		_, err := stack.Configs(services, lookup)
+		return err
+	}
+	for _, svc := range services {
+		if args[0] == svc.Name {
+			_, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
+			return err
+		}
+	}
+	return nil
+}
+
+// allInOne runs the embedded servers with services (none: the servers alone) until ctx ends.
+func allInOne(ctx context.Context, services []app.Service, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
+	s, err := stack.Start(ctx, services, lookup, log, debug)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, s.Banner())
+	werr := s.Wait(ctx)
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := s.Stop(sctx); err != nil {
+		return err
+	}
+	return werr
+}
