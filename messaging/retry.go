@@ -134,6 +134,10 @@ func (e *gateExecutor) PreExecute(exec policy.ExecutionInternal[*Reply]) *common
 func (e *gateExecutor) OnFailure(exec policy.ExecutionInternal[*Reply], result *common.PolicyResult[*Reply]) *common.PolicyResult[*Reply] {
 	err := result.Error
 	switch {
+	case errors.Is(err, circuitbreaker.ErrOpen) && exec.IsRetry() && exec.LastError() != nil:
+		// Another call opened the circuit during the backoff: this retry was never sent. What
+		// the caller should hear is the failure of the attempt that was.
+		return withError(result, &retryStopped{err: exec.LastError(), why: "the circuit opened"})
 	case !IsFailure(err) || errors.Is(err, circuitbreaker.ErrOpen) || exec.Retries() >= e.r.settings.Retries:
 		return result // not retried anyway
 	case e.r.breaker.IsOpen():

@@ -131,6 +131,25 @@ func TestPolicyComposition(t *testing.T) {
 		}
 	})
 
+	t.Run("a retry the circuit refused reports the failure of the attempt that was made", func(t *testing.T) {
+		tg := newScripted(t, nc, "reopened.create", alwaysFail)
+		s := retrying
+		s.Backoff = 200 * time.Millisecond
+		c := &counter{}
+		r := requester(t, "reopened.create", s, c)
+		done := make(chan messaging.Reply, 1)
+		go func() { done <- r.Request(context.Background(), []byte(`{}`)) }()
+		testkit.Eventually(t, 5*time.Second, "the first attempt to fail", func() bool { return c.get(messaging.EventRetry) == 1 })
+		r.Breaker().Open() // as another call's failure would, during the backoff
+
+		reply := <-done
+
+		if reply.Outcome != messaging.OutcomeUnavailable || reply.Reason != "502 injected error" || tg.received.Load() != 1 {
+			t.Fatalf("outcome %s %q after %d requests, want the first attempt's failure, not a rejection",
+				reply.Outcome, reply.Reason, tg.received.Load())
+		}
+	})
+
 	t.Run("a failure that opens the circuit is not retried", func(t *testing.T) {
 		tg := newScripted(t, nc, "opens.create", alwaysFail)
 		s := retrying

@@ -18,6 +18,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -32,19 +33,29 @@ var Service = app.Service{
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
 	Build: func(d app.Deps) (app.Parts, error) {
-		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection), log: d.Log,
-			// A create takes at most the payment timeout and three store operations (an insert,
-			// its retry when unanswered, the final update); the rest is slack.
-			stallAfter: d.Config.Breaker.Timeout + 3*store.OpTimeout + 5*time.Second}
-		return app.Parts{Routes: a.routes}, nil
+		a := &api{hop: d.Hop, orders: store.NewCollection[record](d.DB, Collection),
+			pending: store.NewCollection[pendingRecord](d.DB, PendingCollection), log: d.Log, redrive: d.Config.Redrive,
+			// A run of the chain takes at most the payment requester's longest (every attempt
+			// and backoff) and four store operations (an insert, its retry when unanswered,
+			// queueing, the final update); the rest is slack.
+			stallAfter: d.Config.Breaker.Longest() + 4*store.OpTimeout + 5*time.Second}
+		parts := app.Parts{Routes: a.routes}
+		if d.Config.Redrive.Rate > 0 {
+			rd := newRedriver(a.orders, a.pending, d.Hop, d.Config.Redrive, a.stallAfter,
+				newRedriveMetrics(d.Metrics.Registry()), d.Log)
+			parts.Background = rd.run
+		}
+		return parts, nil
 	},
 }
 
 type api struct {
 	hop        *chain.Hop
 	orders     *store.Collection[record]
+	pending    *store.Collection[pendingRecord]
 	log        *slog.Logger
 	stallAfter time.Duration
+	redrive    config.Redrive
 }
 
 func (a *api) routes(r chi.Router) {
@@ -60,13 +71,17 @@ type View struct {
 	Reply  *messaging.Reply `json:"reply,omitempty"`
 }
 
-// Detail is an order as GET /orders/{id} shows it: the View and what was ordered.
+// Detail is an order as GET /orders/{id} shows it: the View, what was ordered, and how many
+// times its chain ran.
 type Detail struct {
 	View
-	Items     []any       `json:"items"`
-	Payment   PaymentView `json:"payment"`
-	CreatedAt time.Time   `json:"created_at"`
-	UpdatedAt time.Time   `json:"updated_at"`
+	Items       []any       `json:"items"`
+	Payment     PaymentView `json:"payment"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	Attempts    int         `json:"attempts"`               // runs of the chain: the first, then re-drives
+	LastError   string      `json:"last_error,omitempty"`   // why the last run that did not complete did not
+	NextAttempt *time.Time  `json:"next_attempt,omitempty"` // a pending order's next re-drive, at the earliest
 }
 
 // PaymentView is the stored payment of an order.
@@ -133,15 +148,28 @@ func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request,
 	if ferr != nil {
 		rec.Status, rec.Reason, rec.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
 	}
+	rec.Attempts++
+	set := bson.D{{Key: "status", Value: rec.Status}, {Key: "reason", Value: rec.Reason},
+		{Key: "hops", Value: rec.Hops}, {Key: "attempts", Value: rec.Attempts}, {Key: "updated_at", Value: time.Now().UTC()}}
+	if rec.Status == StatusPending {
+		// Queued before the order says pending, so no pending order is ever left unqueued.
+		next := time.Now().UTC().Add(redriveBackoff(a.redrive, rec.Attempts))
+		if err := queue(ctx, a.pending, rec.ID, next); err != nil {
+			a.log.ErrorContext(ctx, "pending order not queued for a re-drive", "id", rec.ID, "err", err)
+		}
+		rec.LastError, rec.NextAttempt = rec.Reason, &next
+		set = append(set, bson.E{Key: "last_error", Value: rec.LastError}, bson.E{Key: "next_attempt", Value: next})
+	}
 	// Filtered on _id alone: the embedded store pushes only that down to SQLite and scans the
 	// collection for anything more (measured: 4.5× slower at 4,000 orders, and growing). Only
 	// the request that created the order, or a resume of a stalled one, gets here.
-	ok, err := a.orders.Update(ctx,
-		bson.D{{Key: "_id", Value: rec.ID}},
-		bson.D{{Key: "status", Value: rec.Status}, {Key: "reason", Value: rec.Reason},
-			{Key: "hops", Value: rec.Hops}, {Key: "updated_at", Value: time.Now().UTC()}})
+	ok, err := a.orders.Update(ctx, bson.D{{Key: "_id", Value: rec.ID}}, set)
 	if err != nil || !ok {
 		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", err, "matched", ok)
+		if rec.Status == StatusCompleted {
+			// Best effort: a re-drive replays the chain (idempotent) and records the outcome.
+			_ = queue(ctx, a.pending, rec.ID, time.Now().Add(redriveBackoff(a.redrive, rec.Attempts)))
+		}
 		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+rec.Reason
 	}
 	switch {
@@ -165,7 +193,8 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 	p := rec.Payment
 	d := Detail{
 		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
-		Payment: PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+		Payment:  PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+		Attempts: rec.Attempts, LastError: rec.LastError, NextAttempt: rec.NextAttempt,
 	}
 	if d.Items == nil {
 		d.Items = []any{}

@@ -13,6 +13,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
 )
 
 // Order is the body of POST /create, the seed's shape.
@@ -79,6 +80,11 @@ type record struct {
 	Reason     string        `bson:"reason,omitempty"`
 	Hops       *hopRecord    `bson:"hops,omitempty"`
 	UpdatedAt  time.Time     `bson:"updated_at"`
+	// Attempts counts the runs of the chain: 1 by the request that created the order, one more
+	// per re-drive (see redrive.go) or resume.
+	Attempts    int        `bson:"attempts,omitempty"`
+	LastError   string     `bson:"last_error,omitempty"`   // why the last run that did not complete did not
+	NextAttempt *time.Time `bson:"next_attempt,omitempty"` // when a pending order is re-driven next, at the earliest
 }
 
 type paymentRecord struct {
@@ -114,6 +120,13 @@ func newRecord(ctx context.Context, o Order) *record {
 		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},
 		Status:  StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
 	}
+}
+
+// payment is the order's payment, rebuilt from the record as order first sent it: the same
+// fields, so payment recognises a re-drive as a replay of the same payment (same fingerprint).
+func (p paymentRecord) payment() *payment.Payment {
+	amount := p.Amount
+	return &payment.Payment{ID: p.ID, Amount: &amount, Shipment: &shipment.Shipment{ID: p.ShipmentID, Directions: p.Directions}}
 }
 
 func toHops(r *messaging.Reply) *hopRecord {

@@ -1,0 +1,270 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/ratelimiter"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// Re-driving pending orders
+//
+// An order whose chain did not complete (payment or shipment unavailable, a timeout, an open
+// circuit, order's own injected error) is saved as pending and also queued: a small document in
+// the pending collection, _id = the order's id, removed once the order is completed or
+// rejected. A rejected order (a hop refused it, 4xx) is final and never queued; an order still
+// running its chain is not queued until that chain has answered.
+//
+// Every order instance runs a re-driver. Every REDRIVE_INTERVAL it looks for queued orders that
+// are due and runs their chain again, one at a time, at most REDRIVE_RATE a second, through the
+// instance's own order→payment requester: the same circuit, retries and bulkhead as live
+// orders. So it backs off while the circuit is open (it does not even look), sends one order as
+// the trial when the open delay has passed, and drains the rest once the trial closed the
+// circuit. An order whose re-drive fails again waits REDRIVE_BACKOFF, doubled per attempt up to
+// config.MaxRedriveBackoff, ±20 %.
+//
+// Why a side collection. On the embedded store only a filter on _id alone is pushed down to
+// SQLite; a query on status would scan every order ever taken. The queue holds only the orders
+// that are pending, so finding the due ones (a filter on "due") and claiming one scan a small
+// collection, and every other operation (load, update, delete) is by _id.
+//
+// Claims. An instance claims a queued order with one conditional update, filtered on _id and
+// on the order being due, that moves "due" a lease into the future (the longest a chain run
+// and its store operations can take). A claimer that crashes leaves its lease to expire; the
+// order is then due again for any instance. On MongoDB the update is atomic: one claimer wins.
+// The embedded store (FerretDB) does not make concurrent updates of one document atomic, so two
+// instances can both win the same claim now and then. That is harmless by design rather than
+// prevented: every hop is idempotent by id, so the second run of the chain is a replay at
+// payment and shipment (no second record, no second charge) and writes the same outcome on the
+// order. Instances also take the due orders in a random order, which makes such races rare.
+// A recovery is counted by the instance whose delete removed the queue entry.
+//
+// An order whose chain completed but whose outcome could not be written (the store failed at
+// that moment) is queued too, best effort: the re-drive replays the chain and records it.
+
+// PendingCollection is the queue of orders to re-drive.
+const PendingCollection = "pending"
+
+// pendingRecord is a queued order.
+type pendingRecord struct {
+	ID    string    `bson:"_id"`             // the order's id
+	Due   time.Time `bson:"due"`             // not before: the backoff after a failed run, or a claimer's lease
+	Owner string    `bson:"owner,omitempty"` // the instance whose lease it is, while claimed
+	Since time.Time `bson:"since"`
+}
+
+// redriveBackoff is the wait before re-driving an order after its attempts-th run failed.
+func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
+	d, most := cfg.Backoff, max(cfg.Backoff, config.MaxRedriveBackoff)
+	for i := 1; i < attempts && d < most; i++ {
+		d *= 2
+	}
+	d = min(d, most)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// queue puts an order in the pending queue, due at due. Already queued is fine.
+func queue(ctx context.Context, pending *store.Collection[pendingRecord], id string, due time.Time) error {
+	err := pending.Insert(ctx, &pendingRecord{ID: id, Due: due.UTC(), Since: time.Now().UTC()})
+	if errors.Is(err, store.ErrDuplicate) {
+		return nil
+	}
+	return err
+}
+
+// redriveMetrics are the re-driver's series on the service's /metrics.
+type redriveMetrics struct {
+	pending   prometheus.Gauge
+	recovered prometheus.Counter
+	attempts  *prometheus.CounterVec
+}
+
+func newRedriveMetrics(reg prometheus.Registerer) *redriveMetrics {
+	labels := prometheus.Labels{"service": "order"}
+	m := &redriveMetrics{
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "breakerchain_orders_pending", ConstLabels: labels,
+			Help: "Orders queued for a re-drive (all instances share the queue), as this instance last counted them.",
+		}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "breakerchain_orders_recovered_total", ConstLabels: labels,
+			Help: "Pending orders this instance's re-driver completed.",
+		}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_redrive_attempts_total", ConstLabels: labels,
+			Help: "Re-drives of pending orders by this instance, by the order's status after it: completed, pending, rejected.",
+		}, []string{"status"}),
+	}
+	reg.MustRegister(m.pending, m.recovered, m.attempts)
+	return m
+}
+
+// redriver re-drives the pending orders (see the comment at the top of this file).
+type redriver struct {
+	orders  *store.Collection[record]
+	pending *store.Collection[pendingRecord]
+	hop     *chain.Hop
+	cfg     config.Redrive
+	lease   time.Duration
+	owner   string
+	batch   int64
+	limiter ratelimiter.RateLimiter[any]
+	m       *redriveMetrics
+	log     *slog.Logger
+}
+
+func newRedriver(orders *store.Collection[record], pending *store.Collection[pendingRecord], hop *chain.Hop,
+	cfg config.Redrive, lease time.Duration, m *redriveMetrics, log *slog.Logger) *redriver {
+	// A pass takes at most twice what the rate allows in an interval: enough to keep the rate
+	// busy, few enough that the list is fresh.
+	batch := min(max(int64(2*float64(cfg.Rate)*cfg.Interval.Seconds()), 10), 500)
+	return &redriver{orders: orders, pending: pending, hop: hop, cfg: cfg, lease: lease, owner: nuid.Next(),
+		batch: batch, limiter: ratelimiter.NewSmooth[any](uint(max(cfg.Rate, 1)), time.Second), m: m,
+		log: log.With("redriver", true)}
+}
+
+// run re-drives until ctx ends.
+func (d *redriver) run(ctx context.Context) {
+	t := time.NewTicker(d.cfg.Interval)
+	defer t.Stop()
+	for {
+		d.pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// circuitOpen reports whether the circuit towards payment is open and still in its delay: then
+// a re-drive would only be rejected.
+func (d *redriver) circuitOpen() bool {
+	q := d.hop.Next
+	return q.State() == "open" && q.Breaker().RemainingDelay() > 0
+}
+
+// pass re-drives the orders due now, as many as one list holds.
+func (d *redriver) pass(ctx context.Context) {
+	if n, err := d.pending.Count(ctx, bson.D{}); err == nil {
+		d.m.pending.Set(float64(n))
+	}
+	if d.circuitOpen() {
+		return
+	}
+	due, err := d.pending.Find(ctx, bson.D{{Key: "due", Value: bson.D{{Key: "$lte", Value: time.Now().UTC()}}}},
+		bson.D{{Key: "due", Value: 1}}, d.batch)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.WarnContext(ctx, "pending orders not listed", "err", err)
+		}
+		return
+	}
+	rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+	for _, p := range due {
+		if err := d.limiter.AcquirePermit(ctx); err != nil {
+			return // stopping
+		}
+		if d.circuitOpen() || !d.redrive(ctx, p.ID) {
+			return // back off: the circuit will say when to try again
+		}
+	}
+}
+
+// redrive claims the queued order id and runs its chain once more. It returns false when
+// payment was not called because its circuit (or the hop's bulkhead) rejected the call: that
+// is not an attempt, and the pass should stop.
+func (d *redriver) redrive(ctx context.Context, id string) bool {
+	now := time.Now().UTC()
+	claimed, err := d.pending.Update(ctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "due", Value: bson.D{{Key: "$lte", Value: now}}}},
+		bson.D{{Key: "due", Value: now.Add(d.lease)}, {Key: "owner", Value: d.owner}})
+	if err != nil || !claimed {
+		return true // another instance has it, or the store is away: its turn will come again
+	}
+	// The run is not cut short by a shutdown: it is bounded (the lease), and its outcome
+	// should be recorded.
+	ctx = context.WithoutCancel(ctx)
+	rec, err := d.orders.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_, _ = d.pending.Delete(ctx, id)
+		return true
+	case err != nil:
+		d.log.WarnContext(ctx, "pending order not loaded; its lease will expire", "id", id, "err", err)
+		return true
+	case rec.Status != StatusPending:
+		_, _ = d.pending.Delete(ctx, id) // completed or rejected meanwhile: nothing to do
+		return true
+	}
+
+	attempt := rec.Attempts + 1
+	rid := rec.RequestID
+	if rid == "" {
+		rid = nuid.Next()
+	}
+	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt)})
+	log := d.log.With("id", id, "attempt", attempt)
+	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", rec.LastError)
+	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())
+	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
+		// Payment was not asked: give the claim back, due now, for after the circuit's delay.
+		_, _ = d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "due", Value: now}, {Key: "owner", Value: ""}})
+		return false
+	}
+
+	status, reason := verdict(&reply)
+	hops := toHops(&reply)
+	if ferr != nil {
+		status, reason, hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
+	}
+	set := bson.D{{Key: "status", Value: status}, {Key: "reason", Value: reason}, {Key: "hops", Value: hops},
+		{Key: "attempts", Value: attempt}, {Key: "updated_at", Value: time.Now().UTC()}}
+	var next time.Time
+	if status == StatusPending {
+		next = time.Now().UTC().Add(redriveBackoff(d.cfg, attempt))
+		set = append(set, bson.E{Key: "last_error", Value: reason}, bson.E{Key: "next_attempt", Value: next})
+	} else {
+		set = append(set, bson.E{Key: "next_attempt", Value: nil})
+		if status == StatusRejected {
+			set = append(set, bson.E{Key: "last_error", Value: reason})
+		}
+	}
+	d.m.attempts.WithLabelValues(status).Inc()
+	if ok, err := d.orders.Update(ctx, bson.D{{Key: "_id", Value: id}}, set); err != nil || !ok {
+		log.WarnContext(ctx, "re-drive outcome not recorded; its lease will expire", "status", status, "err", err)
+		return true
+	}
+	if status == StatusPending {
+		log.InfoContext(cctx, "⏳ still pending", "reason", reason, "next_attempt", next)
+		_, _ = d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "due", Value: next}, {Key: "owner", Value: ""}})
+		return true
+	}
+	removed, err := d.pending.Delete(ctx, id)
+	if err != nil {
+		log.WarnContext(ctx, "re-driven order not removed from the queue; the next re-drive will", "err", err)
+	}
+	if status == StatusCompleted {
+		log.InfoContext(cctx, "✅ pending order completed", "attempts", attempt)
+		if removed {
+			d.m.recovered.Inc()
+		}
+	} else {
+		log.WarnContext(cctx, "⛔ pending order rejected", "reason", reason)
+	}
+	return true
+}
