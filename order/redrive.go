@@ -259,7 +259,7 @@ func (d *redriver) redrive(ctx context.Context, id string) bool {
 		log.WarnContext(ctx, "re-driven order not removed from the queue; the next re-drive will", "err", err)
 	}
 	if status == StatusCompleted {
-		log.InfoContext(cctx, "✅ pending order completed", "attempts", attempt)
+		log.InfoContext(cctx, "✅ pending order completed")
 		if removed {
 			d.m.recovered.Inc()
 		}

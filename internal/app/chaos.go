@@ -77,7 +77,7 @@ func (c *chaos) change(ctx context.Context, data []byte, via string) (Chaos, err
 	prev := c.hop.SetFaults(next)
 	ev := ChaosChange{
 		Service: c.service, ID: c.id, Instance: c.inst, Via: via, Faults: next.View(), Previous: prev.View(),
-		RequestID: messaging.CallFrom(ctx).RequestID, Time: time.Now().UTC(),
+		RequestID: messaging.CallFrom(ctx).RequestID, Time: time.Now().UTC().Truncate(time.Millisecond),
 	}
 	c.log.WarnContext(ctx, "💥 chaos changed", "via", via, "error_rate", next.ErrorRate, "latency", next.Latency,
 		"previous_error_rate", prev.ErrorRate, "previous_latency", prev.Latency)
