@@ -240,7 +240,7 @@ func TestSoak(t *testing.T) {
 	case raceDetector:
 		// The race detector slows the embedded store several-fold (2,000 orders took over 10
 		// minutes); the race suite covers the same code paths. The test command runs the soak
-		// in a second, plain build: go test -count=1 -run TestSoak ./internal/chaintest
+		// in a second, plain build: go test -count=1 -run 'TestSoak|TestPendingOrdersCompleteThemselves' ./internal/chaintest
 		t.Skip("soak: runs without -race, as the second half of the test command")
 	}
 	const orders, workers = 2000, 4
