@@ -25,7 +25,8 @@ import (
 // circuit, order's own injected error) is saved as pending and also queued: a small document in
 // the pending collection, _id = the order's id, removed once the order is completed or
 // rejected. A rejected order (a hop refused it, 4xx) is final and never queued; an order still
-// running its chain is not queued until that chain has answered.
+// running its chain is not queued until that chain has answered, and while its request records
+// the outcome ("in progress") the re-driver leaves it alone, unless it has stalled.
 //
 // Every order instance runs a re-driver. Every REDRIVE_INTERVAL it looks for queued orders that
 // are due and runs their chain again, one at a time, at most REDRIVE_RATE a second, through the
@@ -183,6 +184,21 @@ func (d *redriver) pass(ctx context.Context) {
 	}
 }
 
+// requeue gives the claim on id back, due at due. Should the entry be gone — an instance that
+// claimed the same order in a lost race has completed it and removed it, while this run still
+// failed and has just written the order back to pending — it is queued again, so no pending
+// order is ever left unqueued; the next re-drive is a replay that completes it again.
+func (d *redriver) requeue(ctx context.Context, id string, due time.Time) {
+	ok, err := d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "due", Value: due.UTC()}, {Key: "owner", Value: ""}})
+	if err == nil && !ok {
+		err = queue(ctx, d.pending, id, due)
+	}
+	if err != nil {
+		d.log.WarnContext(ctx, "pending order not given back; its lease will expire", "id", id, "err", err)
+	}
+}
+
 // redrive claims the queued order id and runs its chain once more. It returns false when
 // payment was not called because its circuit (or the hop's bulkhead) rejected the call: that
 // is not an attempt, and the pass should stop.
@@ -208,6 +224,11 @@ func (d *redriver) redrive(ctx context.Context, id string) bool {
 	case rec.Status != StatusPending:
 		_, _ = d.pending.Delete(ctx, id) // completed or rejected meanwhile: nothing to do
 		return true
+	case rec.Reason == ReasonInProgress && !stalled(rec, d.lease):
+		// Queued, but the request that ran its chain has not recorded the outcome yet: leave it
+		// that moment, rather than race its update.
+		d.requeue(ctx, id, time.Now().Add(redriveBackoff(d.cfg, max(rec.Attempts, 1))))
+		return true
 	}
 
 	attempt := rec.Attempts + 1
@@ -221,8 +242,7 @@ func (d *redriver) redrive(ctx context.Context, id string) bool {
 	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())
 	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
 		// Payment was not asked: give the claim back, due now, for after the circuit's delay.
-		_, _ = d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
-			bson.D{{Key: "due", Value: now}, {Key: "owner", Value: ""}})
+		d.requeue(ctx, id, now)
 		return false
 	}
 
@@ -250,8 +270,7 @@ func (d *redriver) redrive(ctx context.Context, id string) bool {
 	}
 	if status == StatusPending {
 		log.InfoContext(cctx, "⏳ still pending", "reason", reason, "next_attempt", next)
-		_, _ = d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
-			bson.D{{Key: "due", Value: next}, {Key: "owner", Value: ""}})
+		d.requeue(ctx, id, next)
 		return true
 	}
 	removed, err := d.pending.Delete(ctx, id)

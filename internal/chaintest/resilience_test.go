@@ -396,3 +396,38 @@ func TestACrashedClaimersLeaseExpires(t *testing.T) {
 		t.Errorf("re-driven before its lease ran out")
 	}
 }
+
+// A queued order whose chain has answered but whose request has not yet recorded the outcome
+// ("in progress") is left to that request; only once it has stalled (its process died) does
+// the re-driver take it.
+func TestInProgressOrderIsLeftToItsRequest(t *testing.T) {
+	w := newWorld(t)
+	w.start(shipment.Service, nil)
+	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_INTERVAL": "50ms", "REDRIVE_BACKOFF": "50ms"})
+	if res := post(t, o, seedOrder("running")); res.code != http.StatusAccepted {
+		t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
+	}
+	orders := w.client.Database(w.db).Collection(order.Collection)
+	set := func(updated time.Time) {
+		t.Helper()
+		if _, err := orders.UpdateOne(t.Context(), bson.D{{Key: "_id", Value: "running"}}, bson.D{{Key: "$set", Value: bson.D{
+			{Key: "reason", Value: order.ReasonInProgress}, {Key: "updated_at", Value: updated.UTC()}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(time.Now()) // as its request leaves it between queueing it and recording the outcome
+	w.start(payment.Service, nil)
+
+	time.Sleep(500 * time.Millisecond) // ten passes of the re-driver; time passing is the point
+	var d order.Detail
+	if r := do(t, http.MethodGet, o.URL()+"/orders/running", ""); jsonUnmarshal(r.body, &d) != nil || d.Reason != order.ReasonInProgress || d.Attempts != 1 {
+		t.Fatalf("while its request runs: %s, want it untouched", r.body)
+	}
+	set(time.Now().Add(-time.Hour)) // its process died long ago
+	pollEvery(t, 20*time.Second, 50*time.Millisecond, "the stalled order to be re-driven", func() bool {
+		return w.count(order.PendingCollection, nil) == 0
+	})
+	if r := do(t, http.MethodGet, o.URL()+"/orders/running", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusCompleted || d.Attempts != 2 {
+		t.Fatalf("once stalled: %s, want completed on the second attempt", r.body)
+	}
+}
