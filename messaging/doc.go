@@ -1,7 +1,8 @@
 // Package messaging is everything that travels between the services of the chain: the
-// breaker-guarded [Requester], the [Responder] (a NATS micro service with a queue group and
-// bounded concurrency), the headers a request carries, the [Reply] envelope and the seed
-// demo's one-line-per-hop text form. It knows nothing of orders, payments or shipments.
+// breaker-guarded [Requester] (with its retries and bulkhead), the [Responder] (a NATS micro
+// service with a queue group and bounded concurrency), [Control] endpoints every instance of a
+// service answers, the headers a request carries, the [Reply] envelope and the seed demo's
+// one-line-per-hop text form. It knows nothing of orders, payments or shipments.
 //
 // # Policy composition
 //
@@ -23,7 +24,9 @@
 //     opened the circuit is not retried, nor one whose caller's deadline leaves too little time
 //     (MinRetryBudget, after the longest backoff). It checks again, with the time really left,
 //     before a retry reaches the breaker, so a retry that is not made is never recorded by the
-//     circuit, neither as a failure nor as a success.
+//     circuit, neither as a failure nor as a success. A retry the circuit refused because another
+//     call opened it during the backoff reports the failure of the attempt that was made:
+//     "rejected" keeps meaning "never sent".
 //   - The retry policy (BreakerSettings.Retries, exponential backoff from Backoff, ±RetryJitter)
 //     retries only what the circuit counts as a failure; every hop is idempotent by its id, so a
 //     repeat is a replay, never a second record or charge. It never retries a call the open
