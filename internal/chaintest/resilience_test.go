@@ -314,6 +314,8 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 	}
 
 	// Payment is back.
+	const retriesSeries = `breakerchain_retries_total{service="order",target="payment"}`
+	retriedBefore := metric(replicas[0], retriesSeries) + metric(replicas[1], retriesSeries)
 	start := time.Now()
 	w.start(payment.Service, testkit.Env{"LOG_LEVEL": "warn"})
 	pollEvery(t, 60*time.Second, 100*time.Millisecond, "the queue to drain", func() bool {
@@ -347,8 +349,8 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 		d.Status != order.StatusCompleted || d.Attempts < 2 || !strings.HasPrefix(d.LastError, "payment ") || d.NextAttempt != nil {
 		t.Errorf("GET /orders/p7: %s, want completed after at least 2 attempts, with the last error", r.body)
 	}
-	t.Logf("payment back → %d pending orders completed in %s (%s); %v re-drives (%.2f per order, probes while down included), %v retries by the requester",
-		orders, drained.Round(time.Millisecond), strings.Join(split, ", "), attempts, attempts/float64(orders), retries)
+	t.Logf("payment back → %d pending orders completed in %s (%s); %v re-drives (%.2f per order, probes while down included); requester retries: %v while payment was down, %v during the drain",
+		orders, drained.Round(time.Millisecond), strings.Join(split, ", "), attempts, attempts/float64(orders), retriedBefore, retries-retriedBefore)
 }
 
 // pollEvery is testkit.Eventually with a slower pace, for conditions that cost a store query.
