@@ -31,6 +31,7 @@ var seedWords = map[Event]string{
 	EventSuccess: "success", EventFailure: "failed", EventTimeout: "timed out",
 	EventReject: "rejected", EventFallback: "fallback", EventOpen: "opened",
 	EventHalfOpen: "halfOpened", EventClose: "closed",
+	EventRetry: "retrying", EventFull: "bulkhead full",
 }
 
 // BreakerEvent is what is published on breaker.<service>.<target> for every event.

@@ -15,20 +15,27 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// BreakerSettings configure the circuit and timeout guarding one hop.
+// BreakerSettings configure the policies guarding one hop: its circuit and timeout, and
+// optionally its retries and bulkhead (zero leaves them out).
 type BreakerSettings struct {
 	Timeout     time.Duration // per-call limit; the caller's deadline may shorten it
 	FailureRate uint          // open at this failure percentage (1–100) …
 	MinCalls    uint          // … once this many calls were seen in the window
 	Window      time.Duration // the rolling window the rate is measured in
 	Delay       time.Duration // how long an open circuit rejects before a trial call
+	Retries     int           // retry a failed call up to this many times; 0 = never
+	Backoff     time.Duration // before the first retry; doubles for each next one, up to MaxBackoff, ±RetryJitter
+	Bulkhead    uint          // calls in flight on this hop at once, retries included; 0 = unbounded
 }
 
 // DefaultBreakerSettings are the seed's opossum settings (timeout 300 ms, 50 %, reset 10 s)
-// with a 10 s rolling window and at least 5 calls before a rate can open the circuit.
+// with a 10 s rolling window and at least 5 calls before a rate can open the circuit; two
+// retries starting 50 ms apart; 64 calls in flight, the bound a responder puts on its own
+// requests (DefaultMaxConcurrent).
 var DefaultBreakerSettings = BreakerSettings{
 	Timeout: 300 * time.Millisecond, FailureRate: 50, MinCalls: 5,
 	Window: 10 * time.Second, Delay: 10 * time.Second,
+	Retries: 2, Backoff: 50 * time.Millisecond, Bulkhead: DefaultMaxConcurrent,
 }
 
 // Route names a hop: who calls, whom, on which subject.
@@ -105,13 +112,25 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 			r.events.log.WarnContext(exec.Context(), "request failed", "target", r.route.To, "err", err)
 		}
 		if out == OutcomeTimeout {
-			reason = fmt.Sprintf("timeout after %s", exec.ElapsedTime().Round(time.Millisecond))
+			reason = fmt.Sprintf("timeout after %s", exec.ElapsedAttemptTime().Round(time.Millisecond))
+		}
+		if n := exec.Executions(); n > 1 {
+			reason = fmt.Sprintf("%s, %d attempts", reason, n)
 		}
 		r.events.emit(exec.Context(), EventFallback, r.State(), reason)
 		reply := Failed(r.route.To, time.Now(), out, reason)
 		return &reply, nil
 	})
-	r.executor = failsafe.With[*Reply](fb, r.breaker, timeout.New[*Reply](s.Timeout))
+	// The composition and why it is in this order: see the package doc.
+	policies := []failsafe.Policy[*Reply]{fb}
+	if s.Bulkhead > 0 {
+		policies = append(policies, r.newBulkhead())
+	}
+	if s.Retries > 0 {
+		policies = append(policies, r.newRetry(), retryGate{r})
+	}
+	policies = append(policies, r.breaker, timeout.New[*Reply](s.Timeout))
+	r.executor = failsafe.With(policies...)
 	return r
 }
 
@@ -151,6 +170,11 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 		return r.rejected(ctx)
 	}
 	reply, err := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
+		if exec.IsRetry() {
+			if b, err := r.budget(ctx); err == nil {
+				budget = b // a retry gets what is left now; retryGate made sure that is enough
+			}
+		}
 		return r.send(exec.Context(), payload, budget)
 	})
 	if reply == nil {

@@ -32,6 +32,8 @@ type Endpoint struct {
 	MaxConcurrent uint
 	// Circuits, when set, reports the service's outgoing circuits in `nats micro stats` data.
 	Circuits func() any
+	// Chaos, when set, reports the faults in force in `nats micro stats` data.
+	Chaos func() any
 }
 
 // DefaultMaxConcurrent is the bound on concurrent requests when Endpoint.MaxConcurrent is 0.
@@ -65,7 +67,7 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: ep.Service, Version: ep.Version, Description: ep.Description,
 		QueueGroup:   ep.Service,
-		StatsHandler: func(*micro.Endpoint) any { return r.Stats() },
+		StatsHandler: r.endpointStats,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
@@ -94,6 +96,7 @@ type ResponderStats struct {
 	Errors        int64 `json:"errors"`
 	MaxConcurrent uint  `json:"max_concurrent"`
 	Circuits      any   `json:"circuits,omitempty"`
+	Chaos         any   `json:"chaos,omitempty"`
 }
 
 // Stats returns the endpoint's accounting.
@@ -101,6 +104,9 @@ func (r *Responder) Stats() ResponderStats {
 	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), MaxConcurrent: r.ep.MaxConcurrent}
 	if r.ep.Circuits != nil {
 		s.Circuits = r.ep.Circuits()
+	}
+	if r.ep.Chaos != nil {
+		s.Chaos = r.ep.Chaos()
 	}
 	return s
 }

@@ -31,22 +31,29 @@ var Service = app.Service{
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
 	Build: func(d app.Deps) (app.Parts, error) {
-		a := &api{hop: d.Hop, log: d.Log,
+		b := &books{
 			orders:   store.NewCollection[record](d.DB, Collection),
 			outcomes: store.NewCollection[outcome](d.DB, OutcomesCollection),
-			pending:  store.NewCollection[outcome](d.DB, PendingCollection),
-			// A create takes at most the payment timeout and three store operations (an insert,
-			// its retry when unanswered, the final update); the rest is slack.
-			stallAfter: d.Config.Breaker.Timeout + 3*store.OpTimeout + 5*time.Second}
-		return app.Parts{Routes: a.routes}, nil
+			pending:  store.NewCollection[pendingRecord](d.DB, PendingCollection),
+			redrive:  d.Config.Redrive,
+		}
+		a := &api{hop: d.Hop, books: b, log: d.Log,
+			// A run of the chain takes at most the payment requester's longest (every attempt
+			// and backoff) and three store operations (an insert, its retry when unanswered,
+			// the outcome's write); the rest is slack.
+			stallAfter: d.Config.Breaker.Longest() + 3*store.OpTimeout + 5*time.Second}
+		parts := app.Parts{Routes: a.routes}
+		if d.Config.Redrive.Rate > 0 {
+			rd := newRedriver(b, d.Hop, d.Config.Redrive, a.stallAfter, newRedriveMetrics(d.Metrics.Registry()), d.Log)
+			parts.Background = rd.run
+		}
+		return parts, nil
 	},
 }
 
 type api struct {
-	hop        *chain.Hop
-	orders     *store.Collection[record]
-	outcomes   *store.Collection[outcome]
-	pending    *store.Collection[outcome]
+	hop *chain.Hop
+	*books
 	log        *slog.Logger
 	stallAfter time.Duration
 }
@@ -64,13 +71,17 @@ type View struct {
 	Reply  *messaging.Reply `json:"reply,omitempty"`
 }
 
-// Detail is an order as GET /orders/{id} shows it: the View and what was ordered.
+// Detail is an order as GET /orders/{id} shows it: the View, what was ordered, and how many
+// times its chain ran.
 type Detail struct {
 	View
-	Items     []any       `json:"items"`
-	Payment   PaymentView `json:"payment"`
-	CreatedAt time.Time   `json:"created_at"`
-	UpdatedAt time.Time   `json:"updated_at"`
+	Items       []any       `json:"items"`
+	Payment     PaymentView `json:"payment"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	Attempts    int         `json:"attempts"`               // runs of the chain that answered: the first, then re-drives
+	LastError   string      `json:"last_error,omitempty"`   // why the last run that did not complete did not
+	NextAttempt *time.Time  `json:"next_attempt,omitempty"` // a pending order's next re-drive, at the earliest
 }
 
 // PaymentView is the stored payment of an order.
@@ -133,34 +144,18 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	a.run(ctx, w, req, o, rec)
 }
 
-// resolve applies to rec what became of it: its final outcome, else its pending one, else
-// nothing (its chain has not answered yet).
-func (a *api) resolve(ctx context.Context, rec *record) error {
-	for _, c := range []*store.Collection[outcome]{a.outcomes, a.pending} {
-		out, err := c.Get(ctx, rec.ID)
-		switch {
-		case err == nil:
-			rec.apply(out)
-			return nil
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-	}
-	return nil
-}
-
 // run calls the chain for a saved order, records the outcome and answers.
 func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
-	out := &outcome{ID: rec.ID, Hops: toHops(&reply), UpdatedAt: time.Now().UTC()}
-	out.Status, out.Reason = verdict(&reply)
-	if ferr != nil {
-		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
-	}
-	// A reason other than "in progress" came from orders_pending.
-	wasPending := rec.Status == StatusPending && rec.Reason != ReasonInProgress
+	out := newOutcome(rec.ID, rec.Attempts+1, &reply, ferr)
+	// A reason other than "in progress" came from the pending queue.
+	queued := rec.Status == StatusPending && rec.Reason != ReasonInProgress
+	next, _, err := a.keep(ctx, out, queued)
 	rec.apply(out)
-	if err := a.record(ctx, out, wasPending); err != nil {
+	if out.Status == StatusPending {
+		rec.NextAttempt = &next
+	}
+	if err != nil {
 		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", err)
 		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+rec.Reason
 	}
@@ -176,28 +171,6 @@ func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request,
 	}
 }
 
-// record keeps out: a final outcome is inserted (a duplicate is a concurrent resume that
-// finished first, equally true), a pending one put among the pending. wasPending says the order
-// may have a pending outcome from before, to be removed once it is final; an order just created
-// has none, so its healthy path costs one insert.
-func (a *api) record(ctx context.Context, out *outcome, wasPending bool) error {
-	if !out.final() {
-		// An insert the first time (a replace scans the collection); a replace after that.
-		err := a.pending.Insert(ctx, out)
-		if errors.Is(err, store.ErrDuplicate) {
-			err = a.pending.Put(ctx, out.ID, out)
-		}
-		return err
-	}
-	if err := a.outcomes.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
-		return err
-	}
-	if wasPending {
-		return a.pending.Delete(ctx, out.ID)
-	}
-	return nil
-}
-
 func (a *api) get(w http.ResponseWriter, req *http.Request) {
 	rec, err := a.orders.Get(req.Context(), chi.URLParam(req, "id"))
 	if err == nil {
@@ -210,7 +183,8 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 	p := rec.Payment
 	d := Detail{
 		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
-		Payment: PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+		Payment:  PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+		Attempts: rec.Attempts, LastError: rec.LastError, NextAttempt: rec.NextAttempt,
 	}
 	if d.Items == nil {
 		d.Items = []any{}

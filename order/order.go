@@ -13,6 +13,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
 )
 
 // Order is the body of POST /create, the seed's shape.
@@ -71,7 +72,7 @@ const (
 
 // record is an order as stored in the orders collection: inserted once, never changed. Status
 // and Reason are the order's state when it was saved (pending, in progress); what became of it
-// since is its outcome (see outcome), applied by resolve.
+// since is its outcome (see outcome), applied by books.resolve along with the fields below.
 type record struct {
 	store.Meta `bson:",inline"`
 	Date       *time.Time    `bson:"date,omitempty"`
@@ -81,6 +82,10 @@ type record struct {
 	Reason     string        `bson:"reason,omitempty"`
 	Hops       *hopRecord    `bson:"hops,omitempty"`
 	UpdatedAt  time.Time     `bson:"updated_at"`
+	// From the outcome, never stored with the order.
+	Attempts    int        `bson:"-"` // runs of the chain that answered: the first, then re-drives
+	LastError   string     `bson:"-"` // why the last run that did not complete did not
+	NextAttempt *time.Time `bson:"-"` // when a pending order is re-driven next, at the earliest
 }
 
 type paymentRecord struct {
@@ -95,21 +100,35 @@ type paymentRecord struct {
 // 4.5 ms at 400 orders, 40 ms at 3,400 and growing), while an insert costs about 1 ms at any size.
 //
 // A final outcome (completed, rejected) is inserted once into order_outcomes. A pending one (a
-// hop unavailable) is put into orders_pending, a collection that holds only the orders still
-// pending and so stays small; it is removed once the order's outcome is final.
+// hop unavailable) is queued in the pending collection for a re-drive (see redrive.go); that
+// collection holds only the orders still pending and so stays small, and an order leaves it once
+// its outcome is final.
 type outcome struct {
 	ID        string     `bson:"_id"`
 	Status    string     `bson:"status"`
 	Reason    string     `bson:"reason,omitempty"`
 	Hops      *hopRecord `bson:"hops,omitempty"`
 	UpdatedAt time.Time  `bson:"updated_at"`
+	Attempts  int        `bson:"attempts"`
+	LastError string     `bson:"last_error,omitempty"`
 }
 
-// Collections beside orders.
-const (
-	OutcomesCollection = "order_outcomes" // final outcomes, inserted once
-	PendingCollection  = "orders_pending" // the orders still pending, with their last reason
-)
+// OutcomesCollection holds the final outcomes of orders, inserted once.
+const OutcomesCollection = "order_outcomes"
+
+// newOutcome is the outcome of an order's attempt-th run of the chain, which answered reply (or
+// failed with ferr before it could call).
+func newOutcome(id string, attempt int, reply *messaging.Reply, ferr error) *outcome {
+	out := &outcome{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
+	out.Status, out.Reason = verdict(reply)
+	if ferr != nil {
+		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
+	}
+	if out.Status != StatusCompleted {
+		out.LastError = out.Reason
+	}
+	return out
+}
 
 // final reports whether an order with this outcome will never change.
 func (o *outcome) final() bool { return o.Status != StatusPending }
@@ -117,6 +136,7 @@ func (o *outcome) final() bool { return o.Status != StatusPending }
 // apply makes rec show o.
 func (rec *record) apply(o *outcome) {
 	rec.Status, rec.Reason, rec.Hops, rec.UpdatedAt = o.Status, o.Reason, o.Hops, o.UpdatedAt
+	rec.Attempts, rec.LastError = o.Attempts, o.LastError
 }
 
 // hopRecord is a stored messaging.Reply.
@@ -145,6 +165,13 @@ func newRecord(ctx context.Context, o Order) *record {
 		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},
 		Status:  StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
 	}
+}
+
+// payment is the order's payment, rebuilt from the record as order first sent it: the same
+// fields, so payment recognises a re-drive as a replay of the same payment (same fingerprint).
+func (p paymentRecord) payment() *payment.Payment {
+	amount := p.Amount
+	return &payment.Payment{ID: p.ID, Amount: &amount, Shipment: &shipment.Shipment{ID: p.ShipmentID, Directions: p.Directions}}
 }
 
 func toHops(r *messaging.Reply) *hopRecord {

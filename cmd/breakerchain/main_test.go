@@ -51,6 +51,8 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "MONGO_URL=localhost:27017", want: `MONGO_URL="localhost:27017": want a URL like mongodb://host:port`},
 		{env: "NATS_PORT=99999", want: `NATS_PORT="99999"`},
 		{env: "LOG_LEVEL=loud", want: `LOG_LEVEL="loud": want one of debug, info, warn, error`},
+		{env: "RETRY_MAX=11 BULKHEAD_MAX=0", want: `RETRY_MAX="11": want an integer from 0 to 10; BULKHEAD_MAX="0": want an integer from 1 to 100000`},
+		{env: "SHIPMENT_CHAOS=maybe ORDER_REDRIVE_RATE=-1", want: `ORDER_REDRIVE_RATE="-1": want an integer from 0 to 10000; SHIPMENT_CHAOS="maybe": want 1 or 0`},
 		{env: "JUMPS=abc", args: "payment", want: `JUMPS="abc"`},
 		{env: "LOG_FORMAT=xml JUMPS=abc", want: `LOG_FORMAT="xml": want one of text, json; JUMPS="abc"`},
 		{args: "refund", want: `unknown arguments ["refund"]`},

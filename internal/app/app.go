@@ -45,16 +45,20 @@ func Subject(name string) string { return name + ".create" }
 
 // Deps is what Start hands a service.
 type Deps struct {
-	Config config.Service
-	Log    *slog.Logger
-	DB     *mongo.Database
-	Hop    *chain.Hop
+	Config  config.Service
+	Log     *slog.Logger
+	DB      *mongo.Database
+	Hop     *chain.Hop
+	Metrics *metrics.Service // to register the service's own metrics on
 }
 
 // Parts is what a service adds to the common plumbing.
 type Parts struct {
 	Routes func(chi.Router)  // its own HTTP routes, beside the ops routes
 	Handle messaging.Handler // its NATS endpoint; nil for none
+	// Background, when set, runs in its own goroutine from start until ctx ends, which is the
+	// first step of the shutdown; Stop waits for it to return.
+	Background func(ctx context.Context)
 }
 
 // Running is a started service.
@@ -63,11 +67,16 @@ type Running struct {
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
 	Responder *messaging.Responder // its NATS endpoint; nil for order
 	Metrics   *metrics.Service
+	Hop       *chain.Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
 	http      *http.Server
 	nc        *nats.Conn
 	mongo     *mongo.Client
 	served    chan error
+	chaos     *chaos
+	controls  *messaging.Controls // order's chaos endpoint (payment and shipment add it to their Responder)
+	stopBg    context.CancelFunc  // ends Parts.Background
+	bgDone    chan struct{}       // closed when it has returned
 }
 
 // Start connects and starts svc with cfg. log should already name the service.
@@ -92,13 +101,15 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	if r.nc, err = connectNATS(cfg, log); err != nil {
 		return nil, err
 	}
-	hop := &chain.Hop{
-		ID: cfg.ID, Jumps: cfg.Jumps, Log: log,
-		Faults: chain.Faults{Latency: cfg.InjectLatency},
-	}
+	hop := &chain.Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log}
+	faults := chain.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
-		hop.Faults.ErrorRate = cfg.InjectErrRate
+		faults.ErrorRate = cfg.InjectErrRate
 	}
+	hop.SetFaults(faults)
+	r.Hop = hop
+	r.chaos = newChaos(cfg.Chaos, svc.Name, cfg.ID, hop, r.nc, log)
+	r.Metrics.TrackFaults(func() (float64, time.Duration) { f := hop.Faults(); return f.ErrorRate, f.Latency })
 	if svc.Next != "" {
 		r.Requester = messaging.NewRequester(r.nc,
 			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log,
@@ -106,19 +117,41 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		r.Metrics.TrackState(svc.Next, r.Requester.State)
 		hop.Next = r.Requester
 	}
-	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop})
+	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop, Metrics: r.Metrics})
 	if err != nil {
 		return nil, err
 	}
+	ep := messaging.Endpoint{
+		Service: svc.Name, Version: Version, Description: svc.Description,
+		Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
+		Circuits: func() any { return r.circuits() },
+		Chaos:    func() any { return r.chaos.state() },
+	}
 	if parts.Handle != nil {
-		r.Responder, err = messaging.Serve(r.nc, messaging.Endpoint{
-			Service: svc.Name, Version: Version, Description: svc.Description,
-			Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
-			Circuits: func() any { return r.circuits() },
-		}, parts.Handle, log)
+		if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Chaos {
+		// Only when chaos is on does anything listen on chaos.<service>: off, the subject does
+		// not exist and needs no permission.
+		if r.Responder != nil {
+			err = r.Responder.AddControl(r.chaos.control())
+		} else {
+			r.controls, err = messaging.ServeControls(r.nc, ep, log, r.chaos.control())
+		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	if parts.Background != nil {
+		var bctx context.Context
+		bctx, r.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+		r.bgDone = make(chan struct{})
+		go func() {
+			defer close(r.bgDone)
+			parts.Background(bctx)
+		}()
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
@@ -224,11 +257,22 @@ func (r *Running) Stop(ctx context.Context) error {
 
 func (r *Running) teardown(ctx context.Context) error {
 	var errs []error
+	if r.stopBg != nil {
+		r.stopBg()
+		select {
+		case <-r.bgDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("background work still running: %w", ctx.Err()))
+		}
+	}
 	if r.http != nil {
 		errs = append(errs, r.http.Shutdown(ctx))
 	}
 	if r.Responder != nil {
 		errs = append(errs, r.Responder.Stop(ctx))
+	}
+	if r.controls != nil {
+		errs = append(errs, r.controls.Stop())
 	}
 	if r.nc != nil {
 		errs = append(errs, drain(ctx, r.nc))

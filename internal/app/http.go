@@ -71,12 +71,14 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 	m.Get("/readyz", r.ready)
 	m.Method(http.MethodGet, "/metrics", r.Metrics.Handler())
 	m.Get("/breakers", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]any{"service": cfg.Name, "id": cfg.ID, "circuits": r.circuits()})
+		WriteJSON(w, http.StatusOK, Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.state()})
 	})
 	if cfg.PProf {
 		// Off unless asked for: profiles show internals and cost CPU while taken.
 		m.Mount("/debug", middleware.Profiler())
 	}
+	m.Get("/chaos", r.chaos.get)
+	m.Put("/chaos", r.chaos.put)
 	if routes != nil {
 		routes(m)
 	}
@@ -137,6 +139,14 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 		checks["nats"], status = r.nc.Status().String(), http.StatusServiceUnavailable
 	}
 	WriteJSON(w, status, checks)
+}
+
+// Breakers is what GET /breakers shows: the process's outgoing circuits and its faults.
+type Breakers struct {
+	Service  string    `json:"service"`
+	ID       string    `json:"id"`
+	Circuits []Circuit `json:"circuits"`
+	Chaos    Chaos     `json:"chaos"`
 }
 
 // Circuit is one outgoing circuit as /breakers and `nats micro stats` show it.

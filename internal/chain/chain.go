@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -17,27 +18,46 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// Faults is the seed's fault injection.
+// Faults is the seed's fault injection. It starts from INJECT_ERR, INJECT_ERR_RATE and
+// INJECT_LATENCY and, with CHAOS=1, may be changed at runtime (see Change).
 type Faults struct {
-	ErrorRate float64       // INJECT_ERR with INJECT_ERR_RATE: the share of requests failed; 0 = off
-	Latency   time.Duration // INJECT_LATENCY: added to every request before it is handled
+	ErrorRate float64       // the share of requests failed after saving; 0 = off
+	Latency   time.Duration // added to every request before it is handled
 }
 
 // Hop is one service's place in the chain.
 type Hop struct {
 	ID     string               // the service's name in replies and logs
 	Jumps  int                  // a hop whose number reaches this answers "Last"
-	Faults Faults               //
 	Next   *messaging.Requester // nil at the end of the chain
 	Log    *slog.Logger
+	faults atomic.Pointer[Faults]
+}
+
+// Faults returns the faults in force. A request reads them once, so a change at runtime applies
+// to the requests that start after it, whole.
+func (h *Hop) Faults() Faults {
+	if f := h.faults.Load(); f != nil {
+		return *f
+	}
+	return Faults{}
+}
+
+// SetFaults puts f in force and returns the faults it replaces.
+func (h *Hop) SetFaults(f Faults) Faults {
+	if old := h.faults.Swap(&f); old != nil {
+		return *old
+	}
+	return Faults{}
 }
 
 // Delay waits the injected latency, or until ctx ends (then the caller gave up: do nothing).
 func (h *Hop) Delay(ctx context.Context) error {
-	if h.Faults.Latency <= 0 {
+	latency := h.Faults().Latency
+	if latency <= 0 {
 		return nil
 	}
-	t := time.NewTimer(h.Faults.Latency)
+	t := time.NewTimer(latency)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -51,7 +71,7 @@ func (h *Hop) Delay(ctx context.Context) error {
 // limit, then the call to the next hop with next as its body.
 func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 	now := time.Now()
-	if h.Faults.ErrorRate > 0 && rand.Float64() < h.Faults.ErrorRate {
+	if rate := h.Faults().ErrorRate; rate > 0 && rand.Float64() < rate {
 		h.Log.WarnContext(ctx, "💥 injected error")
 		return messaging.Reply{}, messaging.Errorf(502, "injected error")
 	}

@@ -352,6 +352,9 @@ func TestDownstreamRefusalRejectsTheOrder(t *testing.T) {
 	if o.Requester.Breaker().Metrics().Failures() != 0 || p.Requester.Breaker().Metrics().Failures() != 0 {
 		t.Error("a refusal counted as a circuit failure")
 	}
+	if n := w.count(order.PendingCollection, nil); n != 0 {
+		t.Errorf("%d orders queued for a re-drive, want none: a rejected order is final", n)
+	}
 }
 
 // An order saved by a process that died before its chain answered stays "in progress"; a replay

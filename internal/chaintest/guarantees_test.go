@@ -243,7 +243,7 @@ func TestSoak(t *testing.T) {
 	case raceDetector:
 		// The race detector slows the embedded store several-fold (2,000 orders took over 10
 		// minutes); the race suite covers the same code paths. The test command runs the soak
-		// in a second, plain build: go test -count=1 -run TestSoak ./internal/chaintest
+		// in a second, plain build: go test -count=1 -run 'TestSoak|TestPendingOrdersCompleteThemselves' ./internal/chaintest
 		t.Skip("soak: runs without -race, as the second half of the test command")
 	}
 	const orders, workers = 2000, 4
@@ -251,8 +251,10 @@ func TestSoak(t *testing.T) {
 	quiet := "warn"
 	w.start(shipment.Service, testkit.Env{"INJECT_ERR": "1", "INJECT_ERR_RATE": "0.33", "LOG_LEVEL": quiet})
 	w.start(shipment.Service, testkit.Env{"INJECT_LATENCY": "150ms", "LOG_LEVEL": quiet})
-	w.start(payment.Service, testkit.Env{"BREAKER_DELAY": "200ms", "BREAKER_WINDOW": "2s", "LOG_LEVEL": quiet})
-	o := w.start(order.Service, testkit.Env{"BREAKER_TIMEOUT": "300ms", "LOG_LEVEL": quiet})
+	// Retries as shipped (RETRY_MAX=2); the re-driver stays off: the books are read at the end,
+	// and TestPendingOrdersCompleteThemselves is its test.
+	w.start(payment.Service, testkit.Env{"BREAKER_DELAY": "200ms", "BREAKER_WINDOW": "2s", "RETRY_MAX": "2", "LOG_LEVEL": quiet})
+	o := w.start(order.Service, testkit.Env{"BREAKER_TIMEOUT": "300ms", "RETRY_MAX": "2", "LOG_LEVEL": quiet})
 
 	start := time.Now()
 	ids := make(chan int)

@@ -37,9 +37,11 @@ func newWorld(t testing.TB) *world {
 }
 
 // start starts svc. Unless env says otherwise the breaker timeout is 5s: a test whose subject
-// is not a timeout must not see one because -race on 2 cores made a store write slow.
+// is not a timeout must not see one because -race on 2 cores made a store write slow. Retries
+// and the re-driver are off unless a test turns them on: a test of the circuit counts calls,
+// and one that checks an order pending must not see it completed behind its back.
 func (w *world) start(svc app.Service, env testkit.Env) *testkit.Service {
-	full := testkit.Env{"BREAKER_TIMEOUT": "5s"}
+	full := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}
 	for k, v := range env {
 		full[k] = v
 	}

@@ -327,6 +327,8 @@ type Service struct {
 	MaxConcurrent uint
 	PProf         bool     // PPROF=1: serve /debug/pprof on the HTTP port
 	CORSOrigins   []string // origins a browser may call from; none: same origin only
+	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
+	Redrive       Redrive
 }
 
 // NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
@@ -337,6 +339,16 @@ type NATSAuth struct {
 	CA       string // path of a PEM file of CA certificates
 }
 
+// Redrive is how order re-drives its pending orders in the background (order only).
+type Redrive struct {
+	Rate     int           // REDRIVE_RATE: orders re-driven per second by each order instance; 0 = off
+	Interval time.Duration // REDRIVE_INTERVAL: how often it looks for orders that are due
+	Backoff  time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
+}
+
+// MaxRedriveBackoff caps the wait between re-drives of one order (or is REDRIVE_BACKOFF when larger).
+const MaxRedriveBackoff = time.Minute
+
 // Defaults of the seed and of this design.
 const (
 	DefaultPort          = 3000
@@ -344,6 +356,10 @@ const (
 	DefaultInjectErrRate = 0.4
 	DefaultMongoDB       = "breakerchain"
 )
+
+// DefaultRedrive: ten orders a second per order instance, looked for every second, the first
+// re-drive a second after the order was saved pending.
+var DefaultRedrive = Redrive{Rate: 10, Interval: time.Second, Backoff: time.Second}
 
 // Load reads the configuration of the service name; host and port are its defaults for HOST and
 // PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
@@ -370,9 +386,18 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 			MinCalls:    uint(s.Int("BREAKER_MIN_CALLS", int(d.MinCalls), 1, 1_000_000)),
 			Window:      s.Duration("BREAKER_WINDOW", d.Window, 10*time.Millisecond, 24*time.Hour),
 			Delay:       s.Duration("BREAKER_DELAY", d.Delay, time.Millisecond, 24*time.Hour),
+			Retries:     s.Int("RETRY_MAX", d.Retries, 0, 10),
+			Backoff:     s.Duration("RETRY_BACKOFF", d.Backoff, time.Millisecond, time.Minute),
+			Bulkhead:    uint(s.Int("BULKHEAD_MAX", int(d.Bulkhead), 1, 100_000)),
 		},
 		MaxConcurrent: uint(s.Int("MAX_CONCURRENT", messaging.DefaultMaxConcurrent, 1, 100_000)),
 		CORSOrigins:   s.Origins("CORS_ORIGINS"),
+		Chaos:         s.Bool("CHAOS", false),
+		Redrive: Redrive{
+			Rate:     s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
+			Interval: s.Duration("REDRIVE_INTERVAL", DefaultRedrive.Interval, 10*time.Millisecond, time.Hour),
+			Backoff:  s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
+		},
 	}
 	return c, s.Err()
 }
@@ -504,15 +529,21 @@ func (a NATSAuth) LogValue() slog.Value {
 // LogValue shows the configuration once at start, passwords masked.
 func (c Service) LogValue() slog.Value {
 	b := c.Breaker
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("id", c.ID), slog.String("host", c.Host), slog.Int("port", c.Port), slog.Int("jumps", c.Jumps),
 		slog.Bool("inject_err", c.InjectErr), slog.Float64("inject_err_rate", c.InjectErrRate),
 		slog.Duration("inject_latency", c.InjectLatency),
 		slog.String("mongo", Mask(c.MongoURL)), slog.String("mongo_db", c.MongoDB), slog.String("nats", Mask(c.NatsURL)),
 		slog.Any("nats_auth", c.NATS),
-		slog.String("breaker", fmt.Sprintf("timeout=%s rate=%d%% min_calls=%d window=%s delay=%s",
-			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay)),
+		slog.String("breaker", fmt.Sprintf("timeout=%s rate=%d%% min_calls=%d window=%s delay=%s retries=%d backoff=%s bulkhead=%d",
+			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay, b.Retries, b.Backoff, b.Bulkhead)),
 		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.PProf),
-	)
+		slog.Bool("chaos", c.Chaos),
+	}
+	if c.Name == "order" {
+		attrs = append(attrs, slog.String("redrive",
+			fmt.Sprintf("rate=%d/s interval=%s backoff=%s", c.Redrive.Rate, c.Redrive.Interval, c.Redrive.Backoff)))
+	}
+	return slog.GroupValue(attrs...)
 }

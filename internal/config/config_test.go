@@ -193,3 +193,27 @@ func TestLogValueHidesSecrets(t *testing.T) {
 		t.Errorf("Secrets() = %q, want every secret", got)
 	}
 }
+
+// Retries, the bulkhead, chaos and the re-driver have the documented defaults, and prefixed
+// values apply to one service.
+func TestResilienceDefaults(t *testing.T) {
+	e := env{"ORDER_RETRY_MAX": "0", "SHIPMENT_CHAOS": "1", "REDRIVE_RATE": "50"}
+	o, err := Load("order", "", 3000, e.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load("shipment", "", 3002, e.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Breaker.Retries != 0 || s.Breaker.Retries != 2 || s.Breaker.Backoff != 50*time.Millisecond || s.Breaker.Bulkhead != 64 {
+		t.Errorf("retries %d/%d backoff %s bulkhead %d, want 0 for order, 2, 50ms and 64 by default",
+			o.Breaker.Retries, s.Breaker.Retries, s.Breaker.Backoff, s.Breaker.Bulkhead)
+	}
+	if o.Chaos || !s.Chaos {
+		t.Errorf("chaos %v/%v, want off for order, on for shipment", o.Chaos, s.Chaos)
+	}
+	if o.Redrive != (Redrive{Rate: 50, Interval: time.Second, Backoff: time.Second}) {
+		t.Errorf("redrive %+v, want rate 50 with the default interval and backoff", o.Redrive)
+	}
+}

@@ -32,6 +32,8 @@ type Service struct {
 	registry    *prometheus.Registry
 	calls       *prometheus.CounterVec
 	transitions *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	full        *prometheus.CounterVec
 	http        *prometheus.HistogramVec
 	store       *prometheus.HistogramVec
 	commands    sync.Map // driver request id → collection, between a command's start and end
@@ -51,6 +53,14 @@ func New(service string) *Service {
 			Name: "breakerchain_circuit_transitions_total", ConstLabels: labels,
 			Help: "State changes of each outgoing circuit, by the state entered.",
 		}, []string{"target", "to"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_retries_total", ConstLabels: labels,
+			Help: "Retries of failed calls on each outgoing hop (each one is also a call through its circuit).",
+		}, []string{"target"}),
+		full: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_bulkhead_rejected_total", ConstLabels: labels,
+			Help: "Calls rejected at once because the hop's bulkhead was full (they never reach the circuit).",
+		}, []string{"target"}),
 		http: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "breakerchain_http_request_duration_seconds", ConstLabels: labels,
 			Help:    "HTTP requests by method, route pattern and status code.",
@@ -62,7 +72,7 @@ func New(service string) *Service {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16), // 0.2ms … 6.6s, past the 5s bound
 		}, []string{"collection", "operation", "result"}),
 	}
-	m.registry.MustRegister(m.calls, m.transitions, m.http, m.store,
+	m.registry.MustRegister(m.calls, m.transitions, m.retries, m.full, m.http, m.store,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,7 +116,27 @@ func (m *Service) Observe(e messaging.BreakerEvent) {
 		m.calls.WithLabelValues(e.Target, "rejected").Inc()
 	case messaging.EventOpen, messaging.EventHalfOpen, messaging.EventClose:
 		m.transitions.WithLabelValues(e.Target, e.State).Inc()
+	case messaging.EventRetry:
+		m.retries.WithLabelValues(e.Target).Inc()
+	case messaging.EventFull:
+		m.full.WithLabelValues(e.Target).Inc()
 	}
+}
+
+// TrackFaults shows the injected faults in force (they may change at runtime, with CHAOS=1),
+// read from faults at every scrape.
+func (m *Service) TrackFaults(faults func() (errorRate float64, latency time.Duration)) {
+	labels := prometheus.Labels{"service": m.service}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "breakerchain_chaos_error_rate", ConstLabels: labels,
+			Help: "The share of requests this service fails on purpose (INJECT_ERR_RATE, or chaos at runtime).",
+		}, func() float64 { r, _ := faults(); return r }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "breakerchain_chaos_latency_seconds", ConstLabels: labels,
+			Help: "The latency this service adds to every request on purpose (INJECT_LATENCY, or chaos at runtime).",
+		}, func() float64 { _, l := faults(); return l.Seconds() }),
+	)
 }
 
 // HTTP is a chi middleware timing every request by its route pattern (never the raw path, so

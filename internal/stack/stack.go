@@ -240,6 +240,11 @@ func (s *Stack) Banner() string {
 		natsNote = `(embedded) watch it: nats --user observer --password "$OBSERVER_NATS_PASSWORD" sub 'breaker.>'`
 	case s.nats != nil:
 		natsNote = "(embedded) watch it: nats sub 'breaker.>'"
+		for _, c := range s.Configs {
+			if c.Chaos {
+				natsNote = "(embedded) watch it: nats sub 'breaker.>' · nats sub 'chaos.>'"
+			}
+		}
 	}
 	if s.store != nil {
 		storeNote = "(embedded FerretDB, data in " + s.DataDir + ")"
@@ -252,6 +257,14 @@ func (s *Stack) Banner() string {
 	} else {
 		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
 			SeedOrder, s.Services[0].Addr)
+	}
+	for i := len(s.Configs) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed
+		if c := s.Configs[i]; c.Chaos {
+			fmt.Fprintf(&b, "Chaos is on (CHAOS=1): change %s's faults while it runs:\n"+
+				"  nats req chaos.%s '{\"error_rate\":0.5,\"latency\":\"400ms\"}'   or   curl -X PUT … http://%s/chaos\n",
+				c.ID, c.Name, s.Services[i].Addr)
+			break
+		}
 	}
 	return b.String()
 }

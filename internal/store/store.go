@@ -162,12 +162,35 @@ func (c *Collection[T]) Put(ctx context.Context, id string, doc *T) error {
 	return translate(err)
 }
 
-// Delete removes the document with _id id, if there is one.
-func (c *Collection[T]) Delete(ctx context.Context, id string) error {
+// Find returns up to limit documents matching filter, sorted by sort (nil: in no particular
+// order). On the embedded store any filter but _id alone is a scan: keep it to small collections.
+func (c *Collection[T]) Find(ctx context.Context, filter, sort bson.D, limit int64) ([]T, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	_, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	return translate(err)
+	opts := options.Find().SetLimit(limit)
+	if sort != nil {
+		opts.SetSort(sort)
+	}
+	cur, err := c.c.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, translate(err)
+	}
+	var docs []T
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, translate(err)
+	}
+	return docs, nil
+}
+
+// Delete removes the document with _id id and reports whether there was one.
+func (c *Collection[T]) Delete(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	res, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return false, translate(err)
+	}
+	return res.DeletedCount == 1, nil
 }
 
 // Count counts the documents matching filter (tests and operators; a scan on the embedded store).

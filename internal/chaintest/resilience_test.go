@@ -1,0 +1,400 @@
+package chaintest
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// chaos sends a change on chaos.<service> and returns the reply, or the service error.
+func chaos(t *testing.T, nc *nats.Conn, service, change string) (app.Chaos, *messaging.ServiceError) {
+	t.Helper()
+	m, err := nc.Request(app.ChaosSubject(service), []byte(change), 5*time.Second)
+	if err != nil {
+		t.Fatalf("chaos.%s: %v", service, err)
+	}
+	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
+		n, _ := strconv.Atoi(code)
+		return app.Chaos{}, &messaging.ServiceError{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+	}
+	var c app.Chaos
+	if err := json.Unmarshal(m.Data, &c); err != nil {
+		t.Fatalf("chaos.%s: %q: %v", service, m.Data, err)
+	}
+	return c, nil
+}
+
+// A failure that goes away between two attempts is not a failure for the caller: shipment fails
+// payment's first attempt after saving, payment retries after its backoff (meanwhile the test
+// turns shipment's chaos off, prompted by the retry event on the bus), the retry is a replay at
+// shipment. The order completes with one record per collection, and payment's circuit saw one
+// failure and one success.
+func TestRetryTurnsATransientFailureIntoSuccess(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(shipment.Service, testkit.Env{"CHAOS": "1"})
+	p := w.start(payment.Service, testkit.Env{"RETRY_MAX": "2", "RETRY_BACKOFF": "1s"})
+	o := w.start(order.Service, nil)
+	nc := w.conn()
+	events, err := nc.SubscribeSync(messaging.BreakerSubject("payment", "shipment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, se := chaos(t, nc, "shipment", `{"error_rate":1}`); se != nil {
+		t.Fatal(se)
+	}
+
+	answer := make(chan response, 1)
+	go func() {
+		res, err := client.Post(o.URL()+"/create", "application/json", strings.NewReader(seedOrder("transient")))
+		if err != nil {
+			answer <- response{}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		answer <- response{code: res.StatusCode, body: b}
+	}()
+	for {
+		m, err := events.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for payment to schedule a retry: %v", err)
+		}
+		var e messaging.BreakerEvent
+		if json.Unmarshal(m.Data, &e) == nil && e.Event == messaging.EventRetry {
+			break
+		}
+	}
+	if r := do(t, http.MethodPut, s.URL()+"/chaos", `{"error_rate":0}`); r.code != http.StatusOK {
+		t.Fatalf("PUT /chaos: %d %s", r.code, r.body)
+	}
+
+	res := <-answer
+	if res.code != http.StatusCreated || hops(res.view(t)) != "order:ok payment:ok shipment:ok" {
+		t.Fatalf("order: %d %s, want 201 completed", res.code, res.body)
+	}
+	if got := w.counts(); got != [3]int64{1, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want 1 each: the retry was a replay", got)
+	}
+	if m := p.Requester.Breaker().Metrics(); m.Failures() != 1 || m.Successes() != 1 {
+		t.Errorf("payment→shipment saw %d failures and %d successes, want 1 and 1", m.Failures(), m.Successes())
+	}
+	if n := scrape(t, p.URL())[`breakerchain_retries_total{service="payment",target="shipment"}`]; n != 1 {
+		t.Errorf("payment's retries_total = %v, want 1", n)
+	}
+}
+
+// Chaos at runtime: shipment's error rate and latency change while it runs, on NATS and over
+// HTTP; the outcomes change with them and payment's circuit opens, stays open on a failed trial
+// and closes on a good one. Bad input is refused naming the field and changes nothing; every
+// change is published; the values show in /breakers, GET /chaos, /metrics and micro stats; a
+// service without CHAOS=1 refuses.
+func TestChaosAtRuntime(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(shipment.Service, testkit.Env{"CHAOS": "1"})
+	p := w.start(payment.Service, testkit.Env{"CHAOS": "1", "BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "300ms",
+		"BREAKER_TIMEOUT": "1s"})
+	o := w.start(order.Service, nil) // no CHAOS
+	nc := w.conn()
+	changes, err := nc.SubscribeSync(app.ChaosChangedSubject("shipment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	send := func(want string) order.View {
+		t.Helper()
+		n++
+		v := post(t, o, seedOrder("c"+strconv.Itoa(n))).view(t)
+		if got := hops(v); got != want {
+			t.Fatalf("order c%d: [%s] %q, want [%s]", n, got, v.Reason, want)
+		}
+		return v
+	}
+	breakers := func(svc *testkit.Service) app.Breakers {
+		var b app.Breakers
+		if r := do(t, http.MethodGet, svc.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil {
+			t.Fatalf("/breakers: %s", r.body)
+		}
+		return b
+	}
+	afterDelay := func() {
+		testkit.Eventually(t, 5*time.Second, "the open delay to pass", func() bool {
+			return p.Requester.Breaker().RemainingDelay() == 0
+		})
+	}
+
+	// Healthy.
+	if c := breakers(s).Chaos; !c.Enabled || c.ErrorRate != 0 || c.Latency != "0s" {
+		t.Fatalf("shipment /breakers chaos %+v, want enabled with no faults", c)
+	}
+	for range 2 {
+		send("order:ok payment:ok shipment:ok")
+	}
+
+	// Every shipment fails: payment's circuit opens, then rejects.
+	c, se := chaos(t, nc, "shipment", `{"error_rate":1}`)
+	if se != nil || c.ErrorRate != 1 || c.Latency != "0s" {
+		t.Fatalf("chaos.shipment error_rate 1: %+v %v", c, se)
+	}
+	var ev app.ChaosChange
+	nextChange := func() {
+		t.Helper()
+		m, err := changes.NextMsg(5 * time.Second)
+		if err != nil || json.Unmarshal(m.Data, &ev) != nil {
+			t.Fatalf("no change on the bus: %v", err)
+		}
+	}
+	if nextChange(); ev.Via != "nats" || ev.Service != "shipment" || ev.Faults.ErrorRate != 1 || ev.Previous.ErrorRate != 0 {
+		t.Fatalf("change on the bus: %+v", ev)
+	}
+	for range 2 { // with the two good calls in the window, 2 failures of 4 reach the 50 %
+		v := send("order:ok payment:ok shipment:unavailable")
+		if !strings.Contains(v.Reason, "502 injected error") {
+			t.Fatalf("reason %q, want the injected error", v.Reason)
+		}
+	}
+	if p.Requester.State() != "open" || breakers(p).Circuits[0].State != "open" {
+		t.Fatalf("payment→shipment %s, want open", p.Requester.State())
+	}
+	send("order:ok payment:ok shipment:rejected")
+
+	// Bad input is refused, naming the field, and changes nothing.
+	for _, bad := range []struct{ body, field string }{
+		{`{"error_rate":2}`, "error_rate"},
+		{`{"error_rate":"high"}`, "error_rate"},
+		{`{"latency":"soon"}`, "latency"},
+		{`{"latency":"2h"}`, "latency"},
+		{`{"latency":-5}`, "latency"},
+		{`{"colour":"red"}`, "colour"},
+	} {
+		if _, se := chaos(t, nc, "shipment", bad.body); se == nil || se.Code != 422 || !strings.HasPrefix(se.Description, bad.field+": ") {
+			t.Errorf("chaos.shipment %s: %v, want a 422 naming %s", bad.body, se, bad.field)
+		}
+		r := do(t, http.MethodPut, s.URL()+"/chaos", bad.body)
+		if e := r.errorBody(t); r.code != 422 || e.Field != bad.field {
+			t.Errorf("PUT /chaos %s: %d %+v, want 422 naming %s", bad.body, r.code, e, bad.field)
+		}
+	}
+	if r := do(t, http.MethodPut, s.URL()+"/chaos", `{"error_rate":`); r.code != http.StatusBadRequest {
+		t.Errorf("PUT /chaos malformed: %d, want 400", r.code)
+	}
+	var cur app.Chaos
+	if r := do(t, http.MethodGet, s.URL()+"/chaos", ""); jsonUnmarshal(r.body, &cur) != nil || cur.ErrorRate != 1 || cur.Latency != "0s" {
+		t.Fatalf("GET /chaos after bad input: %s, want it unchanged", r.body)
+	}
+
+	// Slower than payment's 1s timeout, over HTTP: the trial after the delay times out and the
+	// circuit opens again.
+	r := do(t, http.MethodPut, s.URL()+"/chaos", `{"error_rate":0,"latency":"1500ms"}`)
+	if r.code != http.StatusOK || jsonUnmarshal(r.body, &cur) != nil || cur.ErrorRate != 0 || cur.Latency != "1.5s" {
+		t.Fatalf("PUT /chaos: %d %s", r.code, r.body)
+	}
+	if nextChange(); ev.Via != "http" || ev.Faults.Latency != "1.5s" || ev.Previous.ErrorRate != 1 {
+		t.Fatalf("HTTP change on the bus: %+v", ev)
+	}
+	var stats micro.Stats
+	request(t, nc, "$SRV.STATS.shipment", &stats)
+	var data struct{ Chaos app.Chaos }
+	if len(stats.Endpoints) != 2 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil || data.Chaos.Latency != "1.5s" {
+		t.Errorf("$SRV.STATS.shipment: %+v, want the create and chaos endpoints and the chaos in force", stats)
+	}
+	if got := scrape(t, s.URL())[`breakerchain_chaos_latency_seconds{service="shipment"}`]; got != 1.5 {
+		t.Errorf("shipment chaos_latency_seconds = %v, want 1.5", got)
+	}
+	afterDelay()
+	send("order:ok payment:ok shipment:timeout")
+	if p.Requester.State() != "open" {
+		t.Fatalf("after a failed trial payment→shipment is %s, want open again", p.Requester.State())
+	}
+
+	// Healthy again: the next trial closes the circuit.
+	if _, se := chaos(t, nc, "shipment", `{"latency":"0s"}`); se != nil {
+		t.Fatal(se)
+	}
+	afterDelay()
+	send("order:ok payment:ok shipment:ok")
+	if p.Requester.State() != "closed" {
+		t.Fatalf("after a good trial payment→shipment is %s, want closed", p.Requester.State())
+	}
+
+	// Without CHAOS=1 nothing listens on chaos.order, and PUT /chaos says how to turn it on.
+	if _, err := nc.Request(app.ChaosSubject("order"), []byte(`{"error_rate":1}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("chaos.order without CHAOS=1: %v, want no responders", err)
+	}
+	if r := do(t, http.MethodPut, o.URL()+"/chaos", `{"error_rate":1}`); r.code != http.StatusForbidden || !strings.Contains(r.errorBody(t).Error, "CHAOS=1") {
+		t.Errorf("PUT /chaos without CHAOS=1: %d %s, want 403 naming CHAOS=1", r.code, r.body)
+	}
+	if c := breakers(o).Chaos; c.Enabled || c.ErrorRate != 0 {
+		t.Errorf("order chaos %+v, want off and untouched", c)
+	}
+}
+
+// Payment down → 100 orders pending → payment back → all 100 completed exactly once, by two
+// order instances re-driving the shared queue. Each re-drive goes through the instance's own
+// circuit: while payment is down it waits out the open delay and probes; once payment is back
+// the first good trial closes the circuit and the queue drains.
+func TestPendingOrdersCompleteThemselves(t *testing.T) {
+	orders := 100
+	if raceDetector {
+		// The race detector slows the embedded store several-fold (100 orders took 45s, most
+		// of it SQLite writers waiting on each other): the race build drains 25 through the same
+		// code, and the plain build, the second half of the test command, all 100.
+		orders = 25
+	}
+	w := newWorld(t)
+	w.start(shipment.Service, nil)
+	env := testkit.Env{"REDRIVE_RATE": "500", "REDRIVE_INTERVAL": "50ms", "REDRIVE_BACKOFF": "100ms",
+		"RETRY_MAX": "1", "RETRY_BACKOFF": "10ms", "BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "200ms", "LOG_LEVEL": "warn"}
+	replicas := []*testkit.Service{w.start(order.Service, env), w.start(order.Service, env)}
+
+	// Payment is down: every order is saved and answered 202 pending.
+	var wg sync.WaitGroup
+	codes := make(chan int, orders)
+	for i := range orders {
+		wg.Go(func() {
+			res, err := client.Post(replicas[i%2].URL()+"/create", "application/json", strings.NewReader(seedOrder("p"+strconv.Itoa(i))))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		})
+		if i%4 == 3 {
+			wg.Wait() // four at a time: a store on 2 busy cores, not a load test
+		}
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusAccepted {
+			t.Fatalf("an order answered %d with payment down, want 202", c)
+		}
+	}
+	if n := w.count(order.PendingCollection, nil); n != int64(orders) {
+		t.Fatalf("%d orders queued, want %d", n, orders)
+	}
+
+	// While payment stays down, each instance's re-driver only probes, once per open delay:
+	// the circuit never has to reject one of its calls.
+	metric := func(o *testkit.Service, series string) float64 { return scrape(t, o.URL())[series] }
+	const rejected = `breakerchain_circuit_calls_total{outcome="rejected",service="order",target="payment"}`
+	const probes = `breakerchain_redrive_attempts_total{service="order",status="pending"}`
+	var before [2][2]float64
+	for i, o := range replicas {
+		before[i] = [2]float64{metric(o, rejected), metric(o, probes)}
+	}
+	time.Sleep(time.Second) // five open delays; time passing is the point
+	for i, o := range replicas {
+		if got := metric(o, rejected); got != before[i][0] {
+			t.Errorf("instance %d: the circuit rejected %v re-drives while open, want none", i+1, got-before[i][0])
+		}
+		if got := metric(o, probes); got <= before[i][1] {
+			t.Errorf("instance %d: no probe in a second of open delays of 200ms", i+1)
+		}
+	}
+
+	// Payment is back.
+	const retriesSeries = `breakerchain_retries_total{service="order",target="payment"}`
+	retriedBefore := metric(replicas[0], retriesSeries) + metric(replicas[1], retriesSeries)
+	start := time.Now()
+	w.start(payment.Service, testkit.Env{"LOG_LEVEL": "warn"})
+	pollEvery(t, 60*time.Second, 100*time.Millisecond, "the queue to drain", func() bool {
+		return w.count(order.PendingCollection, nil) == 0
+	})
+	drained := time.Since(start)
+
+	if n := w.count(order.OutcomesCollection, bson.D{{Key: "status", Value: order.StatusCompleted}}); n != int64(orders) {
+		t.Errorf("%d orders completed, want %d", n, orders)
+	}
+	if got := w.counts(); got != [3]int64{int64(orders), int64(orders), int64(orders)} {
+		t.Errorf("orders, payments, shipments = %v, want %d each: exactly once", got, orders)
+	}
+	recovered, attempts, retries := 0.0, 0.0, 0.0
+	var split []string
+	for i, o := range replicas {
+		m := scrape(t, o.URL())
+		r := m[`breakerchain_orders_recovered_total{service="order"}`]
+		recovered += r
+		for _, st := range []string{"completed", "pending", "rejected"} {
+			attempts += m[`breakerchain_redrive_attempts_total{service="order",status="`+st+`"}`]
+		}
+		retries += m[`breakerchain_retries_total{service="order",target="payment"}`]
+		split = append(split, "instance "+strconv.Itoa(i+1)+" recovered "+strconv.Itoa(int(r)))
+	}
+	if recovered != float64(orders) {
+		t.Errorf("%v recoveries counted, want %d: each order once", recovered, orders)
+	}
+	var d order.Detail
+	if r := do(t, http.MethodGet, replicas[0].URL()+"/orders/p7", ""); jsonUnmarshal(r.body, &d) != nil ||
+		d.Status != order.StatusCompleted || d.Attempts < 2 || !strings.HasPrefix(d.LastError, "payment ") || d.NextAttempt != nil {
+		t.Errorf("GET /orders/p7: %s, want completed after at least 2 attempts, with the last error", r.body)
+	}
+	t.Logf("payment back → %d pending orders completed in %s (%s); %v re-drives (%.2f per order, probes while down included); requester retries: %v while payment was down, %v during the drain",
+		orders, drained.Round(time.Millisecond), strings.Join(split, ", "), attempts, attempts/float64(orders), retriedBefore, retries-retriedBefore)
+}
+
+// pollEvery is testkit.Eventually with a slower pace, for conditions that cost a store query.
+func pollEvery(t *testing.T, d, every time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(every)
+	}
+}
+
+// A claim is a lease: an order claimed by an instance that then died is left alone until the
+// lease runs out, then any instance re-drives it.
+func TestACrashedClaimersLeaseExpires(t *testing.T) {
+	w := newWorld(t)
+	w.start(shipment.Service, nil)
+	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_INTERVAL": "50ms", "REDRIVE_BACKOFF": "1h"})
+	if res := post(t, o, seedOrder("leased")); res.code != http.StatusAccepted {
+		t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
+	}
+	// As a claimer leaves it: the lease runs two more seconds, the claimer is gone.
+	lease := time.Now().Add(2 * time.Second).UTC()
+	if _, err := w.client.Database(w.db).Collection(order.PendingCollection).UpdateOne(t.Context(),
+		bson.D{{Key: "_id", Value: "leased"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "due", Value: lease}, {Key: "owner", Value: "crashed"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	w.start(payment.Service, nil)
+
+	time.Sleep(500 * time.Millisecond) // ten passes of the re-driver; time passing is the point
+	var d order.Detail
+	if r := do(t, http.MethodGet, o.URL()+"/orders/leased", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusPending || d.Attempts != 1 {
+		t.Fatalf("within the lease: %s, want still pending after its one attempt", r.body)
+	}
+	pollEvery(t, 20*time.Second, 50*time.Millisecond, "the order to complete once the lease ran out", func() bool {
+		return w.count(order.PendingCollection, nil) == 0
+	})
+	if r := do(t, http.MethodGet, o.URL()+"/orders/leased", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusCompleted || d.Attempts != 2 {
+		t.Fatalf("after the lease: %s, want completed on the second attempt", r.body)
+	}
+	if time.Now().Before(lease) {
+		t.Errorf("re-driven before its lease ran out")
+	}
+}
