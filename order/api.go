@@ -147,7 +147,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 // run calls the chain for a saved order, records the outcome and answers.
 func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
-	out := newOutcome(rec.ID, rec.Attempts+1, &reply, ferr)
+	out := newOutcome(rec.ID, rec.Attempts+1, rec.LastError, &reply, ferr)
 	// A reason other than "in progress" came from the pending queue.
 	queued := rec.Status == StatusPending && rec.Reason != ReasonInProgress
 	next, _, err := a.keep(ctx, out, queued)

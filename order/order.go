@@ -117,13 +117,15 @@ type outcome struct {
 const OutcomesCollection = "order_outcomes"
 
 // newOutcome is the outcome of an order's attempt-th run of the chain, which answered reply (or
-// failed with ferr before it could call).
-func newOutcome(id string, attempt int, reply *messaging.Reply, ferr error) *outcome {
+// failed with ferr before it could call). lastError is the previous run's, kept when this one
+// completes: it tells why the order needed more than one.
+func newOutcome(id string, attempt int, lastError string, reply *messaging.Reply, ferr error) *outcome {
 	out := &outcome{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
 	out.Status, out.Reason = verdict(reply)
 	if ferr != nil {
 		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
 	}
+	out.LastError = lastError
 	if out.Status != StatusCompleted {
 		out.LastError = out.Reason
 	}

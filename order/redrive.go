@@ -298,7 +298,7 @@ func (d *redriver) redrive(ctx context.Context, p pendingRecord) bool {
 		return false
 	}
 
-	out := newOutcome(id, attempt, &reply, ferr)
+	out := newOutcome(id, attempt, rec.LastError, &reply, ferr)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
 	next, removed, err := d.keep(ctx, out, true)
 	switch {
