@@ -62,8 +62,10 @@ func BreakerSubject(service, target string) string { return "breaker." + service
 // so the first calls after a change are shown in full. The observer (metrics) sees every event.
 const SummaryPeriod = time.Second
 
-// perCall are the events that happen once per call and may be summarised.
-var perCall = [...]Event{EventSuccess, EventFailure, EventTimeout, EventReject, EventFallback}
+// perCall are the events that happen once per call (or per retry) and may be summarised. A
+// retry and a full bulkhead are among them: a burst against a full hop must not flood the bus
+// and the log, nor, by passing for a transition, reset the period for every other kind.
+var perCall = [...]Event{EventSuccess, EventFailure, EventTimeout, EventReject, EventFallback, EventRetry, EventFull}
 
 func perCallIndex(ev Event) int {
 	for i, e := range perCall {

@@ -134,7 +134,8 @@ func TestPolicyComposition(t *testing.T) {
 	t.Run("a retry the circuit refused reports the failure of the attempt that was made", func(t *testing.T) {
 		tg := newScripted(t, nc, "reopened.create", alwaysFail)
 		s := retrying
-		s.Backoff = 200 * time.Millisecond
+		// The backoff (up to 300ms with jitter) must end inside the open delay.
+		s.Backoff, s.Delay = 200*time.Millisecond, time.Minute
 		c := &counter{}
 		r := requester(t, "reopened.create", s, c)
 		done := make(chan messaging.Reply, 1)
@@ -245,6 +246,10 @@ func TestBulkheadRejectsABurstAtOnce(t *testing.T) {
 	c := &counter{}
 	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "burst.create"}, s,
 		testkit.Logger(t), messaging.WithObserver(c.observe))
+	bus, err := nc.SubscribeSync(messaging.BreakerSubject("caller", "target"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	held := make(chan messaging.Reply, 3)
 	for range 3 {
@@ -271,6 +276,22 @@ func TestBulkheadRejectsABurstAtOnce(t *testing.T) {
 	if tg.received.Load() != 3 || c.get(messaging.EventFull) != 5 || r.Breaker().Metrics().Executions() != 3 {
 		t.Errorf("target %d, full events %d, breaker calls %d; want 3, 5, 3",
 			tg.received.Load(), c.get(messaging.EventFull), r.Breaker().Metrics().Executions())
+	}
+	// On the bus, like every per-call event, the burst is the first rejection in full and the
+	// rest summed up when the second ends: an overload does not flood the bus and the log.
+	var full []messaging.BreakerEvent
+	for len(full) == 0 || full[len(full)-1].Count == 0 {
+		m, err := bus.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("bulkheadFull on the bus: %v; got %+v", err, full)
+		}
+		var e messaging.BreakerEvent
+		if jsonUnmarshal(m.Data, &e) == nil && e.Event == messaging.EventFull {
+			full = append(full, e)
+		}
+	}
+	if len(full) != 2 || full[1].Count != 4 {
+		t.Errorf("bulkheadFull on the bus: %+v, want one in full and one summing up the other 4", full)
 	}
 }
 

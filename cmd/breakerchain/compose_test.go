@@ -103,6 +103,14 @@ func TestComposeFile(t *testing.T) {
 	if s, _ := p.GetService("shipment"); s.Environment["INJECT_ERR"] == nil || *s.Environment["INJECT_ERR"] != "1" {
 		t.Error("shipment should be the seed's flaky one (INJECT_ERR=1)")
 	}
+	// The demo changes faults at runtime on payment and shipment, whose ops ports only this host
+	// reaches; never on order, whose port is the public one.
+	for name, want := range map[string]bool{"order": false, "payment": true, "shipment": true} {
+		s, _ := p.GetService(name)
+		if on := s.Environment["CHAOS"] != nil && *s.Environment["CHAOS"] == "1"; on != want {
+			t.Errorf("%s: CHAOS=1 is %v, want %v", name, on, want)
+		}
+	}
 	for name, dep := range map[string]string{"order": "payment", "payment": "shipment"} {
 		if s, _ := p.GetService(name); s.DependsOn[dep].Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s does not wait for a healthy %s", name, dep)
