@@ -88,6 +88,9 @@ func (p *process) rss(b *testing.B) float64 {
 	return kb / 1024
 }
 
+// benchClient bounds every request: a service that hangs fails the run instead of stalling it.
+var benchClient = &http.Client{Timeout: 30 * time.Second}
+
 func freePort(b *testing.B) string {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -130,7 +133,7 @@ func BenchmarkProcesses(b *testing.B) {
 		services = append(services, startProcess(b, bin, name, name, append(env, "PORT="+port)...))
 		url := "http://127.0.0.1:" + port
 		testkit.Eventually(b, 30*time.Second, name+" to be ready", func() bool {
-			res, err := http.Get(url + "/readyz")
+			res, err := benchClient.Get(url + "/readyz")
 			if err != nil {
 				return false
 			}
@@ -156,7 +159,7 @@ func BenchmarkProcesses(b *testing.B) {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				id := run + "-" + strconv.FormatInt(i, 10)
 				body := strings.ReplaceAll(stack.SeedOrder, `"1"`, strconv.Quote(id))
-				res, err := http.Post(orderURL+"/create", "application/json", strings.NewReader(body))
+				res, err := benchClient.Post(orderURL+"/create", "application/json", strings.NewReader(body))
 				if err != nil {
 					failed.Store(err.Error())
 					return

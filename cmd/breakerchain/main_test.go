@@ -147,14 +147,7 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 		t.Fatalf("POST /create: %d, want 201", res.StatusCode)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the all-in-one did not stop within 15s of its context ending")
-	}
+	stopped(t, done, "the all-in-one")
 	// Every line of the request's path, in all three services, carries its id.
 	path := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
@@ -257,14 +250,7 @@ func TestServersAlone(t *testing.T) {
 		t.Fatalf("the store it printed: %v", err)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("servers did not stop within 15s of its context ending")
-	}
+	stopped(t, done, "servers")
 }
 
 // A password in a URL or in NATS_PASSWORD is never printed: not in the configuration line at
@@ -381,14 +367,7 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 		nc.Close()
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the all-in-one did not stop within 15s of its context ending")
-	}
+	stopped(t, done, "the all-in-one")
 	if strings.Contains(stderr.String(), "NATS error") {
 		t.Errorf("a service was refused something:\n%s", stderr.String())
 	}
@@ -400,5 +379,18 @@ func TestBannerMasksPasswords(t *testing.T) {
 	b := s.Banner()
 	if strings.Contains(b, "s3cret") || !strings.Contains(b, "nats://u:xxxxx@nats:4222") || !strings.Contains(b, "mongodb://app:xxxxx@mongo") {
 		t.Errorf("banner:\n%s", b)
+	}
+}
+
+// stopped waits for run to return after its context ended: nil, within 15s.
+func stopped(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop within 15s of its context ending", what)
 	}
 }

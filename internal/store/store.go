@@ -153,15 +153,6 @@ func (c *Collection[T]) Update(ctx context.Context, filter, set bson.D) (bool, e
 	return res.MatchedCount == 1, nil
 }
 
-// Put stores doc as the document with _id id, replacing any there. Use it on small collections
-// only: the embedded store scans the whole collection to replace one document.
-func (c *Collection[T]) Put(ctx context.Context, id string, doc *T) error {
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	_, err := c.c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
-	return translate(err)
-}
-
 // Find returns up to limit documents matching filter, sorted by sort (nil: in no particular
 // order). On the embedded store any filter but _id alone is a scan: keep it to small collections.
 func (c *Collection[T]) Find(ctx context.Context, filter, sort bson.D, limit int64) ([]T, error) {
