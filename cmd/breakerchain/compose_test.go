@@ -119,7 +119,7 @@ func TestComposeFile(t *testing.T) {
 
 	// Every container is hardened: read-only root filesystem, no capabilities, no privilege
 	// escalation, not root (ours: the image's USER, checked below).
-	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box"} {
+	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box", "nats-chaos"} {
 		s, err := p.GetService(name)
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +152,7 @@ func TestComposeFile(t *testing.T) {
 	if conf == nil || !conf.ReadOnly || !slices.Equal([]string(nats.Command), []string{"--config", conf.Target}) {
 		t.Errorf("nats: command %v volumes %+v; want deploy/nats.conf mounted read-only and loaded with --config", nats.Command, nats.Volumes)
 	}
-	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER"} {
+	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER", "CHAOS"} {
 		if v := nats.Environment[user+"_NATS_PASSWORD"]; v == nil || *v != secrets[user+"_NATS_PASSWORD"] {
 			t.Errorf("nats: %s_NATS_PASSWORD %v, want it from .env", user, v)
 		}
@@ -186,12 +186,16 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("deploy/mongo-init.js should create the breakerchain user, readWrite on breakerchain only, from MONGO_APP_PASSWORD (%v)", err)
 	}
 
-	box, err := p.GetService("nats-box")
-	if u := box.Environment["NATS_URL"]; err != nil || !slices.Equal(box.Profiles, []string{"tools"}) || u == nil || *u != "nats://nats:4222" {
-		t.Errorf("nats-box: %v %+v; want it under the tools profile with NATS_URL", err, box.Profiles)
-	}
-	if u, pw := box.Environment["NATS_USER"], box.Environment["NATS_PASSWORD"]; u == nil || *u != "observer" || pw == nil || *pw != secrets["OBSERVER_NATS_PASSWORD"] {
-		t.Errorf("nats-box: NATS_USER %v, want observer with OBSERVER_NATS_PASSWORD", u)
+	// The nats CLI: nats-box watches as observer, nats-chaos changes faults as chaos.
+	for name, user := range map[string]string{"nats-box": "observer", "nats-chaos": "chaos"} {
+		box, err := p.GetService(name)
+		if u := box.Environment["NATS_URL"]; err != nil || !slices.Equal(box.Profiles, []string{"tools"}) || u == nil || *u != "nats://nats:4222" {
+			t.Errorf("%s: %v %+v; want it under the tools profile with NATS_URL", name, err, box.Profiles)
+		}
+		secret := strings.ToUpper(user) + "_NATS_PASSWORD"
+		if u, pw := box.Environment["NATS_USER"], box.Environment["NATS_PASSWORD"]; u == nil || *u != user || pw == nil || *pw != secrets[secret] {
+			t.Errorf("%s: NATS_USER %v, want %s with %s", name, u, user, secret)
+		}
 	}
 
 	// The image builds the binary exactly as .ci/run does.
@@ -250,7 +254,7 @@ func TestComposeNeedsEverySecret(t *testing.T) {
 
 // The passwords compose hands the services open the server compose runs: deploy/nats.conf,
 // loaded with the nats container's environment, lets each service in as the user its
-// environment names, and the nats-box's observer too.
+// environment names, and the nats CLI's users (nats-box's observer, nats-chaos's chaos) too.
 func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -272,7 +276,7 @@ func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
 		t.Fatal("nats does not mount deploy/nats.conf")
 	}
 	url := testkit.NATSWithConfig(t, conf.Source).URL()
-	for _, name := range []string{"order", "payment", "shipment", "nats-box"} {
+	for _, name := range []string{"order", "payment", "shipment", "nats-box", "nats-chaos"} {
 		s, err := p.GetService(name)
 		if err != nil {
 			t.Fatal(err)

@@ -311,11 +311,12 @@ func freeAddr(t *testing.T) string {
 
 // The all-in-one with NATS_CONFIG=deploy/nats.conf: the embedded NATS has compose's users and
 // permissions (still on 127.0.0.1), each service connects as its own user, the seed's request
-// completes, and an anonymous client is refused.
+// completes, the chaos user changes shipment's faults (CHAOS=1 on all three), an anonymous
+// client is refused, and no service was refused anything.
 func TestAllInOneWithNATSConfig(t *testing.T) {
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(),
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "CHAOS": "1",
 		"BREAKER_TIMEOUT": "5s", "NATS_CONFIG": filepath.Join(testkit.Root(t), "deploy", "nats.conf")}
-	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER"} {
+	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER", "CHAOS"} {
 		// The file reads the process's environment, the services their configuration: the same
 		// variables, as in a shell.
 		t.Setenv(user+"_NATS_PASSWORD", strings.ToLower(user)+"-pw")
@@ -364,6 +365,15 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Errorf("observer: %v", err)
 	} else {
+		nc.Close()
+	}
+	if nc, err := nats.Connect(natsURL, nats.UserInfo("chaos", "chaos-pw")); err != nil {
+		t.Errorf("chaos: %v", err)
+	} else {
+		m, err := nc.Request("chaos.shipment", []byte(`{"latency":"0s"}`), 5*time.Second)
+		if err != nil || !strings.Contains(string(m.Data), `"enabled":true`) {
+			t.Errorf("chaos.shipment as chaos: %v %v", m, err)
+		}
 		nc.Close()
 	}
 	cancel()

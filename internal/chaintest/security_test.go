@@ -42,6 +42,7 @@ const natsConf = "deploy/nats.conf"
 // natsUsers are the users of deploy/nats.conf and the passwords these tests give them.
 var natsUsers = map[string]string{
 	"order": "order-pw-1", "payment": "payment-pw-2", "shipment": "shipment-pw-3", "observer": "observer-pw-4",
+	"chaos": "chaos-pw-5",
 }
 
 // securedNATS starts a nats-server from deploy/nats.conf with the passwords in the environment,
@@ -204,6 +205,112 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	}
 }
 
+// Chaos at runtime works with least privilege, as compose runs it: every service with CHAOS=1 as
+// its own user, faults changed by the chaos user (compose's nats-chaos). Each service answers on
+// chaos.<service> and announces the change on chaos.<service>.changed, which the chaos user and
+// the observer both see; discovery lists the chaos endpoints; nobody is refused anything. The
+// chaos user reads its own answers on _INBOX.>, but never the services' replies, which pass
+// through the same wildcard.
+func TestChaosWithLeastPrivilege(t *testing.T) {
+	url := securedNATS(t)
+	uri, db := testkit.Database(t)
+	withChaos := func(svc app.Service) testkit.Env {
+		env := asUser(svc)
+		env["CHAOS"] = "1"
+		return env
+	}
+	s := testkit.Start(t, shipment.Service, url, uri, db, withChaos(shipment.Service))
+	p := testkit.Start(t, payment.Service, url, uri, db, withChaos(payment.Service))
+	o := testkit.Start(t, order.Service, url, uri, db, withChaos(order.Service))
+
+	obs, obsErrs := connectAs(t, url, "observer")
+	ops, opsErrs := connectAs(t, url, "chaos")
+	watched, err := obs.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sniffed, err := ops.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := ops.SubscribeSync("chaos.*.changed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nc := range []*nats.Conn{obs, ops} {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Each service takes a change from the chaos user and announces it.
+	for _, svc := range []string{"order", "payment", "shipment"} {
+		c, se := chaos(t, ops, svc, `{"latency":"1ms"}`)
+		if se != nil || !c.Enabled || c.Latency != "1ms" {
+			t.Fatalf("chaos.%s as chaos: %+v %v", svc, c, se)
+		}
+		m, err := changes.NextMsg(5 * time.Second)
+		var ev app.ChaosChange
+		if err != nil || jsonUnmarshal(m.Data, &ev) != nil || m.Subject != app.ChaosChangedSubject(svc) || ev.Service != svc || ev.Faults.Latency != "1ms" {
+			t.Fatalf("the chaos user saw no change of %s: %v %v", svc, m, err)
+		}
+	}
+	// Discovery lists order's chaos endpoint too (it serves nothing else on NATS).
+	var info micro.Info
+	request(t, obs, "$SRV.INFO.order", &info)
+	if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != app.ChaosSubject("order") {
+		t.Errorf("$SRV.INFO.order: %+v, want its chaos endpoint", info.Endpoints)
+	}
+
+	// An order passes through order's and payment's inboxes; the observer sees those replies,
+	// the chaos user does not.
+	res := post(t, o, seedOrder("chaos-least-privilege"))
+	if res.code != http.StatusCreated {
+		t.Fatalf("POST /create: %d %s, want 201", res.code, res.body)
+	}
+	seen := map[string]bool{}
+	for !seen["_INBOX.order."] || !seen["_INBOX.payment."] {
+		m, err := watched.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the observer saw no replies to order and payment: %v; seen %v", err, seen)
+		}
+		for _, prefix := range []string{"_INBOX.order.", "_INBOX.payment."} {
+			seen[prefix] = seen[prefix] || strings.HasPrefix(m.Subject, prefix)
+		}
+	}
+	// The replies the observer has seen were queued to every subscriber before this request is
+	// sent, so its answer, on an inbox of the chaos user's own, comes after them.
+	own := "_INBOX.chaos-test.1"
+	if err := ops.PublishRequest(app.ChaosSubject("shipment"), own, []byte(`{"latency":"0s"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := sniffed.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the chaos user's own answer never came: %v", err)
+		}
+		if strings.HasPrefix(m.Subject, "_INBOX.order.") || strings.HasPrefix(m.Subject, "_INBOX.payment.") || strings.HasPrefix(m.Subject, "_INBOX.shipment.") {
+			t.Fatalf("the chaos user read a service's reply on %s", m.Subject)
+		}
+		if m.Subject == own {
+			break
+		}
+	}
+
+	for _, svc := range []*testkit.Service{o, p, s} {
+		if errs := svc.LoggedErrors(); len(errs) > 0 {
+			t.Errorf("%s logged errors: %q", svc.Config.Name, errs)
+		}
+	}
+	for user, errs := range map[string]<-chan error{"observer": obsErrs, "chaos": opsErrs} {
+		select {
+		case err := <-errs:
+			t.Errorf("%s: %v", user, err)
+		default:
+		}
+	}
+}
+
 // What each user may not do, the server refuses, and nats.go reports the refusal as an
 // asynchronous permission violation. A refused publish never reaches a subscriber: the same
 // connection's next, allowed, message (the marker) is the first a watcher of '>' sees.
@@ -224,10 +331,18 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "payment", op: "subscribe", subject: "payment.create", why: "serve outside its queue group: every request twice"},
 		{user: "payment", op: "subscribe", subject: "payment.create", queue: "thief", why: "serve in another queue group"},
 		{user: "shipment", op: "subscribe", subject: "shipment.create", why: "serve outside its queue group: every request twice"},
-		{user: "shipment", op: "publish", subject: "shipment.create", why: "publish anything but its answers"},
-		{user: "shipment", op: "publish", subject: "payment.create", why: "publish anything but its answers"},
+		{user: "shipment", op: "publish", subject: "shipment.create", marker: "chaos.shipment.changed", why: "publish anything but its answers and its chaos changes"},
+		{user: "shipment", op: "publish", subject: "payment.create", marker: "chaos.shipment.changed", why: "publish anything but its answers and its chaos changes"},
+		{user: "shipment", op: "publish", subject: "chaos.payment.changed", marker: "chaos.shipment.changed", why: "announce another service's chaos change"},
+		{user: "payment", op: "subscribe", subject: "chaos.shipment", why: "take shipment's chaos changes"},
+		{user: "order", op: "publish", subject: "chaos.payment", marker: "breaker.order.marker", why: "fail payments at will"},
 		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "place a payment"},
 		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "ship goods"},
+		{user: "observer", op: "publish", subject: "chaos.shipment", marker: "$SRV.PING.marker", why: "change faults: it only watches"},
+		{user: "chaos", op: "publish", subject: "payment.create", marker: "chaos.marker", why: "place a payment"},
+		{user: "chaos", op: "publish", subject: "chaos.shipment.changed", marker: "chaos.marker", why: "forge shipment's announcement of a change"},
+		{user: "chaos", op: "subscribe", subject: "payment.create", why: "take payment's requests"},
+		{user: "chaos", op: "subscribe", subject: "_INBOX.payment.>", why: "read payment's replies"},
 	} {
 		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
 			nc, errs := connectAs(t, url, row.user)
