@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -13,6 +14,7 @@ import (
 // Control is an endpoint for operating a service (chaos.<service>), answered by every instance:
 // it is outside the queue group, so a change sent to it reaches them all and a requester gets
 // the first answer. Its handler runs in line on the subscription's goroutine and must be quick.
+// A request whose reply subject is not an inbox (_INBOX.…) is refused unhandled, unanswered.
 type Control struct {
 	Name    string // the micro endpoint's name, e.g. "chaos"
 	Subject string // e.g. "chaos.shipment"
@@ -88,6 +90,13 @@ func addControl(svc micro.Service, c Control, log *slog.Logger) error {
 	h := func(req micro.Request) {
 		call, _ := readHeaders(nats.Header(req.Headers()))
 		ctx := WithCall(context.Background(), call)
+		if reply := req.Reply(); reply != "" && !strings.HasPrefix(reply, nats.InboxPrefix) {
+			// NATS lets a service answer on whatever reply subject a request names
+			// (allow_responses), whatever its own publish rights: answering "payment.create" or
+			// "chaos.payment.changed" would publish there in this service's name.
+			log.WarnContext(ctx, "control request refused: its reply subject is not an inbox", "subject", c.Subject, "reply", reply)
+			return
+		}
 		v, err := c.Handle(ctx, req.Data())
 		var data []byte
 		if err == nil {

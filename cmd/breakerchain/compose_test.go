@@ -12,6 +12,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/breakerchain/breakerchain/internal/config"
@@ -142,6 +143,11 @@ func TestComposeFile(t *testing.T) {
 		if port.HostIP != "127.0.0.1" {
 			t.Errorf("nats: port %d published on %q, want 127.0.0.1 only", port.Target, port.HostIP)
 		}
+	}
+	// The server the tests embed is the one compose runs: permissions differ between versions
+	// (which messages of a wildcard subscription a deny filters changed in 2.11.16).
+	if want := "nats:" + natsserver.VERSION + "-alpine"; nats.Image != want {
+		t.Errorf("nats: image %s, want %s, the nats-server the tests embed", nats.Image, want)
 	}
 	if !strings.HasPrefix(nats.Image, "nats:") || !slices.Contains(natsPorts, 4222) || !slices.Contains(natsPorts, 8222) ||
 		nats.HealthCheck == nil || !strings.Contains(strings.Join(nats.HealthCheck.Test, " "), ":8222/healthz") {

@@ -345,6 +345,13 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 	if !strings.Contains(stdout.String(), "NATS users from") || !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
 		t.Errorf("banner:\n%s\nwant NATS users from the file, on 127.0.0.1", stdout.String())
 	}
+	// Its nats commands log in: there is no anonymous user.
+	for _, want := range []string{`nats --user observer --password "$OBSERVER_NATS_PASSWORD" sub 'chaos.>'`,
+		`nats --user chaos --password "$CHAOS_NATS_PASSWORD" req chaos.shipment`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
+		}
+	}
 	req, _ := http.NewRequest(http.MethodPost, orderURL+"/create", strings.NewReader(stack.SeedOrder))
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)

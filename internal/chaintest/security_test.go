@@ -209,8 +209,9 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 // its own user, faults changed by the chaos user (compose's nats-chaos). Each service answers on
 // chaos.<service> and announces the change on chaos.<service>.changed, which the chaos user and
 // the observer both see; discovery lists the chaos endpoints; nobody is refused anything. The
-// chaos user reads its own answers on _INBOX.>, but never the services' replies, which pass
-// through the same wildcard.
+// chaos user reads its own answers on _INBOX.>, but never the services' replies, which match the
+// same wildcards. A change whose reply subject is not an inbox is refused: a service answers on
+// whatever subject a request names, its publish rights notwithstanding.
 func TestChaosWithLeastPrivilege(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
@@ -229,9 +230,15 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sniffed, err := ops.SubscribeSync("_INBOX.>")
-	if err != nil {
-		t.Fatal(err)
+	// Every wildcard that covers the services' inboxes (_INBOX.order.<nuid>.<n>): some servers
+	// filtered only a deny that the subscription contains as a subset (nats-server < 2.11.16).
+	var sniffers []*nats.Subscription
+	for _, wildcard := range []string{"_INBOX.>", "_INBOX.*.*.*", "_INBOX.*.*.>"} {
+		sub, err := ops.SubscribeSync(wildcard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sniffers = append(sniffers, sub)
 	}
 	changes, err := ops.SubscribeSync("chaos.*.changed")
 	if err != nil {
@@ -278,19 +285,42 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 			seen[prefix] = seen[prefix] || strings.HasPrefix(m.Subject, prefix)
 		}
 	}
+	// A change asking to be answered on payment.create: refused, not applied, nothing published.
+	if err := ops.PublishRequest(app.ChaosSubject("shipment"), app.Subject("payment"), []byte(`{"error_rate":0.9}`)); err != nil {
+		t.Fatal(err)
+	}
 	// The replies the observer has seen were queued to every subscriber before this request is
-	// sent, so its answer, on an inbox of the chaos user's own, comes after them.
-	own := "_INBOX.chaos-test.1"
+	// sent, so its answer, on an inbox of the chaos user's own, comes after them; and shipment
+	// handles its chaos requests in order, so the refused one came first.
+	own := "_INBOX.chaos-test.1.2"
 	if err := ops.PublishRequest(app.ChaosSubject("shipment"), own, []byte(`{"latency":"0s"}`)); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		m, err := sniffed.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("the chaos user's own answer never came: %v", err)
+	for _, sub := range sniffers {
+		for {
+			m, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: the chaos user's own answer never came: %v", sub.Subject, err)
+			}
+			if strings.HasPrefix(m.Subject, "_INBOX.order.") || strings.HasPrefix(m.Subject, "_INBOX.payment.") || strings.HasPrefix(m.Subject, "_INBOX.shipment.") {
+				t.Fatalf("the chaos user read a service's reply on %s through %s", m.Subject, sub.Subject)
+			}
+			if m.Subject == own {
+				var c app.Chaos
+				if err := jsonUnmarshal(m.Data, &c); err != nil || c.ErrorRate != 0 {
+					t.Fatalf("shipment's faults after a change with a reply subject not an inbox: %s (%v), want error_rate 0", m.Data, err)
+				}
+				break
+			}
 		}
-		if strings.HasPrefix(m.Subject, "_INBOX.order.") || strings.HasPrefix(m.Subject, "_INBOX.payment.") || strings.HasPrefix(m.Subject, "_INBOX.shipment.") {
-			t.Fatalf("the chaos user read a service's reply on %s", m.Subject)
+	}
+	for {
+		m, err := watched.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the observer never saw the answer on %s: %v", own, err)
+		}
+		if m.Subject == app.Subject("payment") {
+			t.Fatalf("shipment answered on %s: %s", m.Subject, m.Data)
 		}
 		if m.Subject == own {
 			break
@@ -343,6 +373,13 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "chaos", op: "publish", subject: "chaos.shipment.changed", marker: "chaos.marker", why: "forge shipment's announcement of a change"},
 		{user: "chaos", op: "subscribe", subject: "payment.create", why: "take payment's requests"},
 		{user: "chaos", op: "subscribe", subject: "_INBOX.payment.>", why: "read payment's replies"},
+		{user: "chaos", op: "subscribe", subject: "chaos.shipment", why: "read the changes others ask for"},
+		{user: "payment", op: "publish", subject: "chaos.shipment", marker: "breaker.payment.marker", why: "fail shipments at will"},
+		{user: "payment", op: "publish", subject: "chaos.shipment.changed", marker: "breaker.payment.marker", why: "announce shipment's chaos changes"},
+		{user: "order", op: "subscribe", subject: "chaos.shipment", why: "take shipment's chaos changes, and answer them first"},
+		{user: "shipment", op: "subscribe", subject: "chaos.payment", why: "take payment's chaos changes, and answer them first"},
+		{user: "order", op: "subscribe", subject: "$SRV.INFO.payment", why: "answer discovery for payment"},
+		{user: "shipment", op: "publish", subject: "chaos.shipment.changed.more", marker: "chaos.shipment.changed", why: "publish anything but its answers and its chaos changes"},
 	} {
 		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
 			nc, errs := connectAs(t, url, row.user)

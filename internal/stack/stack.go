@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -234,16 +235,18 @@ func (s *Stack) Banner() string {
 		}
 		fmt.Fprintf(&b, "  %-9s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
 	}
+	// With NATS users (NATS_CONFIG=deploy/nats.conf) the nats CLI logs in: as observer to watch,
+	// as chaos to change faults.
+	watcher, changer := "nats", "nats"
+	if s.NATSConfig != "" {
+		watcher = `nats --user observer --password "$OBSERVER_NATS_PASSWORD"`
+		changer = `nats --user chaos --password "$CHAOS_NATS_PASSWORD"`
+	}
 	natsNote, storeNote := "(external)", "(external)"
-	switch {
-	case s.nats != nil && s.NATSConfig != "":
-		natsNote = `(embedded) watch it: nats --user observer --password "$OBSERVER_NATS_PASSWORD" sub 'breaker.>'`
-	case s.nats != nil:
-		natsNote = "(embedded) watch it: nats sub 'breaker.>'"
-		for _, c := range s.Configs {
-			if c.Chaos {
-				natsNote = "(embedded) watch it: nats sub 'breaker.>' · nats sub 'chaos.>'"
-			}
+	if s.nats != nil {
+		natsNote = "(embedded) watch it: " + watcher + " sub 'breaker.>'"
+		if slices.ContainsFunc(s.Configs, func(c config.Service) bool { return c.Chaos }) {
+			natsNote += " · " + watcher + " sub 'chaos.>'"
 		}
 	}
 	if s.store != nil {
@@ -261,8 +264,8 @@ func (s *Stack) Banner() string {
 	for i := len(s.Configs) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed
 		if c := s.Configs[i]; c.Chaos {
 			fmt.Fprintf(&b, "Chaos is on (CHAOS=1): change %s's faults while it runs:\n"+
-				"  nats req chaos.%s '{\"error_rate\":0.5,\"latency\":\"400ms\"}'   or   curl -X PUT … http://%s/chaos\n",
-				c.ID, c.Name, s.Services[i].Addr)
+				"  %s req chaos.%s '{\"error_rate\":0.5,\"latency\":\"400ms\"}'   or   curl -X PUT … http://%s/chaos\n",
+				c.ID, changer, c.Name, s.Services[i].Addr)
 			break
 		}
 	}
