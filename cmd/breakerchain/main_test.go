@@ -135,16 +135,8 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(stack.SeedOrder))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-Id", "trace-me")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /create: %d, want 201", res.StatusCode)
+	if code := postSeed(t, url, "trace-me"); code != http.StatusCreated {
+		t.Fatalf("POST /create: %d, want 201", code)
 	}
 	cancel()
 	stopped(t, done, "the all-in-one")
@@ -352,15 +344,8 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, orderURL+"/create", strings.NewReader(stack.SeedOrder))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Errorf("POST /create: %d, want 201\n%s", res.StatusCode, stderr.String())
+	if code := postSeed(t, orderURL, ""); code != http.StatusCreated {
+		t.Errorf("POST /create: %d, want 201\n%s", code, stderr.String())
 	}
 	if nc, err := nats.Connect(natsURL); !errors.Is(err, nats.ErrAuthorization) {
 		if nc != nil {
@@ -397,6 +382,24 @@ func TestBannerMasksPasswords(t *testing.T) {
 	if strings.Contains(b, "s3cret") || !strings.Contains(b, "nats://u:xxxxx@nats:4222") || !strings.Contains(b, "mongodb://app:xxxxx@mongo") {
 		t.Errorf("banner:\n%s", b)
 	}
+}
+
+// postSeed posts the seed's order to order at url, with requestID as X-Request-Id unless empty,
+// and returns the status code.
+func postSeed(t *testing.T, url, requestID string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(stack.SeedOrder))
+	req.Header.Set("Content-Type", "application/json")
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 // stopped waits for run to return after its context ended: nil, within 15s.

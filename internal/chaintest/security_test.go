@@ -79,6 +79,21 @@ func asUser(svc app.Service) testkit.Env {
 	return testkit.Env{"BREAKER_TIMEOUT": "5s", "NATS_USER": svc.Name, "NATS_PASSWORD": natsUsers[svc.Name]}
 }
 
+// refusedAtStart starts shipment with env, which must not start, and returns why it did not.
+func refusedAtStart(t *testing.T, env testkit.Env) error {
+	t.Helper()
+	cfg, err := config.Load("shipment", "127.0.0.1", 0, env.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
+	if err == nil {
+		_ = r.Stop(context.Background())
+		t.Fatal("started; want a refusal at start")
+	}
+	return err
+}
+
 // Nobody gets in without a user of deploy/nats.conf and its own password; a service given a
 // wrong password stops at start, saying which variables to check, without showing the password.
 func TestNATSRefusesStrangers(t *testing.T) {
@@ -107,17 +122,8 @@ func TestNATSRefusesStrangers(t *testing.T) {
 
 	t.Run("service with a wrong password", func(t *testing.T) {
 		uri, db := testkit.Database(t)
-		env := testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0",
-			"NATS_USER": "shipment", "NATS_PASSWORD": "stale-password-7"}
-		cfg, err := config.Load("shipment", "127.0.0.1", 0, env.Lookup)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
-		if err == nil {
-			_ = r.Stop(context.Background())
-			t.Fatal("started; want a refusal at start")
-		}
+		err := refusedAtStart(t, testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0",
+			"NATS_USER": "shipment", "NATS_PASSWORD": "stale-password-7"})
 		msg := err.Error()
 		if !errors.Is(err, nats.ErrAuthorization) || !strings.Contains(msg, "NATS_PASSWORD") || strings.Contains(msg, "stale-password-7") {
 			t.Errorf("err %q: want the authorization error, naming NATS_PASSWORD, without the password", msg)
@@ -502,16 +508,7 @@ func TestNATSOverTLS(t *testing.T) {
 		t.Errorf("reply %s (%v), want ok", msg.Data, err)
 	}
 
-	env := testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0"}
-	cfg, err := config.Load("shipment", "127.0.0.1", 0, env.Lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
-	if err == nil {
-		_ = r.Stop(context.Background())
-		t.Fatal("started without NATS_CA; want a refusal at start")
-	}
+	err = refusedAtStart(t, testkit.Env{"NATS_URL": url, "MONGO_URL": uri, "MONGO_DB": db, "PORT": "0"}) // no NATS_CA
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) && !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "NATS_CA") {
 		t.Errorf("err %q: want the certificate error, naming NATS_CA", err)
