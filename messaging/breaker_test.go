@@ -24,6 +24,8 @@ const (
 	answer422                 // a 4xx service error: the request was bad
 	answerHang                // no answer until the caller gave up
 	answerGarbage             // a reply that is not an envelope
+	answerUnknown             // an envelope with an outcome this package never writes
+	answerDeep                // a chain of envelopes nested far deeper than any chain
 )
 
 // target is a real responder on a real nats-server whose behaviour the test controls and which
@@ -54,6 +56,15 @@ func newTarget(t *testing.T, nc *nats.Conn, subject string) *target {
 			return messaging.Reply{}, ctx.Err()
 		case answerGarbage:
 			return messaging.Reply{Service: "target"}, nil // no outcome: not an envelope
+		case answerUnknown:
+			return messaging.Reply{Service: "target", Outcome: "paid-twice"}, nil
+		case answerDeep:
+			deep := messaging.Handled("target", time.Now(), false, nil)
+			for range 1000 {
+				next := deep
+				deep = messaging.Handled("target", time.Now(), false, &next)
+			}
+			return deep, nil
 		}
 		return messaging.Handled("target", time.Now(), false, nil), nil
 	}, testkit.Logger(t))
@@ -262,6 +273,8 @@ func TestWhatCountsAsFailure(t *testing.T) {
 		{name: "5xx reply", mode: answer500, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
 		{name: "timeout", mode: answerHang, wantOutcome: messaging.OutcomeTimeout, wantFailure: true},
 		{name: "reply that is not an envelope", mode: answerGarbage, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
+		{name: "reply with an unknown outcome", mode: answerUnknown, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
+		{name: "reply nested 1000 deep", mode: answerDeep, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
 		{name: "no responders", noResponder: true, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
 		{name: "connection lost", closed: true, wantOutcome: messaging.OutcomeUnavailable, wantFailure: true},
 		{name: "4xx reply", mode: answer422, wantOutcome: messaging.OutcomeRefused},

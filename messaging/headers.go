@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -43,13 +44,30 @@ func setHeaders(h nats.Header, c Call, budget time.Duration) {
 	h.Set(HeaderTimeout, budget.Truncate(time.Millisecond).String())
 }
 
+// ValidRequestID reports whether id may serve as a request id: short, and made of characters
+// that are safe in logs, headers and the store. Anything else is replaced, never passed on.
+func ValidRequestID(id string) bool { return saneRequestID.MatchString(id) }
+
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
+
+// maxHop bounds the Hop header: far beyond any chain, far below an overflow.
+const maxHop = 1 << 10
+
 // readHeaders is the receiving side of setHeaders: the Call of this hop and how long its caller
-// waits (0 when the header is absent or malformed).
+// waits (0 when the header is absent or malformed). A malformed hop counts as absent, and a
+// malformed request id is dropped (the responder then makes one).
 func readHeaders(h nats.Header) (Call, time.Duration) {
-	hop, _ := strconv.Atoi(h.Get(HeaderHop))
+	hop, err := strconv.Atoi(h.Get(HeaderHop))
+	if err != nil || hop < 0 || hop > maxHop {
+		hop = 0
+	}
 	budget, err := time.ParseDuration(h.Get(HeaderTimeout))
 	if err != nil || budget < 0 {
 		budget = 0
 	}
-	return Call{Hop: max(hop, 0) + 1, RequestID: h.Get(HeaderRequestID)}, budget
+	id := h.Get(HeaderRequestID)
+	if !ValidRequestID(id) {
+		id = ""
+	}
+	return Call{Hop: hop + 1, RequestID: id}, budget
 }

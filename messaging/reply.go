@@ -21,6 +21,34 @@ const (
 // Succeeded reports whether the hop did its work.
 func (o Outcome) Succeeded() bool { return o == OutcomeOK || o == OutcomeLast }
 
+func (o Outcome) known() bool {
+	switch o {
+	case OutcomeOK, OutcomeLast, OutcomeUnavailable, OutcomeTimeout, OutcomeRejected, OutcomeRefused:
+		return true
+	}
+	return false
+}
+
+// Bounds of a reply a target may send: the chain has three services, and its texts are one line
+// each. A reply beyond them is a target that lies; stored, a chain nested a thousand deep is
+// more than the embedded store will take.
+const (
+	maxReplyHops = 16
+	maxReplyText = 4096
+)
+
+// wellFormed reports whether r is within those bounds, every hop with an outcome of this package.
+func (r *Reply) wellFormed() bool {
+	n := 0
+	for h := r; h != nil; h = h.Next {
+		if n++; n > maxReplyHops || !h.Outcome.known() ||
+			len(h.Service) > maxReplyText || len(h.Reason) > maxReplyText || len(h.Line) > maxReplyText {
+			return false
+		}
+	}
+	return true
+}
+
 // Reply is the answer of one hop, nesting the answer of the hop after it. Success, downstream
 // failure, timeout and open circuit all come back in this one shape.
 type Reply struct {
@@ -65,9 +93,6 @@ func Failed(service string, now time.Time, outcome Outcome, reason string) Reply
 		Line: service + " @" + clock(now) + " -> " + word + " (" + reason + ")",
 	}
 }
-
-// Completed reports whether every hop of the chain did its work.
-func (r *Reply) Completed() bool { return r.Problem() == nil }
 
 // Problem returns the first hop that did not do its work, or nil.
 func (r *Reply) Problem() *Reply {

@@ -240,8 +240,9 @@ func (r *Requester) send(ctx context.Context, payload []byte, budget time.Durati
 		return nil, se
 	}
 	var reply Reply
-	if err := json.Unmarshal(resp.Data, &reply); err != nil || reply.Outcome == "" {
-		// A reply that is not an envelope is a target that lies: a failure like any other.
+	if err := json.Unmarshal(resp.Data, &reply); err != nil || !reply.wellFormed() {
+		// A reply that is not an envelope, or not one of ours, is a target that lies: a failure
+		// like any other.
 		return nil, errMalformedReply
 	}
 	return &reply, nil

@@ -2,6 +2,9 @@ package messaging_test
 
 import (
 	"context"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -78,6 +81,51 @@ func TestResponderIsConcurrentAndBounded(t *testing.T) {
 			}
 			if most := g.most.Load(); most > int64(row.maxConcurrent) {
 				t.Fatalf("%d handlers ran at once, bound %d", most, row.maxConcurrent)
+			}
+		})
+	}
+}
+
+// Headers are input too: a request id that is too long or not log-safe is replaced, and a hop
+// number out of range counts as absent, so it can neither flood the logs and the store nor
+// overflow the chain's JUMPS count.
+func TestResponderDistrustsHeaders(t *testing.T) {
+	nc := connect(t)
+	calls := make(chan messaging.Call, 8)
+	r, err := messaging.Serve(nc, messaging.Endpoint{Service: "hdr", Version: "1.0.0", Subject: "hdr.create"},
+		func(ctx context.Context, _ []byte) (messaging.Reply, error) {
+			calls <- messaging.CallFrom(ctx)
+			return messaging.Handled("hdr", time.Now(), false, nil), nil
+		}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	for _, row := range []struct {
+		name, hop, id string
+		wantHop       int
+		wantID        bool // the id is kept
+	}{
+		{name: "sane", hop: "2", id: "order-7", wantHop: 3, wantID: true},
+		{name: "huge id", hop: "1", id: strings.Repeat("x", 100_000), wantHop: 2},
+		{name: "id with a newline", hop: "1", id: "a\nlevel=ERROR msg=forged", wantHop: 2},
+		{name: "hop that would overflow", hop: strconv.Itoa(math.MaxInt), id: "ok", wantHop: 1, wantID: true},
+		{name: "negative hop", hop: "-5", id: "ok", wantHop: 1, wantID: true},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			msg := nats.NewMsg("hdr.create")
+			msg.Data = []byte(`{}`)
+			msg.Header.Set(messaging.HeaderHop, row.hop)
+			msg.Header.Set(messaging.HeaderRequestID, row.id)
+			if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			c := <-calls
+			if c.Hop != row.wantHop {
+				t.Errorf("hop %d, want %d", c.Hop, row.wantHop)
+			}
+			if kept := c.RequestID == row.id; kept != row.wantID || !messaging.ValidRequestID(c.RequestID) {
+				t.Errorf("request id %.40q (kept %v), want kept %v and a valid id", c.RequestID, kept, row.wantID)
 			}
 		})
 	}

@@ -44,7 +44,7 @@ var Service = app.Service{
 			stallAfter: d.Config.Breaker.Longest() + 3*store.OpTimeout + 5*time.Second}
 		parts := app.Parts{Routes: a.routes}
 		if d.Config.Redrive.Rate > 0 {
-			rd := newRedriver(b, d.Hop, d.Config.Redrive, a.stallAfter, newRedriveMetrics(d.Metrics.Registry()), d.Log)
+			rd := newRedriver(b, d.Hop, d.Config.Redrive, a.stallAfter, newRedriveMetrics(d.Metrics.Registry(), b.pending), d.Log)
 			parts.Background = rd.run
 		}
 		return parts, nil
@@ -148,13 +148,9 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
 	out := newOutcome(rec.ID, rec.Attempts+1, rec.LastError, &reply, ferr)
-	// A reason other than "in progress" came from the pending queue.
-	queued := rec.Status == StatusPending && rec.Reason != ReasonInProgress
-	next, _, err := a.keep(ctx, out, queued)
+	// Not queued yet: run is reached with a new order or a stalled one, both "in progress".
+	_, _, err := a.keep(ctx, out, false)
 	rec.apply(out)
-	if out.Status == StatusPending {
-		rec.NextAttempt = &next
-	}
 	if err != nil {
 		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", err)
 		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+rec.Reason

@@ -148,18 +148,28 @@ func (b *books) keep(ctx context.Context, out *outcome, queued bool) (due time.T
 
 // redriveMetrics are the re-driver's series on the service's /metrics.
 type redriveMetrics struct {
-	pending   prometheus.Gauge
 	recovered prometheus.Counter
 	attempts  *prometheus.CounterVec
 }
 
-func newRedriveMetrics(reg prometheus.Registerer) *redriveMetrics {
+// newRedriveMetrics registers the re-driver's series. The pending count is read when /metrics
+// is scraped, not on every pass: on the embedded store a count scans the queue, and with one
+// store connection per service a scan each second would hold up live orders.
+func newRedriveMetrics(reg prometheus.Registerer, pending *store.Collection[pendingRecord]) *redriveMetrics {
 	labels := prometheus.Labels{"service": "order"}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "breakerchain_orders_pending", ConstLabels: labels,
+		Help: "Orders queued for a re-drive (all instances share the queue), counted when scraped; -1 when the store did not answer.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), store.SelectTimeout)
+		defer cancel()
+		n, err := pending.Count(ctx, bson.D{})
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 	m := &redriveMetrics{
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "breakerchain_orders_pending", ConstLabels: labels,
-			Help: "Orders queued for a re-drive (all instances share the queue), as this instance last counted them.",
-		}),
 		recovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "breakerchain_orders_recovered_total", ConstLabels: labels,
 			Help: "Pending orders this instance's re-driver completed.",
@@ -169,7 +179,7 @@ func newRedriveMetrics(reg prometheus.Registerer) *redriveMetrics {
 			Help: "Re-drives of pending orders by this instance, by the order's status after it: completed, pending, rejected.",
 		}, []string{"status"}),
 	}
-	reg.MustRegister(m.pending, m.recovered, m.attempts)
+	reg.MustRegister(m.recovered, m.attempts)
 	return m
 }
 
@@ -218,9 +228,6 @@ func (d *redriver) circuitOpen() bool {
 
 // pass re-drives the orders due now, as many as one list holds.
 func (d *redriver) pass(ctx context.Context) {
-	if n, err := d.pending.Count(ctx, bson.D{}); err == nil {
-		d.m.pending.Set(float64(n))
-	}
 	if d.circuitOpen() {
 		return
 	}

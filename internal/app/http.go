@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
+	"github.com/breakerchain/breakerchain/messaging"
 )
 
 // Limits of every service's HTTP server. A client that sends its headers slowly, never finishes
@@ -95,15 +95,13 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		id := req.Header.Get(middleware.RequestIDHeader)
-		if !saneRequestID.MatchString(id) {
+		if !messaging.ValidRequestID(id) {
 			id = nuid.Next()
 		}
 		w.Header().Set(middleware.RequestIDHeader, id)
 		next.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), middleware.RequestIDKey, id)))
 	})
 }
-
-var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
 
 // recoverer turns a panic in a handler into a JSON 500 that says nothing of it; the panic and
 // its stack go to the log. http.ErrAbortHandler is the server's own way to abort a response and

@@ -126,6 +126,11 @@ func Save[T any, P interface {
 	case errors.Is(err, store.ErrConflict):
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
 		return nil, false, messaging.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
+	case err != nil && ctx.Err() != nil:
+		// The caller stopped waiting mid-write: nobody is left to tell, and the write may have
+		// landed; a retry of the same id will find out.
+		log.WarnContext(ctx, "caller gave up while saving: may or may not be saved", "err", err)
+		return nil, false, errors.Join(StoreError(err), ctx.Err())
 	case err != nil:
 		log.ErrorContext(ctx, "not saved", "err", err)
 		return nil, false, StoreError(err)

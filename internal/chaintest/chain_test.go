@@ -401,7 +401,7 @@ func TestRepeatedPaymentIsOnePayment(t *testing.T) {
 		testkit.Logger(t))
 	body := []byte(`{"id":"pay-1","amount":12.5,"shipment":{"id":"ship-1","directions":"home"}}`)
 	for i := range 3 {
-		if reply := r.Request(context.Background(), body); !reply.Completed() {
+		if reply := r.Request(context.Background(), body); reply.Problem() != nil {
 			t.Fatalf("request %d: %s", i+1, reply.Text())
 		}
 	}

@@ -77,6 +77,9 @@ func translate(err error) error {
 		return ErrDuplicate
 	case errors.Is(err, context.Canceled):
 		return err
+	case isWriteConcernError(err):
+		// The write was done but not confirmed as asked: it may or may not stay.
+		return fmt.Errorf("%w: %w", ErrUnknown, err)
 	case errors.As(err, new(mongo.WriteException)):
 		// The store answered and refused the document: bad input that validation let through.
 		return fmt.Errorf("%w: %w", ErrRefused, err)
@@ -88,6 +91,11 @@ func translate(err error) error {
 		// Anything else (a document the store refuses, a bug) is not an outage.
 		return fmt.Errorf("store: %w", err)
 	}
+}
+
+func isWriteConcernError(err error) bool {
+	var we mongo.WriteException
+	return errors.As(err, &we) && we.WriteConcernError != nil
 }
 
 // Meta is what every stored record has: the business id as _id, the fingerprint of the request
@@ -213,6 +221,10 @@ func InsertOnce[T any, P interface {
 	Record
 }](ctx context.Context, c *Collection[T], doc P) (stored P, created bool, err error) {
 	err = c.Insert(ctx, (*T)(doc))
+	if errors.Is(err, ErrUnavailable) && ctx.Err() != nil {
+		// The caller's deadline cut it short: sending it again cannot be answered either.
+		return nil, false, fmt.Errorf("%w: %w", ErrUnknown, err)
+	}
 	if errors.Is(err, ErrUnavailable) && !errors.As(err, new(topology.ServerSelectionError)) {
 		// Sent, but no answer. (No server selected: nothing was sent, nothing can land.)
 		err = c.Insert(ctx, (*T)(doc))
