@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -356,12 +357,85 @@ func TestDeadlinePropagates(t *testing.T) {
 	defer cancel2()
 	time.Sleep(2 * time.Millisecond)
 	reply := r.Request(spent, []byte(`{}`))
-	if reply.Outcome != messaging.OutcomeTimeout || tg.received.Load() != before {
-		t.Errorf("with no time left: outcome %s, target reached %v; want timeout, not reached",
+	if reply.Outcome != messaging.OutcomeUnavailable || tg.received.Load() != before {
+		t.Errorf("with no time left: outcome %s, target reached %v; want unavailable, not reached",
 			reply.Outcome, tg.received.Load() != before)
 	}
 	if f := r.Breaker().Metrics().Failures(); f != 0 {
 		t.Errorf("a call never made counted as %d failures", f)
+	}
+}
+
+// TestOutOfTimeIsNotTheTargetsFault: given a healthy target that answers in 5 ms, when five
+// callers each have 5 ms left, so a budget of 3 ms for the target after the 2 ms margin, then
+// none of them is sent (nothing on the bus), each comes
+// back "unavailable" saying the caller ran out of time, each is counted as out of time, and the
+// circuit, never told, stays closed with no failure recorded.
+func TestOutOfTimeIsNotTheTargetsFault(t *testing.T) {
+	url := testkit.NATS(t).URL()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	srv, err := messaging.Serve(nc, messaging.Endpoint{Service: "slowish", Version: "1.0.0", Subject: "ot.create"},
+		func(context.Context, []byte) (messaging.Reply, error) {
+			time.Sleep(5 * time.Millisecond)
+			return messaging.Handled("slowish", time.Now(), false, nil), nil
+		}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	watcher, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watcher.Close)
+	onBus, err := watcher.SubscribeSync("ot.create")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	var outOfTime atomic.Int32
+	settings := quick
+	settings.Timeout, settings.MinCalls = 300*time.Millisecond, 5
+	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "slowish", Subject: "ot.create"},
+		settings, testkit.Logger(t), messaging.WithObserver(func(e messaging.BreakerEvent) {
+			if e.Event == messaging.EventOutOfTime {
+				outOfTime.Add(1)
+			}
+		}))
+	if reply := r.Request(context.Background(), []byte(`{}`)); reply.Outcome != messaging.OutcomeOK {
+		t.Fatalf("with time to spare: outcome %s %q, want ok", reply.Outcome, reply.Reason)
+	}
+	if _, err := onBus.NextMsg(time.Second); err != nil {
+		t.Fatalf("the healthy call was not seen on the bus: %v", err)
+	}
+
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		reply := r.Request(ctx, []byte(`{}`))
+		cancel()
+		if reply.Outcome != messaging.OutcomeUnavailable || !strings.Contains(reply.Reason, "ran out of time") {
+			t.Errorf("call %d with a 3 ms budget: outcome %s %q, want unavailable because the caller ran out of time",
+				i+1, reply.Outcome, reply.Reason)
+		}
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := onBus.NextMsg(100 * time.Millisecond); err == nil {
+		t.Errorf("a call with a 3 ms budget was sent: %q on %s", m.Data, m.Subject)
+	}
+	if got := outOfTime.Load(); got != 5 {
+		t.Errorf("%d calls counted as out of time, want 5", got)
+	}
+	if st, f := r.State(), r.Breaker().Metrics().Failures(); st != "closed" || f != 0 {
+		t.Errorf("circuit %s with %d failures; want closed with none: the target was never asked", st, f)
 	}
 }
 

@@ -57,5 +57,8 @@
 // gRPC's grpc-timeout so clock skew between hosts does not matter). The responder runs its
 // handler under that deadline, and when it calls on, it gives the next hop only what is left
 // minus a margin for its own answer (see Margin), so a hanging hop three steps down is reported as
-// "unavailable" before the first caller gives up.
+// "unavailable" before the first caller gives up. A call whose budget would be below
+// BreakerSettings.MinCallBudget is not sent: it comes back "unavailable" (the caller ran out of
+// time), counted as EventOutOfTime and never recorded by the circuit, so a healthy target is not
+// blamed for its caller's lateness.
 package messaging

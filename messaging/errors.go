@@ -44,9 +44,9 @@ const internalError = "internal error"
 // errMalformedReply is a reply that is not an envelope: a target that lies.
 var errMalformedReply = errors.New("malformed reply")
 
-// ErrNoTimeLeft is returned, without calling, when the caller's deadline leaves no time for the
-// next hop.
-var ErrNoTimeLeft = errors.New("no time left before the caller's deadline")
+// ErrNoTimeLeft is returned, without calling, when the caller's deadline leaves the next hop
+// less than its MinCallBudget.
+var ErrNoTimeLeft = errors.New("not sent: the caller ran out of time")
 
 // serviceErrorOf reads the service error a reply carries, if any.
 func serviceErrorOf(m *nats.Msg) *ServiceError {
@@ -92,7 +92,8 @@ func outcomeOf(err error) (Outcome, string) {
 	case errors.Is(err, timeout.ErrExceeded), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return OutcomeTimeout, "timeout"
 	case errors.Is(err, ErrNoTimeLeft):
-		return OutcomeTimeout, ErrNoTimeLeft.Error()
+		// The target was never asked: it is not late, it is unreachable in the time given.
+		return OutcomeUnavailable, ErrNoTimeLeft.Error()
 	case errors.Is(err, nats.ErrNoResponders):
 		return OutcomeUnavailable, "no responders"
 	case errors.As(err, &se) && se.Code < 500:

@@ -17,6 +17,9 @@ import (
 const (
 	EventRetry Event = "retry"        // a failed call will be tried again after a backoff
 	EventFull  Event = "bulkheadFull" // the hop had as many calls in flight as allowed: rejected at once
+	// EventOutOfTime is a call not sent because its caller's deadline left less than
+	// MinCallBudget: the target was never asked, and the circuit is not told.
+	EventOutOfTime Event = "outOfTime"
 )
 
 // RetryJitter is how much each retry's backoff varies, as a share of it (±50 %), so callers

@@ -142,6 +142,10 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	o := testkit.Start(t, order.Service, url, uri, db, asUser(order.Service))
 
 	obs, obsErrs := connectAs(t, url, "observer")
+	// A person watching everything, plainly (nats sub '>'), takes nothing from the services.
+	if _, err := obs.SubscribeSync(">"); err != nil {
+		t.Fatal(err)
+	}
 	events, err := obs.SubscribeSync("breaker.>")
 	if err != nil {
 		t.Fatal(err)
@@ -375,6 +379,12 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "place a payment"},
 		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "ship goods"},
 		{user: "observer", op: "publish", subject: "chaos.shipment", marker: "$SRV.PING.marker", why: "change faults: it only watches"},
+		{user: "observer", op: "subscribe", subject: "payment.create", queue: "payment", why: "take a share of payment's requests and never answer them"},
+		{user: "observer", op: "subscribe", subject: "shipment.create", queue: "shipment", why: "take a share of shipment's requests and never answer them"},
+		{user: "observer", op: "subscribe", subject: "inventory.create", queue: "inventory", why: "join the queue group of a service added later"},
+		{user: "observer", op: "subscribe", subject: ">", queue: "watchers", why: "join any queue group at all"},
+		{user: "chaos", op: "subscribe", subject: "chaos.shipment.changed", queue: "shipment", why: "join a queue group: it only watches"},
+		{user: "chaos", op: "subscribe", subject: "_INBOX.anything", queue: "payment", why: "join a queue group: it only watches"},
 		{user: "chaos", op: "publish", subject: "payment.create", marker: "chaos.marker", why: "place a payment"},
 		{user: "chaos", op: "publish", subject: "chaos.shipment.changed", marker: "chaos.marker", why: "forge shipment's announcement of a change"},
 		{user: "chaos", op: "subscribe", subject: "payment.create", why: "take payment's requests"},

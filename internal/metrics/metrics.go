@@ -34,6 +34,7 @@ type Service struct {
 	transitions *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	full        *prometheus.CounterVec
+	outOfTime   *prometheus.CounterVec
 	http        *prometheus.HistogramVec
 	store       *prometheus.HistogramVec
 	commands    sync.Map // driver request id → collection, between a command's start and end
@@ -61,6 +62,10 @@ func New(service string) *Service {
 			Name: "breakerchain_bulkhead_rejected_total", ConstLabels: labels,
 			Help: "Calls rejected at once because the hop's bulkhead was full (they never reach the circuit).",
 		}, []string{"target"}),
+		outOfTime: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_calls_out_of_time_total", ConstLabels: labels,
+			Help: "Calls not sent because the caller's deadline left less than the hop's minimum budget (they never reach the circuit: the target is not to blame).",
+		}, []string{"target"}),
 		http: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "breakerchain_http_request_duration_seconds", ConstLabels: labels,
 			Help:    "HTTP requests by method, route pattern and status code.",
@@ -72,7 +77,7 @@ func New(service string) *Service {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16), // 0.2ms … 6.6s, past the 5s bound
 		}, []string{"collection", "operation", "result"}),
 	}
-	m.registry.MustRegister(m.calls, m.transitions, m.retries, m.full, m.http, m.store,
+	m.registry.MustRegister(m.calls, m.transitions, m.retries, m.full, m.outOfTime, m.http, m.store,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -120,6 +125,8 @@ func (m *Service) Observe(e messaging.BreakerEvent) {
 		m.retries.WithLabelValues(e.Target).Inc()
 	case messaging.EventFull:
 		m.full.WithLabelValues(e.Target).Inc()
+	case messaging.EventOutOfTime:
+		m.outOfTime.WithLabelValues(e.Target).Inc()
 	}
 }
 
