@@ -14,12 +14,17 @@ const (
 	HeaderHop       = "Hop"        // the sender's hop number; the seed's ?count=
 	HeaderRequestID = "Request-Id" // the id of the client request the chain serves
 	HeaderTimeout   = "Timeout"    // how long the sender will still wait, as a Go duration
+	HeaderOrigin    = "Origin-Id"  // the business id the chain serves (the order's), set at the entry
 )
 
 // Call describes the client request a hop is serving.
 type Call struct {
 	Hop       int    // this hop's number: 1 at the entry, +1 per hop
 	RequestID string // from the client's X-Request-Id, or generated at the entry
+	// Origin is the business id the whole chain serves, set by the entry and passed on
+	// unchanged: every hop records it, so an id another origin already used is told from a
+	// replay of the same one.
+	Origin string
 }
 
 type callKey struct{}
@@ -40,6 +45,9 @@ func setHeaders(h nats.Header, c Call, budget time.Duration) {
 	h.Set(HeaderHop, strconv.Itoa(c.Hop))
 	if c.RequestID != "" {
 		h.Set(HeaderRequestID, c.RequestID)
+	}
+	if c.Origin != "" {
+		h.Set(HeaderOrigin, c.Origin)
 	}
 	h.Set(HeaderTimeout, budget.Truncate(time.Millisecond).String())
 }
@@ -69,5 +77,9 @@ func readHeaders(h nats.Header) (Call, time.Duration) {
 	if !ValidRequestID(id) {
 		id = ""
 	}
-	return Call{Hop: hop + 1, RequestID: id}, budget
+	origin := h.Get(HeaderOrigin)
+	if !ValidRequestID(origin) {
+		origin = "" // as if absent: a request from outside the chain (nats req)
+	}
+	return Call{Hop: hop + 1, RequestID: id, Origin: origin}, budget
 }

@@ -118,7 +118,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		a.fail(w, req, err)
 		return
 	}
-	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context())})
+	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context()), Origin: o.ID})
 	if err := a.hop.Delay(ctx); err != nil {
 		return // the client left during the injected latency; nothing was saved
 	}

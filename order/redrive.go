@@ -295,7 +295,7 @@ func (d *redriver) redrive(ctx context.Context, p pendingRecord) bool {
 	if rid == "" {
 		rid = nuid.Next()
 	}
-	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt)})
+	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: id})
 	log := d.log.With("id", id, "attempt", attempt)
 	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", rec.LastError)
 	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())

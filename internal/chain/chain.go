@@ -90,9 +90,10 @@ func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 }
 
 // Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of the
-// validated request v, the request id and the time.
+// validated request v, the origin and request id of the call, and the time.
 func Meta(ctx context.Context, id string, v any) store.Meta {
-	return store.Meta{ID: id, Print: wire.Fingerprint(v), RequestID: messaging.CallFrom(ctx).RequestID,
+	call := messaging.CallFrom(ctx)
+	return store.Meta{ID: id, Print: wire.Fingerprint(v), Origin: call.Origin, RequestID: call.RequestID,
 		CreatedAt: time.Now().UTC()}
 }
 
@@ -123,6 +124,10 @@ func Save[T any, P interface {
 	log.InfoContext(ctx, "🍀 saving "+h.ID+"...")
 	stored, created, err := store.InsertOnce(ctx, c, rec)
 	switch {
+	case errors.Is(err, store.ErrConflict) && stored.OriginID() != rec.OriginID():
+		// Never name the other order: it is someone else's.
+		log.InfoContext(ctx, "⛔ "+h.ID+" id already used by another order", "origin", rec.OriginID())
+		return nil, false, messaging.Errorf(409, "%s id %q already belongs to another order", h.ID, rec.Key())
 	case errors.Is(err, store.ErrConflict):
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
 		return nil, false, messaging.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())

@@ -357,6 +357,45 @@ func TestDownstreamRefusalRejectsTheOrder(t *testing.T) {
 	}
 }
 
+// A payment belongs to the order it was made for: another order carrying the same payment object
+// (same id, same amount, same shipment) is refused by payment with a 409 naming the payment id,
+// and rejected, with no second payment or shipment; not completed for free on the first
+// order's payment. The first order's own replay is still a replay.
+func TestPaymentOfAnotherOrderIsRefused(t *testing.T) {
+	w := newWorld(t)
+	o, p, _ := w.chain(nil)
+	shared := `"payment":{"amount":42,"id":"pay-shared","shipment":{"id":"ship-shared","directions":"home"}}`
+	o1 := `{"id":"o1","items":["tea"],` + shared + `}`
+	o2 := `{"id":"o2","items":["coffee"],` + shared + `}`
+	if res := post(t, o, o1); res.code != http.StatusCreated {
+		t.Fatalf("o1: %d %s, want 201", res.code, res.body)
+	}
+	res := post(t, o, o2)
+	if res.code != http.StatusConflict {
+		t.Fatalf("o2 with o1's payment: %d %s, want 409", res.code, res.body)
+	}
+	if e := res.errorBody(t); !strings.Contains(e.Error, "payment refused it: 409") || !strings.Contains(e.Error, `"pay-shared"`) {
+		t.Errorf("o2's error %q: want payment's refusal naming the payment id", e.Error)
+	}
+	if got := w.counts(); got != [3]int64{2, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want {2 1 1}", got)
+	}
+	if st := w.orderStates()["o2"]; st.Status != order.StatusRejected || !strings.Contains(st.Reason, "pay-shared") {
+		t.Errorf("o2 stored as %q (%s), want rejected naming the payment id", st.Status, st.Reason)
+	}
+	var paid struct{ Origin string }
+	if err := w.client.Database(w.db).Collection(payment.Collection).FindOne(context.Background(),
+		bson.D{{Key: "_id", Value: "pay-shared"}}).Decode(&paid); err != nil || paid.Origin != "o1" {
+		t.Errorf("the payment records order %q (%v), want o1", paid.Origin, err)
+	}
+	if res := post(t, o, o1); res.code != http.StatusOK || res.view(t).Status != order.StatusCompleted {
+		t.Errorf("o1's replay: %d %s, want 200 completed", res.code, res.body)
+	}
+	if p.Requester.Breaker().Metrics().Failures() != 0 {
+		t.Error("a refusal counted as a circuit failure")
+	}
+}
+
 // An order saved by a process that died before its chain answered stays "in progress"; a replay
 // of it after the chain's longest possible time resumes it instead of answering the stale record.
 func TestReplayResumesAStalledOrder(t *testing.T) {
@@ -369,7 +408,7 @@ func TestReplayResumesAStalledOrder(t *testing.T) {
 	}
 	long := time.Now().Add(-time.Hour).UTC()
 	_, err = w.client.Database(w.db).Collection(order.Collection).InsertOne(context.Background(), bson.D{
-		{Key: "_id", Value: "stalled"}, {Key: "fingerprint", Value: wire.Fingerprint(decoded)},
+		{Key: "_id", Value: "stalled"}, {Key: "fingerprint", Value: wire.Fingerprint(decoded)}, {Key: "origin", Value: "stalled"},
 		{Key: "items", Value: bson.A{}}, {Key: "status", Value: order.StatusPending},
 		{Key: "reason", Value: order.ReasonInProgress}, {Key: "created_at", Value: long}, {Key: "updated_at", Value: long},
 	})

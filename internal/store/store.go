@@ -99,10 +99,12 @@ func isWriteConcernError(err error) bool {
 }
 
 // Meta is what every stored record has: the business id as _id, the fingerprint of the request
-// that created it, the request id and the time. Records embed it inline.
+// that created it, the origin it was made for (the order, see messaging.Call), the request id
+// and the time. Records embed it inline.
 type Meta struct {
 	ID        string    `bson:"_id"`
 	Print     string    `bson:"fingerprint"`
+	Origin    string    `bson:"origin,omitempty"`
 	RequestID string    `bson:"request_id,omitempty"`
 	CreatedAt time.Time `bson:"created_at"`
 }
@@ -112,6 +114,9 @@ func (m *Meta) Key() string { return m.ID }
 
 // Fingerprint returns the fingerprint of the request that created the record.
 func (m *Meta) Fingerprint() string { return m.Print }
+
+// OriginID returns the business id the record was made for.
+func (m *Meta) OriginID() string { return m.Origin }
 
 // Collection is a collection of T documents whose _id is the business id.
 type Collection[T any] struct {
@@ -200,15 +205,22 @@ func (c *Collection[T]) Count(ctx context.Context, filter bson.D) (int64, error)
 	return n, translate(err)
 }
 
-// Record is a stored document that knows its id and the fingerprint of the request that
-// created it, so a repeat can be told from a conflict.
+// Record is a stored document that knows its id, the fingerprint of the request that created it
+// and the origin it was made for, so a repeat can be told from a conflict.
 type Record interface {
 	Key() string
 	Fingerprint() string
+	OriginID() string
+}
+
+// sameRequest reports whether a and b were made by the same request: the same body for the
+// same origin. The same body for another origin (a payment id reused by another order) is not.
+func sameRequest(a, b Record) bool {
+	return a.Fingerprint() == b.Fingerprint() && a.OriginID() == b.OriginID()
 }
 
 // InsertOnce stores doc unless its id is taken. If it is, the stored document is returned with
-// created false: a replay when the fingerprints match, ErrConflict when they do not.
+// created false: a replay when the same request made it (sameRequest), ErrConflict when not.
 //
 // An insert that was sent but not answered may still land. Then InsertOnce sends it again and
 // lets the unique _id decide: a duplicate with this fingerprint is this insert (or a concurrent
@@ -236,7 +248,7 @@ func InsertOnce[T any, P interface {
 			switch {
 			case gerr != nil:
 				return nil, false, fmt.Errorf("%w: %v", ErrUnknown, gerr)
-			case P(found).Fingerprint() != doc.Fingerprint():
+			case !sameRequest(P(found), doc):
 				return P(found), false, ErrConflict
 			}
 			return P(found), true, nil
@@ -250,13 +262,14 @@ func InsertOnce[T any, P interface {
 	if err != nil {
 		return nil, false, err
 	}
-	if P(existing).Fingerprint() != doc.Fingerprint() {
+	if !sameRequest(P(existing), doc) {
 		return P(existing), false, ErrConflict
 	}
 	return P(existing), false, nil
 }
 
-// ErrConflict is an id that is taken by a different request.
+// ErrConflict is an id that is taken by a different request: another body, or the same body
+// for another origin.
 var ErrConflict = errors.New("id already used with a different body")
 
 // ErrRefused is a document the store answered it will not keep (not a duplicate).
