@@ -407,3 +407,48 @@ func TestUnansweredInsertIsResent(t *testing.T) {
 		t.Errorf("orders, payments, shipments = %v, want one each", got)
 	}
 }
+
+// A store that answers an insert "not now" (a primary stepping down: NotWritablePrimary, as a
+// server error, not a lost connection) is unavailable, not broken: the insert is resent once and
+// the order completes; when the resend is refused too, the client gets 503 with Retry-After,
+// never a 500, and nothing was saved.
+func TestSteppingDownStoreIsUnavailable(t *testing.T) {
+	w := newWorld(t)
+	u, err := url.Parse(w.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testkit.StartProxy(t, u.Host)
+	w.start(shipment.Service, nil)
+	w.start(payment.Service, nil)
+	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	notPrimary := bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not primary"},
+		{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}}
+
+	if err := px.FailNextInserts(1, notPrimary); err != nil {
+		t.Fatal(err)
+	}
+	res := post(t, o, seedOrder("stepped-down-once"))
+	if px.Answered() != 1 {
+		t.Fatalf("the proxy answered %d inserts, want 1", px.Answered())
+	}
+	if res.code != http.StatusCreated {
+		t.Fatalf("one refused insert: %d %s, want 201: the insert is resent", res.code, res.body)
+	}
+
+	if err := px.FailNextInserts(2, notPrimary); err != nil {
+		t.Fatal(err)
+	}
+	res = post(t, o, seedOrder("stepped-down-twice"))
+	if px.Answered() != 3 {
+		t.Fatalf("the proxy answered %d inserts, want 3", px.Answered())
+	}
+	if res.code != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" {
+		t.Fatalf("two refused inserts: %d %s (Retry-After %q), want 503 with Retry-After",
+			res.code, res.body, res.header.Get("Retry-After"))
+	}
+	res.errorBody(t)
+	if got := w.counts(); got != [3]int64{1, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want only the first order's", got)
+	}
+}

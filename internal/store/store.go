@@ -6,6 +6,21 @@
 // record) and conditional updates. That is also what keeps the embedded store (FerretDB on
 // SQLite) correct with a normal connection pool: it does not make concurrent updates of one
 // document atomic, and this code never races two updates on one document.
+//
+// # Write concern and retries
+//
+// Connect sets w: majority and retryWrites=true itself, so that no driver default decides them
+// (a URI may still say otherwise). On a replica set that is what makes an acknowledged order
+// survive the loss of the primary: a write acknowledged by one member alone can be rolled back
+// after an election, and a write interrupted by the election is resent once by the driver to the
+// new primary. The embedded store (FerretDB, one SQLite file) accepts both: it has one member,
+// so a majority is that member, and the driver never retries there (retryable writes need a
+// replica set).
+//
+// When the store answers "not now" (a primary stepping down, an election, a shutdown: the codes
+// in transientCodes, or an error labelled RetryableWriteError or TransientTransactionError), the
+// error is ErrUnavailable like a lost connection: InsertOnce resends the insert once, and a
+// client is told 503 with Retry-After, never 500.
 package store
 
 import (
@@ -19,6 +34,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
@@ -40,8 +56,12 @@ const OpTimeout = 5 * time.Second
 
 // Connect creates the service's one client. It does not wait for the server: Ping does. monitor
 // may be nil; metrics give one to time every command.
+// Writes are acknowledged by a majority and retried by the driver (see the package doc).
 func Connect(uri string, monitor *event.CommandMonitor) (*mongo.Client, error) {
-	c, err := mongo.Connect(options.Client().ApplyURI(uri).
+	c, err := mongo.Connect(options.Client().
+		SetWriteConcern(writeconcern.Majority()).
+		SetRetryWrites(true).
+		ApplyURI(uri).
 		SetMonitor(monitor).
 		SetServerSelectionTimeout(SelectTimeout).
 		SetConnectTimeout(SelectTimeout).
@@ -77,6 +97,10 @@ func translate(err error) error {
 		return ErrDuplicate
 	case errors.Is(err, context.Canceled):
 		return err
+	case isTransient(err):
+		// A primary stepping down, an election, a shutdown: the store answered, but only to say
+		// it cannot take this now; a moment later (another primary) it can.
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case isWriteConcernError(err):
 		// The write was done but not confirmed as asked: it may or may not stay.
 		return fmt.Errorf("%w: %w", ErrUnknown, err)
@@ -91,6 +115,41 @@ func translate(err error) error {
 		// Anything else (a document the store refuses, a bug) is not an outage.
 		return fmt.Errorf("store: %w", err)
 	}
+}
+
+// transientCodes are the server error codes of a store that is changing hands or going away:
+// NotWritablePrimary, PrimarySteppedDown, InterruptedDueToReplStateChange, ShutdownInProgress,
+// NotPrimaryNoSecondaryOk, and their kin from MongoDB's list of retryable errors.
+var transientCodes = []int{
+	10107, // NotWritablePrimary
+	189,   // PrimarySteppedDown
+	11602, // InterruptedDueToReplStateChange
+	91,    // ShutdownInProgress
+	13435, // NotPrimaryNoSecondaryOk
+	13436, // NotPrimaryOrSecondary
+	11600, // InterruptedAtShutdown
+	6,     // HostUnreachable
+	7,     // HostNotFound
+	89,    // NetworkTimeout
+	9001,  // SocketException
+}
+
+// isTransient reports whether err is the store saying "not now": a transient server code, or a
+// label MongoDB puts on errors that a retry may cure.
+func isTransient(err error) bool {
+	var se mongo.ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.HasErrorLabel("RetryableWriteError") || se.HasErrorLabel("TransientTransactionError") {
+		return true
+	}
+	for _, code := range transientCodes {
+		if se.HasErrorCode(code) {
+			return true
+		}
+	}
+	return false
 }
 
 func isWriteConcernError(err error) bool {

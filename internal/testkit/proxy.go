@@ -7,15 +7,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// Proxy forwards MongoDB wire traffic to a store and, when armed, drops the store's reply to the
-// next insert command and cuts that connection: the insert lands, its sender never hears so.
+// Proxy forwards MongoDB wire traffic to a store and, when armed, either drops the store's reply
+// to the next insert command and cuts that connection (the insert lands, its sender never hears
+// so), or answers the next inserts itself with an error document, as a primary stepping down
+// would (the inserts never reach the store).
 type Proxy struct {
-	ln      net.Listener
-	target  string
-	armed   atomic.Bool
-	dropped atomic.Int64
+	ln       net.Listener
+	target   string
+	armed    atomic.Bool
+	dropped  atomic.Int64
+	failures atomic.Int32 // inserts still to be answered with failure
+	failure  atomic.Pointer[[]byte]
+	answered atomic.Int64
 }
 
 // StartProxy listens on a free loopback port and forwards to target (host:port).
@@ -40,6 +47,58 @@ func (p *Proxy) DropNextInsertReply() { p.armed.Store(true) }
 // Dropped counts the replies dropped.
 func (p *Proxy) Dropped() int64 { return p.dropped.Load() }
 
+// FailNextInserts has the proxy answer the next n insert commands with reply (a server error
+// document such as {ok: 0, code: 10107, codeName: "NotWritablePrimary"}) instead of passing them
+// on.
+func (p *Proxy) FailNextInserts(n int, reply bson.D) error {
+	doc, err := bson.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	p.failure.Store(&doc)
+	p.failures.Store(int32(n))
+	return nil
+}
+
+// Answered counts the inserts the proxy answered itself.
+func (p *Proxy) Answered() int64 { return p.answered.Load() }
+
+// takeFailure reports whether this insert is one to answer with the failure.
+func (p *Proxy) takeFailure() bool {
+	for {
+		n := p.failures.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.failures.CompareAndSwap(n, n-1) {
+			p.answered.Add(1)
+			return true
+		}
+	}
+}
+
+// opMsgReply is an OP_MSG answering request id with the BSON document doc.
+func opMsgReply(responseTo int32, doc []byte) []byte {
+	msg := make([]byte, 21, 21+len(doc))
+	binary.LittleEndian.PutUint32(msg[0:], uint32(21+len(doc)))
+	binary.LittleEndian.PutUint32(msg[4:], uint32(responseTo)+1<<30) // any id of ours
+	binary.LittleEndian.PutUint32(msg[8:], uint32(responseTo))
+	binary.LittleEndian.PutUint32(msg[12:], 2013) // OP_MSG; flags 0; section kind 0 (body)
+	return append(msg, doc...)
+}
+
+// lockedWriter lets two relays write whole messages to one connection.
+type lockedWriter struct {
+	mu sync.Mutex
+	net.Conn
+}
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.Conn.Write(b)
+}
+
 func (p *Proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
@@ -56,29 +115,46 @@ func (p *Proxy) accept() {
 			doomed = map[int32]bool{} // request ids of inserts whose reply is to be dropped
 		)
 		cut := func() { _ = c.Close(); _ = s.Close() }
-		go relay(c, s, func(id, _ int32, cmd string) bool { // client → store
+		client := &lockedWriter{Conn: c}
+		go relay(c, s, func(id, _ int32, cmd string) verdict { // client → store
+			if cmd == "insert" && p.takeFailure() {
+				if _, err := client.Write(opMsgReply(id, *p.failure.Load())); err != nil {
+					return stop
+				}
+				return skip
+			}
 			if cmd == "insert" && p.armed.CompareAndSwap(true, false) {
 				mu.Lock()
 				doomed[id] = true
 				mu.Unlock()
 			}
-			return true
+			return forward
 		}, cut)
-		go relay(s, c, func(_, responseTo int32, _ string) bool { // store → client
+		go relay(s, client, func(_, responseTo int32, _ string) verdict { // store → client
 			mu.Lock()
 			drop := doomed[responseTo]
 			mu.Unlock()
 			if drop {
 				p.dropped.Add(1)
 				cut()
+				return stop
 			}
-			return !drop
+			return forward
 		}, cut)
 	}
 }
 
-// relay copies wire messages from src to dst while pass says so.
-func relay(src, dst net.Conn, pass func(id, responseTo int32, cmd string) bool, cut func()) {
+// verdict is what a relay does with a message.
+type verdict int
+
+const (
+	forward verdict = iota // pass it on
+	skip                   // it was dealt with: do not pass it on
+	stop                   // end the relay
+)
+
+// relay copies wire messages from src to dst as pass says.
+func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd string) verdict, cut func()) {
 	defer cut()
 	header := make([]byte, 16)
 	for {
@@ -96,8 +172,11 @@ func relay(src, dst net.Conn, pass func(id, responseTo int32, cmd string) bool, 
 		}
 		id := int32(binary.LittleEndian.Uint32(msg[4:]))
 		responseTo := int32(binary.LittleEndian.Uint32(msg[8:]))
-		if !pass(id, responseTo, command(msg)) {
+		switch pass(id, responseTo, command(msg)) {
+		case stop:
 			return
+		case skip:
+			continue
 		}
 		if _, err := dst.Write(msg); err != nil {
 			return
