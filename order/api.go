@@ -30,32 +30,48 @@ var Service = app.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
-	Build: func(d app.Deps) (app.Parts, error) {
+	Build: func(ctx context.Context, d app.Deps) (app.Parts, error) {
+		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
+		if err != nil {
+			return app.Parts{}, err
+		}
 		b := &books{
 			orders:   store.NewCollection[record](d.DB, Collection),
 			outcomes: store.NewCollection[outcome](d.DB, OutcomesCollection),
-			pending:  store.NewCollection[pendingRecord](d.DB, PendingCollection),
+			queue:    q,
 			redrive:  d.Config.Redrive,
 		}
-		a := &api{hop: d.Hop, books: b, log: d.Log,
-			// A run of the chain takes at most the payment requester's longest (every attempt
-			// and backoff) and three store operations (an insert, its retry when unanswered,
-			// the outcome's write); the rest is slack.
-			stallAfter: d.Config.Breaker.Longest() + 3*store.OpTimeout + 5*time.Second}
+		a := &api{hop: d.Hop, books: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
+		m := newRedriveMetrics(d.Metrics.Registry(), q)
 		parts := app.Parts{Routes: a.routes}
 		if d.Config.Redrive.Rate > 0 {
-			rd := newRedriver(b, d.Hop, d.Config.Redrive, a.stallAfter, newRedriveMetrics(d.Metrics.Registry(), b.pending), d.Log)
+			rd, err := newRedriver(ctx, b, d.Hop, a.firstTimer, m, d.Log)
+			if err != nil {
+				return app.Parts{}, err
+			}
 			parts.Background = rd.run
 		}
 		return parts, nil
 	},
 }
 
+// firstTimer is when a new order's timer fires if its request never records an outcome (the
+// process died): REDRIVE_AFTER when set, else after the longest the payment requester can take
+// (every attempt and backoff) and two store operations (the insert and its resend), plus slack.
+// Firing earlier only runs a chain twice (a replay downstream, the same outcome recorded once);
+// later leaves an order waiting longer.
+func firstTimer(b messaging.BreakerSettings, after time.Duration) time.Duration {
+	if after > 0 {
+		return after
+	}
+	return b.Longest() + 2*store.OpTimeout + 2*time.Second
+}
+
 type api struct {
 	hop *chain.Hop
 	*books
 	log        *slog.Logger
-	stallAfter time.Duration
+	firstTimer time.Duration
 }
 
 func (a *api) routes(r chi.Router) {
@@ -125,9 +141,17 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	// From here the client hanging up changes nothing: once the order may be saved, the chain
 	// runs to its end and its outcome is recorded, so the stored status tells the truth.
 	ctx = context.WithoutCancel(ctx)
+	// Write-ahead: the order's timer is set before it may be saved, so an order saved by a
+	// process that dies from here on is re-driven by another (see the package doc).
+	armed, err := a.queue.schedule(ctx, entry{ID: o.ID, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}, true)
+	if err != nil {
+		a.log.ErrorContext(ctx, "order not queued", "id", o.ID, "err", err)
+		a.fail(w, req, messaging.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
+		return
+	}
 	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
 	if err != nil {
-		a.fail(w, req, err)
+		a.fail(w, req, err) // a timer left behind finds no order, or the order if it did land
 		return
 	}
 	if !created {
@@ -135,25 +159,35 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 			a.fail(w, req, chain.StoreError(err))
 			return
 		}
-		if !stalled(rec, a.stallAfter) {
-			a.answer(w, req, http.StatusOK, summary(rec))
-			return
+		if armed && rec.Status != StatusPending {
+			_ = a.queue.cancelTimer(ctx, rec.ID) // a final order needs no timer
 		}
-		a.log.WarnContext(ctx, "resuming an order whose chain never recorded an outcome", "id", rec.ID)
+		a.answer(w, req, http.StatusOK, summary(rec))
+		return
 	}
 	a.run(ctx, w, req, o, rec)
 }
 
-// run calls the chain for a saved order, records the outcome and answers.
+// run calls the chain for a new order, records the outcome and answers.
 func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
-	out := newOutcome(rec.ID, rec.Attempts+1, rec.LastError, &reply, ferr)
-	// Not queued yet: run is reached with a new order or a stalled one, both "in progress".
-	_, _, err := a.keep(ctx, out, false)
+	out := newOutcome(rec.ID, 1, "", &reply, ferr)
+	_, err := a.record(ctx, out, rec.CreatedAt)
 	rec.apply(out)
-	if err != nil {
-		a.log.ErrorContext(ctx, "order outcome not recorded", "id", rec.ID, "err", err)
-		rec.Status, rec.Reason = StatusPending, "saved, but its outcome could not be recorded: "+rec.Reason
+	if err != nil && out.final() {
+		// Payment and shipment answered, but what they said is not written down. The order stays
+		// queued (its first timer, or this sooner one) and a re-drive records it: their work is
+		// done once, a second run of the chain is a replay.
+		a.log.ErrorContext(ctx, "order outcome not recorded; queued for a re-drive", "id", rec.ID, "err", err)
+		out = &outcome{ID: rec.ID, Status: StatusPending, Hops: out.Hops, Attempts: 1,
+			Reason: "saved, but its outcome could not be recorded yet: it will be, by itself (" + out.Status + " so far)"}
+		out.LastError = out.Reason
+		if _, qerr := a.record(ctx, out, rec.CreatedAt); qerr != nil {
+			a.log.WarnContext(ctx, "re-drive not brought forward; the order's first timer stays", "id", rec.ID, "err", qerr)
+		}
+		rec.apply(out)
+	} else if err != nil {
+		a.log.WarnContext(ctx, "pending order's next re-drive not set; its first timer stays", "id", rec.ID, "err", err)
 	}
 	switch {
 	case ferr != nil:
@@ -216,9 +250,9 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 	se := messaging.AsServiceError(err)
 	if se.Code == http.StatusServiceUnavailable {
-		// Long enough for an order whose outcome is unknown to count as stalled: a retry with
-		// the same id then resumes it rather than answering "in progress".
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(a.stallAfter.Seconds()))))
+		// Long enough for an order that may have been saved to have been re-driven: a retry
+		// with the same id then finds what became of it.
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(a.firstTimer.Seconds()))))
 	}
 	if se.Code >= http.StatusInternalServerError {
 		a.log.ErrorContext(req.Context(), "request failed", "err", err)

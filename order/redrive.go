@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,60 +10,15 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
-	"github.com/nats-io/nuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/breakerchain/breakerchain/internal/chain"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/messaging"
 )
-
-// Re-driving pending orders
-//
-// An order whose chain did not complete (payment or shipment unavailable, a timeout, an open
-// circuit, order's own injected error) is queued: its pending outcome is a small document in the
-// pending collection, _id = the order's id, removed once the order is completed or rejected (its
-// final outcome inserted into order_outcomes first). A rejected order (a hop refused it, 4xx) is
-// final and never queued; an order still running its chain is not queued until that chain has
-// answered. An order whose process died mid-chain is not queued either: a replay of its request
-// resumes it (see stalled).
-//
-// Every order instance runs a re-driver. Every REDRIVE_INTERVAL it looks for queued orders that
-// are due and runs their chain again, one at a time, at most REDRIVE_RATE a second, through the
-// instance's own order→payment requester: the same circuit, retries and bulkhead as live
-// orders. So it backs off while the circuit is open (it does not even look), sends one order as
-// the trial when the open delay has passed, and drains the rest once the trial closed the
-// circuit. An order whose re-drive fails again waits REDRIVE_BACKOFF, doubled per attempt up to
-// config.MaxRedriveBackoff, ±20 %.
-//
-// Why a side collection. On the embedded store only a filter on _id alone is pushed down to
-// SQLite; a query on status would scan every order ever taken. The queue holds only the orders
-// that are pending, so finding the due ones (a filter on "due") and claiming one scan a small
-// collection, and every other operation (load, update, delete) is by _id.
-//
-// Claims. An instance claims a queued order with one conditional update, filtered on _id and
-// on the order being due, that moves "due" a lease into the future (the longest a chain run
-// and its store operations can take). A claimer that crashes leaves its lease to expire; the
-// order is then due again for any instance. On MongoDB the update is atomic: one claimer wins.
-// The embedded store (FerretDB) does not make concurrent updates of one document atomic, so two
-// instances can both win the same claim now and then. That is harmless by design rather than
-// prevented: every hop is idempotent by id, so the second run of the chain is a replay at
-// payment and shipment (no second record, no second charge) and writes the same outcome on the
-// order. Instances also take the due orders in a random order, which makes such races rare.
-// A recovery is counted by the instance whose delete removed the queue entry.
-
-// PendingCollection is the queue of orders to re-drive.
-const PendingCollection = "pending"
-
-// pendingRecord is a queued order: its pending outcome, and when to re-drive it.
-type pendingRecord struct {
-	Outcome outcome   `bson:",inline"`
-	Due     time.Time `bson:"due"`             // not before: the backoff after a failed run, or a claimer's lease
-	Owner   string    `bson:"owner,omitempty"` // the instance whose lease it is, while claimed
-	Since   time.Time `bson:"since"`           // queued since
-}
 
 // redriveBackoff is the wait before re-driving an order after its attempts-th run failed.
 func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
@@ -74,16 +30,17 @@ func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// books are where orders and their outcomes are kept.
+// books are where orders and what became of them are kept: the orders and their final outcomes
+// in the store, the orders not final yet in the queue.
 type books struct {
 	orders   *store.Collection[record]
 	outcomes *store.Collection[outcome]
-	pending  *store.Collection[pendingRecord]
+	queue    *queue
 	redrive  config.Redrive
 }
 
-// resolve applies to rec what became of it: its final outcome, else its pending one, else
-// nothing (its chain has not answered yet).
+// resolve applies to rec what became of it: its final outcome, else its entry in the queue,
+// else nothing (its chain has not answered yet).
 func (b *books) resolve(ctx context.Context, rec *record) error {
 	out, err := b.outcomes.Get(ctx, rec.ID)
 	if err == nil {
@@ -93,82 +50,65 @@ func (b *books) resolve(ctx context.Context, rec *record) error {
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	p, err := b.pending.Get(ctx, rec.ID)
-	if err == nil {
-		rec.apply(&p.Outcome)
-		due := p.Due
-		rec.NextAttempt = &due
-		return nil
+	e, ok, err := b.queue.pending(ctx, rec.ID)
+	if err != nil || !ok || e.Attempts == 0 {
+		return err // not run yet: as saved, in progress
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
+	rec.Status, rec.Reason, rec.Hops = StatusPending, e.Reason, toHops(e.Reply)
+	rec.Attempts, rec.LastError = e.Attempts, e.LastError
+	due := e.Due
+	rec.NextAttempt = &due
 	return nil
 }
 
-// keep records out. A final outcome is inserted (a duplicate is a concurrent run that finished
-// first, equally true) and, when queued says the order may be in the pending queue, the order
-// leaves it; removed says this call removed it. A pending outcome is queued, due after the
-// backoff of its attempt, which is returned; an order just created is not queued yet, so its
-// healthy path costs one insert.
-func (b *books) keep(ctx context.Context, out *outcome, queued bool) (due time.Time, removed bool, err error) {
+// record keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
+// duplicate is a concurrent run that finished first, equally true) and the order's timer
+// cancelled; a pending one becomes the order's timer, due after the backoff of its attempt.
+// since is when the order was first queued.
+func (b *books) record(ctx context.Context, out *outcome, since time.Time) (due time.Time, err error) {
 	if out.final() {
 		if err := b.outcomes.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
-			return time.Time{}, false, err
+			return time.Time{}, err
 		}
-		if !queued {
-			return time.Time{}, false, nil
-		}
-		removed, err = b.pending.Delete(ctx, out.ID)
-		return time.Time{}, removed, err
+		_ = b.queue.cancelTimer(ctx, out.ID) // left behind, it fires and finds the order final
+		return time.Time{}, nil
 	}
-	now := time.Now().UTC()
-	due = now.Add(redriveBackoff(b.redrive, out.Attempts))
-	p := &pendingRecord{Outcome: *out, Due: due, Since: now}
-	if !queued {
-		// An insert the first time: a replace scans the collection.
-		if err = b.pending.Insert(ctx, p); !errors.Is(err, store.ErrDuplicate) {
-			return due, false, err
-		}
-	}
-	ok, err := b.pending.Update(ctx, bson.D{{Key: "_id", Value: out.ID}}, bson.D{
-		{Key: "status", Value: out.Status}, {Key: "reason", Value: out.Reason}, {Key: "hops", Value: out.Hops},
-		{Key: "updated_at", Value: out.UpdatedAt}, {Key: "attempts", Value: out.Attempts},
-		{Key: "last_error", Value: out.LastError}, {Key: "due", Value: due}, {Key: "owner", Value: ""}})
-	if err == nil && !ok {
-		// Gone from the queue: a run that raced this one finished the order, or the entry was
-		// never there. Queued again; a finished order's next re-drive only removes it.
-		err = b.pending.Insert(ctx, p)
-		if errors.Is(err, store.ErrDuplicate) {
-			err = nil
-		}
-	}
-	return due, false, err
+	due = dueIn(redriveBackoff(b.redrive, out.Attempts))
+	_, err = b.queue.schedule(ctx, entry{ID: out.ID, Attempts: out.Attempts, Reason: out.Reason,
+		Reply: out.Hops.reply(), LastError: out.LastError, Since: since, Due: due}, false)
+	return due, err
 }
 
-// redriveMetrics are the re-driver's series on the service's /metrics.
+// redriveMetrics are the queue's series on order's /metrics.
 type redriveMetrics struct {
-	recovered prometheus.Counter
-	attempts  *prometheus.CounterVec
+	recovered   prometheus.Counter
+	attempts    *prometheus.CounterVec
+	redelivered prometheus.Counter
 }
 
-// newRedriveMetrics registers the re-driver's series. The pending count is read when /metrics
-// is scraped, not on every pass: on the embedded store a count scans the queue, and with one
-// store connection per service a scan each second would hold up live orders.
-func newRedriveMetrics(reg prometheus.Registerer, pending *store.Collection[pendingRecord]) *redriveMetrics {
+// newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
+// /metrics is scraped.
+func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 	labels := prometheus.Labels{"service": "order"}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "breakerchain_orders_pending", ConstLabels: labels,
-		Help: "Orders queued for a re-drive (all instances share the queue), counted when scraped; -1 when the store did not answer.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), store.SelectTimeout)
+	state := func() (float64, float64) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := pending.Count(ctx, bson.D{})
+		n, oldest, err := q.state(ctx)
 		if err != nil {
-			return -1
+			return -1, -1
 		}
-		return float64(n)
-	}))
+		return float64(n), oldest.Seconds()
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "breakerchain_orders_pending", ConstLabels: labels,
+			Help: "Orders not final yet (their chain running, or queued for a re-drive): the entries of the ORDERS stream, shared by every instance; -1 when JetStream did not answer.",
+		}, func() float64 { n, _ := state(); return n }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "breakerchain_orders_pending_oldest_seconds", ConstLabels: labels,
+			Help: "How long the oldest entry of the ORDERS stream has waited: the longest any order not final has gone since its last run; 0 when none; -1 when JetStream did not answer.",
+		}, func() float64 { _, age := state(); return age }),
+	)
 	m := &redriveMetrics{
 		recovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "breakerchain_orders_recovered_total", ConstLabels: labels,
@@ -178,148 +118,199 @@ func newRedriveMetrics(reg prometheus.Registerer, pending *store.Collection[pend
 			Name: "breakerchain_redrive_attempts_total", ConstLabels: labels,
 			Help: "Re-drives of pending orders by this instance, by the order's status after it: completed, pending, rejected.",
 		}, []string{"status"}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "breakerchain_redeliveries_total", ConstLabels: labels,
+			Help: "Due orders JetStream delivered to this instance again: a re-drive before was not acknowledged (an instance died mid-run, or gave the order back).",
+		}),
 	}
-	reg.MustRegister(m.recovered, m.attempts)
+	reg.MustRegister(m.recovered, m.attempts, m.redelivered)
 	return m
 }
 
-// redriver re-drives the pending orders (see the comment at the top of this file).
+// redriver takes due orders from the queue and runs their chain again (see the package doc).
 type redriver struct {
 	*books
-	hop     *chain.Hop
-	cfg     config.Redrive
-	lease   time.Duration
-	owner   string
-	batch   int64
-	limiter ratelimiter.RateLimiter[any]
-	m       *redriveMetrics
-	log     *slog.Logger
+	hop      *chain.Hop
+	consumer jetstream.Consumer
+	limiter  ratelimiter.RateLimiter[any]
+	m        *redriveMetrics
+	log      *slog.Logger
 }
 
-func newRedriver(b *books, hop *chain.Hop, cfg config.Redrive, lease time.Duration, m *redriveMetrics, log *slog.Logger) *redriver {
-	// A pass takes at most twice what the rate allows in an interval: enough to keep the rate
-	// busy, few enough that the list is fresh.
-	batch := min(max(int64(2*float64(cfg.Rate)*cfg.Interval.Seconds()), 10), 500)
-	return &redriver{books: b, hop: hop, cfg: cfg, lease: lease, owner: nuid.Next(),
-		batch: batch, limiter: ratelimiter.NewSmooth[any](uint(max(cfg.Rate, 1)), time.Second), m: m,
-		log: log.With("redriver", true)}
-}
-
-// run re-drives until ctx ends.
-func (d *redriver) run(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Interval)
-	defer t.Stop()
-	for {
-		d.pass(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// consumerConfig is the re-driver's durable pull consumer: every instance takes from it, each due
+// order goes to one at a time, and one not acknowledged within ackWait (the instance died) goes
+// to another.
+func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "breakerchain order instances re-driving due orders",
+		FilterSubject: DueSubjects,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1000,
 	}
 }
 
-// circuitOpen reports whether the circuit towards payment is open and still in its delay: then
-// a re-drive would only be rejected.
-func (d *redriver) circuitOpen() bool {
-	q := d.hop.Next
-	return q.State() == "open" && q.Breaker().RemainingDelay() > 0
-}
-
-// pass re-drives the orders due now, as many as one list holds.
-func (d *redriver) pass(ctx context.Context) {
-	if d.circuitOpen() {
-		return
-	}
-	due, err := d.pending.Find(ctx, bson.D{{Key: "due", Value: bson.D{{Key: "$lte", Value: time.Now().UTC()}}}},
-		bson.D{{Key: "due", Value: 1}}, d.batch)
+func newRedriver(ctx context.Context, b *books, hop *chain.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*QueueTimeout)
+	defer cancel()
+	c, err := b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))
 	if err != nil {
-		if ctx.Err() == nil {
-			d.log.WarnContext(ctx, "pending orders not listed", "err", err)
-		}
-		return
+		return nil, fmt.Errorf("JetStream consumer %s: %w", ConsumerName, err)
 	}
-	rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
-	for _, p := range due {
+	return &redriver{books: b, hop: hop, consumer: c,
+		limiter: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
+		log: log.With("redriver", true)}, nil
+}
+
+// circuitWait is how long the circuit towards payment will still reject calls: re-drives wait
+// it out rather than be rejected.
+func (d *redriver) circuitWait() time.Duration {
+	q := d.hop.Next
+	if q.State() != "open" {
+		return 0
+	}
+	return q.Breaker().RemainingDelay()
+}
+
+// run takes due orders until ctx ends: one at a time, at most REDRIVE_RATE a second, and none
+// while the circuit towards payment is open.
+func (d *redriver) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if wait := d.circuitWait(); wait > 0 {
+			sleep(ctx, wait)
+			continue
+		}
 		if err := d.limiter.AcquirePermit(ctx); err != nil {
 			return // stopping
 		}
-		if d.circuitOpen() || !d.redrive(ctx, p) {
-			return // back off: the circuit will say when to try again
+		// A long poll on the server, ended early by a shutdown: nothing is polled in the store.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := d.consumer.Fetch(1, jetstream.FetchContext(fctx))
+		if err == nil {
+			for msg := range batch.Messages() {
+				d.redriveOne(ctx, msg)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			d.log.WarnContext(ctx, "due orders not fetched", "err", err)
+			sleep(ctx, time.Second)
 		}
 	}
 }
 
-// requeue gives the claim on id back, due at due.
-func (d *redriver) requeue(ctx context.Context, id string, due time.Time) {
-	_, err := d.pending.Update(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "due", Value: due.UTC()}, {Key: "owner", Value: ""}})
-	if err != nil {
-		d.log.WarnContext(ctx, "pending order not given back; its lease will expire", "id", id, "err", err)
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
-// redrive claims the queued order p and runs its chain once more. It returns false when
-// payment was not called because its circuit (or the hop's bulkhead) rejected the call: that
-// is not an attempt, and the pass should stop.
-func (d *redriver) redrive(ctx context.Context, p pendingRecord) bool {
-	id := p.Outcome.ID
-	now := time.Now().UTC()
-	claimed, err := d.pending.Update(ctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "due", Value: bson.D{{Key: "$lte", Value: now}}}},
-		bson.D{{Key: "due", Value: now.Add(d.lease)}, {Key: "owner", Value: d.owner}})
-	if err != nil || !claimed {
-		return true // another instance has it, or the store is away: its turn will come again
+// giveBack returns msg to the queue, to be delivered again after delay.
+func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.Duration, why string, err error) {
+	if err != nil {
+		d.log.WarnContext(ctx, why+"; given back to the queue", "subject", msg.Subject(), "err", err, "retry_in", delay)
 	}
-	// The run is not cut short by a shutdown: it is bounded (the lease), and its outcome
-	// should be recorded.
+	if nerr := msg.NakWithDelay(delay); nerr != nil {
+		d.log.WarnContext(ctx, "due order not given back; JetStream redelivers it after its ack wait", "err", nerr)
+	}
+}
+
+// redriveOne runs the chain of one due order again. It acknowledges msg once the order is final and
+// recorded, or queued again with its next timer; anything else gives it back, and an instance
+// that dies here leaves it unacknowledged: JetStream delivers it again after the ack wait.
+func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
+	// The run is not cut short by a shutdown: it is bounded, and its outcome should be recorded.
 	ctx = context.WithoutCancel(ctx)
-	rec, err := d.orders.Get(ctx, id)
+	meta, err := msg.Metadata()
+	if err == nil && meta.NumDelivered > 1 {
+		d.m.redelivered.Inc()
+	}
+	retry := redriveBackoff(d.redrive, 1)
+	if meta != nil {
+		retry = redriveBackoff(d.redrive, int(meta.NumDelivered))
+	}
+	var e entry
+	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
+		d.log.ErrorContext(ctx, "unreadable due order dropped", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	log := d.log.With("id", e.ID)
+	rec, err := d.orders.Get(ctx, e.ID)
 	if err == nil {
-		err = d.resolve(ctx, rec)
+		err = d.resolveFinal(ctx, rec)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		_, _ = d.pending.Delete(ctx, id)
-		return true
+		// Its timer was set before the order's insert, which never landed: nothing to do.
+		log.InfoContext(ctx, "due order was never saved; dropped")
+		_ = msg.Ack()
+		return
 	case err != nil:
-		d.log.WarnContext(ctx, "pending order not loaded; its lease will expire", "id", id, "err", err)
-		return true
+		d.giveBack(ctx, msg, retry, "due order not loaded", err)
+		return
 	case rec.Status != StatusPending:
-		_, _ = d.pending.Delete(ctx, id) // completed or rejected meanwhile: nothing to do
-		return true
+		_ = msg.Ack() // completed or rejected meanwhile
+		return
+	}
+	if wait := d.circuitWait(); wait > 0 {
+		d.giveBack(ctx, msg, wait, "", nil)
+		return
 	}
 
-	attempt := rec.Attempts + 1
+	attempt := e.Attempts + 1
 	rid := rec.RequestID
 	if rid == "" {
-		rid = nuid.Next()
+		rid = "redrive"
 	}
-	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: id})
-	log := d.log.With("id", id, "attempt", attempt)
-	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", rec.LastError)
+	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: e.ID})
+	log = log.With("attempt", attempt)
+	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", e.LastError)
 	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())
 	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
-		// Payment was not asked: give the claim back, due now, for after the circuit's delay.
-		d.requeue(ctx, id, now)
-		return false
+		// Payment was not asked (another call took the trial, or the bulkhead is full): not an
+		// attempt. Back after the circuit's delay.
+		d.giveBack(ctx, msg, max(d.circuitWait(), d.redrive.Backoff), "", nil)
+		return
 	}
-
-	out := newOutcome(id, attempt, rec.LastError, &reply, ferr)
+	out := newOutcome(e.ID, attempt, e.LastError, &reply, ferr)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
-	next, removed, err := d.keep(ctx, out, true)
-	switch {
-	case err != nil:
-		log.WarnContext(ctx, "re-drive outcome not recorded; its lease will expire", "status", out.Status, "err", err)
-	case out.Status == StatusPending:
+	since := e.Since
+	if since.IsZero() {
+		since = rec.CreatedAt
+	}
+	next, err := d.record(ctx, out, since)
+	if err != nil {
+		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
+		return
+	}
+	_ = msg.Ack()
+	switch out.Status {
+	case StatusPending:
 		log.InfoContext(cctx, "⏳ still pending", "reason", out.Reason, "next_attempt", next)
-	case out.Status == StatusCompleted:
+	case StatusCompleted:
 		log.InfoContext(cctx, "✅ pending order completed")
-		if removed {
-			d.m.recovered.Inc()
-		}
+		d.m.recovered.Inc()
 	default:
 		log.WarnContext(cctx, "⛔ pending order rejected", "reason", out.Reason)
 	}
-	return true
+}
+
+// resolveFinal applies rec's final outcome, if it has one.
+func (b *books) resolveFinal(ctx context.Context, rec *record) error {
+	out, err := b.outcomes.Get(ctx, rec.ID)
+	switch {
+	case err == nil:
+		rec.apply(out)
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	}
+	return err
 }

@@ -1,6 +1,8 @@
 package payment
 
 import (
+	"context"
+
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/chain"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -14,7 +16,7 @@ var Service = app.Service{
 	Name:        "payment",
 	Description: "Applies payments and starts their shipment: the middle hop of breakerchain",
 	Next:        "shipment",
-	Build: func(d app.Deps) (app.Parts, error) {
+	Build: func(_ context.Context, d app.Deps) (app.Parts, error) {
 		step := &chain.Step[Payment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,

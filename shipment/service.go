@@ -1,6 +1,8 @@
 package shipment
 
 import (
+	"context"
+
 	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/chain"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -13,7 +15,7 @@ const Collection = "shipments"
 var Service = app.Service{
 	Name:        "shipment",
 	Description: "Creates shipments: the last hop of the breakerchain order → payment → shipment",
-	Build: func(d app.Deps) (app.Parts, error) {
+	Build: func(_ context.Context, d app.Deps) (app.Parts, error) {
 		step := &chain.Step[Shipment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,

@@ -36,8 +36,8 @@ type Service struct {
 	Name        string // order, payment or shipment: its subject is Name.create
 	Description string
 	Next        string // the service it calls; "" at the end of the chain
-	// Build makes the service from what Start connected.
-	Build func(Deps) (Parts, error)
+	// Build makes the service from what Start connected; ctx bounds its start.
+	Build func(context.Context, Deps) (Parts, error)
 }
 
 // Subject is the subject service name serves.
@@ -48,6 +48,7 @@ type Deps struct {
 	Config  config.Service
 	Log     *slog.Logger
 	DB      *mongo.Database
+	NATS    *nats.Conn // for a service's own use of NATS beyond its hop (order's JetStream queue)
 	Hop     *chain.Hop
 	Metrics *metrics.Service // to register the service's own metrics on
 }
@@ -117,7 +118,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		r.Metrics.TrackState(svc.Next, r.Requester.State)
 		hop.Next = r.Requester
 	}
-	parts, err := svc.Build(Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), Hop: hop, Metrics: r.Metrics})
+	parts, err := svc.Build(ctx, Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), NATS: r.nc, Hop: hop, Metrics: r.Metrics})
 	if err != nil {
 		return nil, err
 	}

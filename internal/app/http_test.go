@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // probe is a service with two routes of its own: one that panics, one that reads its body.
 var probe = app.Service{
 	Name: "probe",
-	Build: func(app.Deps) (app.Parts, error) {
+	Build: func(context.Context, app.Deps) (app.Parts, error) {
 		return app.Parts{Routes: func(r chi.Router) {
 			r.Get("/panic", func(http.ResponseWriter, *http.Request) {
 				var items []string

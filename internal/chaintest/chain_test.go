@@ -352,7 +352,7 @@ func TestDownstreamRefusalRejectsTheOrder(t *testing.T) {
 	if o.Requester.Breaker().Metrics().Failures() != 0 || p.Requester.Breaker().Metrics().Failures() != 0 {
 		t.Error("a refusal counted as a circuit failure")
 	}
-	if n := w.count(order.PendingCollection, nil); n != 0 {
+	if n := w.queued(); n != 0 {
 		t.Errorf("%d orders queued for a re-drive, want none: a rejected order is final", n)
 	}
 }
@@ -393,39 +393,6 @@ func TestPaymentOfAnotherOrderIsRefused(t *testing.T) {
 	}
 	if p.Requester.Breaker().Metrics().Failures() != 0 {
 		t.Error("a refusal counted as a circuit failure")
-	}
-}
-
-// An order saved by a process that died before its chain answered stays "in progress"; a replay
-// of it after the chain's longest possible time resumes it instead of answering the stale record.
-func TestReplayResumesAStalledOrder(t *testing.T) {
-	w := newWorld(t)
-	o, _, _ := w.chain(nil)
-	body := seedOrder("stalled")
-	decoded, err := order.Decode([]byte(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	long := time.Now().Add(-time.Hour).UTC()
-	_, err = w.client.Database(w.db).Collection(order.Collection).InsertOne(context.Background(), bson.D{
-		{Key: "_id", Value: "stalled"}, {Key: "fingerprint", Value: wire.Fingerprint(decoded)}, {Key: "origin", Value: "stalled"},
-		{Key: "items", Value: bson.A{}}, {Key: "status", Value: order.StatusPending},
-		{Key: "reason", Value: order.ReasonInProgress}, {Key: "created_at", Value: long}, {Key: "updated_at", Value: long},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := post(t, o, body)
-	if res.code != http.StatusCreated || res.view(t).Status != order.StatusCompleted {
-		t.Fatalf("replay of a stalled order: %d %s, want 201 completed", res.code, res.body)
-	}
-	if got := w.counts(); got != [3]int64{1, 1, 1} {
-		t.Errorf("orders, payments, shipments = %v, want 1 each", got)
-	}
-	// A fresh in-progress record is not stalled: its replay answers from the store.
-	again := post(t, o, body)
-	if again.code != http.StatusOK {
-		t.Errorf("replay of the completed order: %d, want 200", again.code)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -72,12 +74,12 @@ type orderState struct {
 	Reason string
 }
 
-// orderStates reads every order and what became of it: a final outcome wins over a pending one,
-// which wins over the order as it was saved.
+// orderStates reads every order and what became of it: its final outcome, else its pending one
+// from its entry in the queue (JetStream), else the order as it was saved.
 func (w *world) orderStates() map[string]orderState {
 	w.t.Helper()
 	out := map[string]orderState{}
-	for _, coll := range []string{order.Collection, order.PendingCollection, order.OutcomesCollection} {
+	for _, coll := range []string{order.Collection, order.OutcomesCollection} {
 		cur, err := w.client.Database(w.db).Collection(coll).Find(context.Background(), bson.D{})
 		if err != nil {
 			w.t.Fatal(err)
@@ -93,7 +95,55 @@ func (w *world) orderStates() map[string]orderState {
 			out[d.ID] = d
 		}
 	}
+	stream := w.stream()
+	for id, st := range out {
+		if st.Status != order.StatusPending {
+			continue
+		}
+		for _, subject := range []string{order.TimerSubject(id), order.DueSubject(id)} {
+			m, err := stream.GetLastMsgForSubject(context.Background(), subject)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			var e struct{ Reason string }
+			if err := json.Unmarshal(m.Data, &e); err != nil {
+				w.t.Fatal(err)
+			}
+			if e.Reason != "" {
+				st.Reason = e.Reason
+			}
+			out[id] = st
+			break
+		}
+	}
 	return out
+}
+
+// stream is order's queue stream, as the test's own client sees it.
+func (w *world) stream() jetstream.Stream {
+	w.t.Helper()
+	js, err := jetstream.New(w.conn())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), order.StreamName)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return s
+}
+
+// queued counts the orders in the queue that are not final yet: timers and due orders.
+func (w *world) queued() uint64 {
+	w.t.Helper()
+	info, err := w.stream().Info(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return info.State.Msgs
 }
 
 func (w *world) conn() *nats.Conn {

@@ -110,8 +110,6 @@ func TestMetricsShowAnOpenCircuit(t *testing.T) {
 // return, with no restart.
 func TestReadinessFollowsNATSAndStore(t *testing.T) {
 	ns := testkit.NATS(t)
-	u, _ := url.Parse(ns.URL())
-	port, _ := strconv.Atoi(u.Port())
 	dir := t.TempDir()
 	st, err := embedded.StartStore("127.0.0.1:0", dir, nil)
 	if err != nil {
@@ -134,7 +132,7 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 	if _, body := ready(); !strings.Contains(body, `"store":"ok"`) || strings.Contains(body, `"nats":"ok"`) {
 		t.Errorf("readyz %s, want nats named as the problem", body)
 	}
-	testkit.RestartNATS(t, port)
+	testkit.RestartNATS(t, ns)
 	waitReady("ready once NATS is back", http.StatusOK)
 
 	st.Stop()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -248,21 +249,20 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 }
 
-// Payment down → 100 orders pending → payment back → all 100 completed exactly once, by two
-// order instances re-driving the shared queue. Each re-drive goes through the instance's own
-// circuit: while payment is down it waits out the open delay and probes; once payment is back
-// the first good trial closes the circuit and the queue drains.
+// Payment down → 1,000 orders pending → payment back → all 1,000 completed exactly once, by two
+// order instances taking from the shared queue (JetStream). Each re-drive goes through the
+// instance's own circuit: while payment is down it waits out the open delay and probes; once
+// payment is back the first good trial closes the circuit and the queue drains.
 func TestPendingOrdersCompleteThemselves(t *testing.T) {
-	orders := 100
+	orders := 1000
 	if raceDetector {
-		// The race detector slows the embedded store several-fold (100 orders took 45s, most
-		// of it SQLite writers waiting on each other): the race build drains 25 through the same
-		// code, and the plain build, the second half of the test command, all 100.
+		// The race detector slows the embedded store several-fold: the race build drains 25
+		// through the same code, and the plain build, the second half of the test command, all.
 		orders = 25
 	}
 	w := newWorld(t)
 	w.start(shipment.Service, nil)
-	env := testkit.Env{"REDRIVE_RATE": "500", "REDRIVE_INTERVAL": "50ms", "REDRIVE_BACKOFF": "100ms",
+	env := testkit.Env{"REDRIVE_RATE": "1000", "REDRIVE_BACKOFF": "100ms",
 		"RETRY_MAX": "1", "RETRY_BACKOFF": "10ms", "BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "200ms", "LOG_LEVEL": "warn"}
 	replicas := []*testkit.Service{w.start(order.Service, env), w.start(order.Service, env)}
 
@@ -290,7 +290,7 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 			t.Fatalf("an order answered %d with payment down, want 202", c)
 		}
 	}
-	if n := w.count(order.PendingCollection, nil); n != int64(orders) {
+	if n := w.queued(); n != uint64(orders) {
 		t.Fatalf("%d orders queued, want %d", n, orders)
 	}
 
@@ -318,8 +318,8 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 	retriedBefore := metric(replicas[0], retriesSeries) + metric(replicas[1], retriesSeries)
 	start := time.Now()
 	w.start(payment.Service, testkit.Env{"LOG_LEVEL": "warn"})
-	pollEvery(t, 60*time.Second, 100*time.Millisecond, "the queue to drain", func() bool {
-		return w.count(order.PendingCollection, nil) == 0
+	pollEvery(t, 120*time.Second, 100*time.Millisecond, "the queue to drain", func() bool {
+		return w.queued() == 0
 	})
 	drained := time.Since(start)
 
@@ -365,36 +365,107 @@ func pollEvery(t *testing.T, d, every time.Duration, what string, cond func() bo
 	}
 }
 
-// A claim is a lease: an order claimed by an instance that then died is left alone until the
-// lease runs out, then any instance re-drives it.
-func TestACrashedClaimersLeaseExpires(t *testing.T) {
+// A re-driver that dies mid-run leaves its due order unacknowledged: nobody takes it within the
+// ack wait (REDRIVE_AFTER), then JetStream delivers it again, to another instance, which
+// completes it, once, and counts the redelivery.
+func TestADeadRedriversOrderIsRedelivered(t *testing.T) {
 	w := newWorld(t)
 	w.start(shipment.Service, nil)
-	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_INTERVAL": "50ms", "REDRIVE_BACKOFF": "1h"})
-	if res := post(t, o, seedOrder("leased")); res.code != http.StatusAccepted {
+	env := testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "REDRIVE_AFTER": "3s"}
+	first := w.start(order.Service, env)
+	if res := post(t, first, seedOrder("orphan")); res.code != http.StatusAccepted {
 		t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
 	}
-	// As a claimer leaves it: the lease runs two more seconds, the claimer is gone.
-	lease := time.Now().Add(2 * time.Second).UTC()
-	if _, err := w.client.Database(w.db).Collection(order.PendingCollection).UpdateOne(t.Context(),
-		bson.D{{Key: "_id", Value: "leased"}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "due", Value: lease}, {Key: "owner", Value: "crashed"}}}}); err != nil {
+	first.Stop()
+
+	// The test is the instance that dies: it takes the due order and never answers.
+	cons, err := w.stream().Consumer(t.Context(), order.ConsumerName)
+	if err != nil {
 		t.Fatal(err)
 	}
-	w.start(payment.Service, nil)
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for m := range batch.Messages() {
+		if m.Subject() != order.DueSubject("orphan") {
+			t.Fatalf("took %s, want the orphan's due order", m.Subject())
+		}
+		taken++
+	}
+	if taken != 1 {
+		t.Fatalf("took %d due orders (%v), want the orphan's", taken, batch.Error())
+	}
+	tookAt := time.Now()
 
-	time.Sleep(500 * time.Millisecond) // ten passes of the re-driver; time passing is the point
+	w.start(payment.Service, nil)
+	second := w.start(order.Service, env)
 	var d order.Detail
-	if r := do(t, http.MethodGet, o.URL()+"/orders/leased", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusPending || d.Attempts != 1 {
-		t.Fatalf("within the lease: %s, want still pending after its one attempt", r.body)
+	time.Sleep(time.Second) // within the ack wait; time passing is the point
+	if r := do(t, http.MethodGet, second.URL()+"/orders/orphan", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusPending {
+		t.Fatalf("within the ack wait: %s, want still pending", r.body)
 	}
-	pollEvery(t, 20*time.Second, 50*time.Millisecond, "the order to complete once the lease ran out", func() bool {
-		return w.count(order.PendingCollection, nil) == 0
+	testkit.Eventually(t, 20*time.Second, "the orphan to complete", func() bool {
+		r := do(t, http.MethodGet, second.URL()+"/orders/orphan", "")
+		return jsonUnmarshal(r.body, &d) == nil && d.Status == order.StatusCompleted
 	})
-	if r := do(t, http.MethodGet, o.URL()+"/orders/leased", ""); jsonUnmarshal(r.body, &d) != nil || d.Status != order.StatusCompleted || d.Attempts != 2 {
-		t.Fatalf("after the lease: %s, want completed on the second attempt", r.body)
+	if took := time.Since(tookAt); took < 3*time.Second {
+		t.Errorf("re-driven %s after the dead instance took it, before its ack wait of 3s", took)
 	}
-	if time.Now().Before(lease) {
-		t.Errorf("re-driven before its lease ran out")
+	if got := w.counts(); got != [3]int64{1, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want one each", got)
 	}
+	if n := scrape(t, second.URL())[`breakerchain_redeliveries_total{service="order"}`]; n != 1 {
+		t.Errorf("%v redeliveries counted, want 1", n)
+	}
+}
+
+// While payment is down and order's circuit open, the queue is paced by the circuit: over 10
+// seconds, with 50 orders due again and again, payment.create sees no more requests than the
+// trials the open delay allows, one per delay.
+func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
+	w := newWorld(t)
+	delay := 2 * time.Second
+	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "1000", "REDRIVE_BACKOFF": "1ms",
+		"BREAKER_TIMEOUT": "100ms", "BREAKER_MIN_CALLS": "1", "BREAKER_DELAY": delay.String(), "LOG_LEVEL": "warn"})
+	// Payment is down but its subject watched: every request sent is seen, and times out.
+	nc := w.conn()
+	seen, err := nc.SubscribeSync(app_subject("payment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if res := post(t, o, seedOrder("paced"+strconv.Itoa(i))); res.code != http.StatusAccepted {
+			t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
+		}
+	}
+	if o.Requester.State() != "open" {
+		t.Fatalf("circuit %s after 50 failures, want open", o.Requester.State())
+	}
+	const rejected = `breakerchain_circuit_calls_total{outcome="rejected",service="order",target="payment"}`
+	r0 := scrape(t, o.URL())[rejected]
+	n0, _, _ := seen.Pending()
+	const window = 10 * time.Second
+	time.Sleep(window) // time passing is the point
+	n1, _, _ := seen.Pending()
+	trials := n1 - n0
+	// Nothing is even offered to the open circuit: due orders wait for its delay to end.
+	if r := scrape(t, o.URL())[rejected] - r0; r != 0 {
+		t.Errorf("the open circuit rejected %v re-drives, want none: the queue waits out the delay", r)
+	}
+	// One trial per delay, and one more for a delay that ended as the window began.
+	if most := int(window/delay) + 1; trials > most {
+		t.Errorf("%d requests on payment.create in %s with the circuit open, want at most %d: one trial per %s", trials, window, most, delay)
+	}
+	if trials == 0 {
+		t.Errorf("no trial in %s: the queue must still probe payment once per open delay", window)
+	}
+	if q := w.queued(); q != 50 {
+		t.Errorf("%d orders queued, want all 50 still pending", q)
+	}
+	t.Logf("%d trials on payment.create in %s with a %s open delay", trials, window, delay)
 }

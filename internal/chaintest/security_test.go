@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
@@ -157,6 +158,22 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	res := post(t, o, seedOrder("least-privilege"))
 	if res.code != http.StatusCreated || hops(res.view(t)) != "order:ok payment:ok shipment:ok" {
 		t.Fatalf("POST /create: %d %s, want 201 with three ok hops", res.code, res.body)
+	}
+
+	// The observer reads order's queue as `nats stream info` and `nats consumer info` do.
+	js, err := jetstream.New(obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), order.StreamName)
+	if err != nil {
+		t.Fatalf("observer: stream info: %v", err)
+	}
+	if info := stream.CachedInfo(); info.Config.Name != order.StreamName || info.Config.Replicas != 1 {
+		t.Errorf("stream info %+v", info.Config)
+	}
+	if _, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject("least-privilege")); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("observer: the completed order's timer: %v, want none (read allowed, nothing there)", err)
 	}
 
 	// Each caller published its circuit's events on its own breaker subject.
@@ -379,6 +396,15 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "observer", op: "publish", subject: "payment.create", marker: "$SRV.PING.marker", why: "place a payment"},
 		{user: "observer", op: "publish", subject: "shipment.create", marker: "$SRV.PING.marker", why: "ship goods"},
 		{user: "observer", op: "publish", subject: "chaos.shipment", marker: "$SRV.PING.marker", why: "change faults: it only watches"},
+		{user: "observer", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", marker: "$SRV.PING.marker", why: "delete order's queue: it only reads JetStream"},
+		{user: "observer", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "$SRV.PING.marker", why: "empty order's queue: it only reads JetStream"},
+		{user: "observer", op: "publish", subject: "$JS.API.CONSUMER.MSG.NEXT.ORDERS.redriver", marker: "$SRV.PING.marker", why: "take order's due orders"},
+		{user: "observer", op: "publish", subject: "orders.timer.forged", marker: "$SRV.PING.marker", why: "queue an order"},
+		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", marker: "breaker.order.marker", why: "delete its own queue"},
+		{user: "order", op: "publish", subject: "$JS.API.STREAM.CREATE.OTHER", marker: "breaker.order.marker", why: "create any stream"},
+		{user: "payment", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.payment.marker", why: "empty order's queue"},
+		{user: "payment", op: "publish", subject: "orders.due.forged", marker: "breaker.payment.marker", why: "make an order due"},
+		{user: "chaos", op: "publish", subject: "$JS.API.STREAM.INFO.ORDERS", marker: "chaos.marker", why: "use JetStream"},
 		{user: "observer", op: "subscribe", subject: "payment.create", queue: "payment", why: "take a share of payment's requests and never answer them"},
 		{user: "observer", op: "subscribe", subject: "shipment.create", queue: "shipment", why: "take a share of shipment's requests and never answer them"},
 		{user: "observer", op: "subscribe", subject: "inventory.create", queue: "inventory", why: "join the queue group of a service added later"},

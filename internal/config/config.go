@@ -329,6 +329,9 @@ type Service struct {
 	CORSOrigins   []string // origins a browser may call from; none: same origin only
 	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
 	Redrive       Redrive
+	// JetStreamReplicas is how many copies of order's queue stream JetStream keeps
+	// (JETSTREAM_REPLICAS): 1 on a single server, 3 on a three-node cluster.
+	JetStreamReplicas int
 }
 
 // NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
@@ -341,9 +344,11 @@ type NATSAuth struct {
 
 // Redrive is how order re-drives its pending orders in the background (order only).
 type Redrive struct {
-	Rate     int           // REDRIVE_RATE: orders re-driven per second by each order instance; 0 = off
-	Interval time.Duration // REDRIVE_INTERVAL: how often it looks for orders that are due
-	Backoff  time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
+	Rate    int           // REDRIVE_RATE: orders re-driven per second by each order instance; 0 = off
+	Backoff time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
+	// After (REDRIVE_AFTER) is when a new order is re-driven if its own request never records
+	// an outcome (its process died); 0 = derived from the breaker settings (see order).
+	After time.Duration
 }
 
 // MaxRedriveBackoff caps the wait between re-drives of one order (or is REDRIVE_BACKOFF when larger).
@@ -357,9 +362,9 @@ const (
 	DefaultMongoDB       = "breakerchain"
 )
 
-// DefaultRedrive: ten orders a second per order instance, looked for every second, the first
-// re-drive a second after the order was saved pending.
-var DefaultRedrive = Redrive{Rate: 10, Interval: time.Second, Backoff: time.Second}
+// DefaultRedrive: ten orders a second per order instance, the first re-drive a second after the
+// order was saved pending.
+var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second}
 
 // Load reads the configuration of the service name; host and port are its defaults for HOST and
 // PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
@@ -394,10 +399,11 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		CORSOrigins:   s.Origins("CORS_ORIGINS"),
 		Chaos:         s.Bool("CHAOS", false),
 		Redrive: Redrive{
-			Rate:     s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
-			Interval: s.Duration("REDRIVE_INTERVAL", DefaultRedrive.Interval, 10*time.Millisecond, time.Hour),
-			Backoff:  s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
+			Rate:    s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
+			Backoff: s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
+			After:   s.Duration("REDRIVE_AFTER", 0, 0, time.Hour),
 		},
+		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
 	}
 	return c, s.Err()
 }
@@ -543,7 +549,8 @@ func (c Service) LogValue() slog.Value {
 	}
 	if c.Name == "order" {
 		attrs = append(attrs, slog.String("redrive",
-			fmt.Sprintf("rate=%d/s interval=%s backoff=%s", c.Redrive.Rate, c.Redrive.Interval, c.Redrive.Backoff)))
+			fmt.Sprintf("rate=%d/s backoff=%s after=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After)),
+			slog.Int("jetstream_replicas", c.JetStreamReplicas))
 	}
 	return slog.GroupValue(attrs...)
 }

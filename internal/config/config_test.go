@@ -213,7 +213,7 @@ func TestResilienceDefaults(t *testing.T) {
 	if o.Chaos || !s.Chaos {
 		t.Errorf("chaos %v/%v, want off for order, on for shipment", o.Chaos, s.Chaos)
 	}
-	if o.Redrive != (Redrive{Rate: 50, Interval: time.Second, Backoff: time.Second}) {
-		t.Errorf("redrive %+v, want rate 50 with the default interval and backoff", o.Redrive)
+	if o.Redrive != (Redrive{Rate: 50, Backoff: time.Second}) {
+		t.Errorf("redrive %+v, want rate 50 with the default backoff", o.Redrive)
 	}
 }

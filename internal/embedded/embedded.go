@@ -22,16 +22,21 @@ import (
 // NATS is a running embedded nats-server.
 type NATS struct {
 	*server.Server
+	opts server.Options
 }
 
 // StartNATS starts a nats-server on host:port (port -1 picks a free one) and waits until it
-// accepts connections. opts may be nil; host and port override what it says.
+// accepts connections. opts may be nil; host and port override what it says. With JetStream on,
+// opts must say where its files go (StoreDir).
 func StartNATS(host string, port int, opts *server.Options) (*NATS, error) {
 	if opts == nil {
 		opts = &server.Options{}
 	}
 	o := *opts
 	o.Host, o.Port = host, port
+	if o.JetStream && o.StoreDir == "" {
+		return nil, errors.New("embedded nats: JetStream needs a directory for its files")
+	}
 	o.NoSigs = true
 	if o.MaxPayload == 0 {
 		o.MaxPayload = 1 << 20
@@ -53,8 +58,12 @@ func StartNATS(host string, port int, opts *server.Options) (*NATS, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded nats: not ready on %s", net.JoinHostPort(host, strconv.Itoa(port)))
 	}
-	return &NATS{ns}, nil
+	return &NATS{Server: ns, opts: o}, nil
 }
+
+// Options are the options the server was started with, its port included: start another with
+// them to restart it in place, with the same JetStream files.
+func (n *NATS) Options() server.Options { return n.opts }
 
 // LoadNATSConfig reads a nats-server configuration file, as `nats-server --config` does, for an
 // embedded server: its $VARIABLES are taken from the environment, and one that is not set is an

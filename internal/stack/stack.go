@@ -16,9 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -41,13 +43,14 @@ const (
 type Stack struct {
 	NATSURL  string
 	MongoURL string
-	DataDir  string           // "" when the store is not embedded
+	DataDir  string           // where the embedded servers keep their files; "" when none is embedded
 	Services []*app.Running   // in the order of the services given to Start
 	Configs  []config.Service // likewise
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
 	store      *embedded.Store
+	unlock     func() // gives up DATA_DIR; nil when nothing embedded uses it
 }
 
 // Start starts the stack. services are given upstream first (order, payment, shipment); each
@@ -81,6 +84,13 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 			s.Stop(context.Background())
 		}
 	}()
+	if s.NATSURL == "" || s.MongoURL == "" {
+		// The embedded servers keep their files there: one process at a time.
+		if s.unlock, err = embedded.Lock(dataDir); err != nil {
+			return nil, fmt.Errorf("DATA_DIR: %w", err)
+		}
+		s.DataDir = dataDir
+	}
 	if s.NATSURL == "" {
 		port := natsPort
 		if port == 0 {
@@ -91,6 +101,12 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 			opts = &server.Options{}
 		}
 		opts.NoLog, opts.Debug = !debug, debug
+		// JetStream holds order's queue, in DATA_DIR/jetstream (nats-server adds the last part).
+		// Synced every second: a crash loses nothing, a power loss at most that last second.
+		opts.JetStream, opts.StoreDir = true, dataDir
+		if opts.SyncInterval == 0 {
+			opts.SyncInterval = time.Second
+		}
 		if s.nats, err = embedded.StartNATS(Host, port, opts); err != nil {
 			return nil, err
 		}
@@ -110,7 +126,7 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 		if s.store, err = embedded.StartStore(addr, dataDir, storeLog); err != nil {
 			return nil, err
 		}
-		s.MongoURL, s.DataDir = s.store.URI(), dataDir
+		s.MongoURL = s.store.URI()
 	}
 	// Downstream first, so each service finds the next one already serving.
 	s.Services = make([]*app.Running, len(services))
@@ -213,6 +229,9 @@ func (s *Stack) Stop(ctx context.Context) error {
 	if s.nats != nil {
 		s.nats.Stop()
 	}
+	if s.unlock != nil {
+		s.unlock()
+	}
 	return errors.Join(errs...)
 }
 
@@ -244,7 +263,7 @@ func (s *Stack) Banner() string {
 	}
 	natsNote, storeNote := "(external)", "(external)"
 	if s.nats != nil {
-		natsNote = "(embedded) watch it: " + watcher + " sub 'breaker.>'"
+		natsNote = "(embedded, JetStream in " + filepath.Join(s.DataDir, "jetstream") + ") watch it: " + watcher + " sub 'breaker.>'"
 		if slices.ContainsFunc(s.Configs, func(c config.Service) bool { return c.Chaos }) {
 			natsNote += " · " + watcher + " sub 'chaos.>'"
 		}

@@ -18,11 +18,17 @@ import (
 type Proxy struct {
 	ln       net.Listener
 	target   string
-	armed    atomic.Bool
+	drops    atomic.Int32 // insert replies still to be dropped
 	dropped  atomic.Int64
 	failures atomic.Int32 // inserts still to be answered with failure
-	failure  atomic.Pointer[[]byte]
+	failure  atomic.Pointer[failure]
 	answered atomic.Int64
+}
+
+// failure is how to answer which inserts.
+type failure struct {
+	collection string // "" for any
+	reply      []byte
 }
 
 // StartProxy listens on a free loopback port and forwards to target (host:port).
@@ -42,20 +48,23 @@ func StartProxy(t testing.TB, target string) *Proxy {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // DropNextInsertReply arms the proxy for one insert.
-func (p *Proxy) DropNextInsertReply() { p.armed.Store(true) }
+func (p *Proxy) DropNextInsertReply() { p.DropNextInsertReplies(1) }
+
+// DropNextInsertReplies arms the proxy for the next n inserts.
+func (p *Proxy) DropNextInsertReplies(n int) { p.drops.Store(int32(n)) }
 
 // Dropped counts the replies dropped.
 func (p *Proxy) Dropped() int64 { return p.dropped.Load() }
 
-// FailNextInserts has the proxy answer the next n insert commands with reply (a server error
-// document such as {ok: 0, code: 10107, codeName: "NotWritablePrimary"}) instead of passing them
-// on.
-func (p *Proxy) FailNextInserts(n int, reply bson.D) error {
+// FailNextInserts has the proxy answer the next n insert commands into collection ("" for any)
+// with reply (a server error document such as {ok: 0, code: 10107, codeName:
+// "NotWritablePrimary"}) instead of passing them on.
+func (p *Proxy) FailNextInserts(collection string, n int, reply bson.D) error {
 	doc, err := bson.Marshal(reply)
 	if err != nil {
 		return err
 	}
-	p.failure.Store(&doc)
+	p.failure.Store(&failure{collection: collection, reply: doc})
 	p.failures.Store(int32(n))
 	return nil
 }
@@ -63,15 +72,24 @@ func (p *Proxy) FailNextInserts(n int, reply bson.D) error {
 // Answered counts the inserts the proxy answered itself.
 func (p *Proxy) Answered() int64 { return p.answered.Load() }
 
-// takeFailure reports whether this insert is one to answer with the failure.
-func (p *Proxy) takeFailure() bool {
+// takeFailure returns the reply to answer an insert into collection with, if it is one to fail.
+func (p *Proxy) takeFailure(collection string) []byte {
+	f := p.failure.Load()
+	if f == nil || (f.collection != "" && f.collection != collection) || !take(&p.failures) {
+		return nil
+	}
+	p.answered.Add(1)
+	return f.reply
+}
+
+// take counts n down by one and reports whether it was above zero.
+func take(n *atomic.Int32) bool {
 	for {
-		n := p.failures.Load()
-		if n <= 0 {
+		v := n.Load()
+		if v <= 0 {
 			return false
 		}
-		if p.failures.CompareAndSwap(n, n-1) {
-			p.answered.Add(1)
+		if n.CompareAndSwap(v, v-1) {
 			return true
 		}
 	}
@@ -116,21 +134,24 @@ func (p *Proxy) accept() {
 		)
 		cut := func() { _ = c.Close(); _ = s.Close() }
 		client := &lockedWriter{Conn: c}
-		go relay(c, s, func(id, _ int32, cmd string) verdict { // client → store
-			if cmd == "insert" && p.takeFailure() {
-				if _, err := client.Write(opMsgReply(id, *p.failure.Load())); err != nil {
+		go relay(c, s, func(id, _ int32, cmd, coll string) verdict { // client → store
+			if cmd != "insert" {
+				return forward
+			}
+			if reply := p.takeFailure(coll); reply != nil {
+				if _, err := client.Write(opMsgReply(id, reply)); err != nil {
 					return stop
 				}
 				return skip
 			}
-			if cmd == "insert" && p.armed.CompareAndSwap(true, false) {
+			if take(&p.drops) {
 				mu.Lock()
 				doomed[id] = true
 				mu.Unlock()
 			}
 			return forward
 		}, cut)
-		go relay(s, client, func(_, responseTo int32, _ string) verdict { // store → client
+		go relay(s, client, func(_, responseTo int32, _, _ string) verdict { // store → client
 			mu.Lock()
 			drop := doomed[responseTo]
 			mu.Unlock()
@@ -154,7 +175,7 @@ const (
 )
 
 // relay copies wire messages from src to dst as pass says.
-func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd string) verdict, cut func()) {
+func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd, coll string) verdict, cut func()) {
 	defer cut()
 	header := make([]byte, 16)
 	for {
@@ -172,7 +193,8 @@ func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd stri
 		}
 		id := int32(binary.LittleEndian.Uint32(msg[4:]))
 		responseTo := int32(binary.LittleEndian.Uint32(msg[8:]))
-		switch pass(id, responseTo, command(msg)) {
+		cmd, coll := command(msg)
+		switch pass(id, responseTo, cmd, coll) {
 		case stop:
 			return
 		case skip:
@@ -184,18 +206,22 @@ func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd stri
 	}
 }
 
-// command is the name of an OP_MSG's command: the first key of its body section.
-func command(msg []byte) string {
+// command is the name of an OP_MSG's command, the first key of its body section, and that key's
+// value when it is a string (the collection of an insert).
+func command(msg []byte) (name, collection string) {
 	const opMsg = 2013
-	// header(16) flags(4) kind(1) then the BSON body: length(4) type(1) name\0
+	// header(16) flags(4) kind(1) then the BSON body
 	if len(msg) < 27 || binary.LittleEndian.Uint32(msg[12:]) != opMsg || msg[20] != 0 {
-		return ""
+		return "", ""
 	}
-	name := msg[26:]
-	for i, b := range name {
-		if b == 0 {
-			return string(name[:i])
-		}
+	size := int(binary.LittleEndian.Uint32(msg[21:]))
+	if size < 5 || 21+size > len(msg) {
+		return "", ""
 	}
-	return ""
+	first, err := bson.Raw(msg[21 : 21+size]).IndexErr(0)
+	if err != nil {
+		return "", ""
+	}
+	coll, _ := first.Value().StringValueOK()
+	return first.Key(), coll
 }

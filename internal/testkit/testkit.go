@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.uber.org/goleak"
@@ -93,10 +94,10 @@ func Client(t testing.TB, uri string) *mongo.Client {
 	return c
 }
 
-// NATS starts a nats-server on a random port for this test.
+// NATS starts a nats-server with JetStream on a random port for this test.
 func NATS(t testing.TB) *embedded.NATS {
 	t.Helper()
-	ns, err := embedded.StartNATS("127.0.0.1", -1, nil)
+	ns, err := embedded.StartNATS("127.0.0.1", -1, &server.Options{JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +118,7 @@ func NATSWithConfig(t testing.TB, path string) *embedded.NATS {
 		t.Fatalf("%s: %v", path, err)
 	}
 	opts.NoLog = true
+	opts.StoreDir = t.TempDir()
 	ns, err := embedded.StartNATS("127.0.0.1", -1, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +146,16 @@ func Root(t testing.TB) string {
 	}
 }
 
-// RestartNATS starts a nats-server again on port, the port of one the test stopped. The port was
-// free a moment ago; something else may hold it for a moment, so it retries for a while.
-func RestartNATS(t testing.TB, port int) *embedded.NATS {
+// RestartNATS starts the nats-server old again, the one the test stopped: on its port, with its
+// JetStream files. The port was free a moment ago; something else may hold it for a moment, so
+// it retries for a while.
+func RestartNATS(t testing.TB, old *embedded.NATS) *embedded.NATS {
 	t.Helper()
 	var ns *embedded.NATS
+	opts := old.Options()
 	Eventually(t, 10*time.Second, "NATS to restart on its port", func() bool {
 		var err error
-		ns, err = embedded.StartNATS("127.0.0.1", port, nil)
+		ns, err = embedded.StartNATS("127.0.0.1", opts.Port, &opts)
 		return err == nil
 	})
 	t.Cleanup(ns.Stop)

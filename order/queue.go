@@ -1,0 +1,211 @@
+package order
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// The queue of orders not final yet, in JetStream (see the package doc for why and how).
+const (
+	// StreamName is the stream holding, for every order that may be saved and is not final yet,
+	// one entry: its timer or, once the timer fired, its due message.
+	StreamName = "ORDERS"
+	// ConsumerName is the durable pull consumer every order instance takes due orders from.
+	ConsumerName = "redriver"
+	// TimerSubjects are the timers: message schedules (@at) whose target is the due subject.
+	TimerSubjects = "orders.timer.>"
+	// DueSubjects are the orders whose timer fired: what the re-driver takes.
+	DueSubjects = "orders.due.>"
+)
+
+// dueIn is the time d from now as a timer can say it: schedules are to the second, so rounded
+// up, never early.
+func dueIn(d time.Duration) time.Time {
+	t := time.Now().UTC().Add(d)
+	if r := t.Truncate(time.Second); r.Before(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
+// subjectKey is an order id as a subject token: ids may hold '.', which separates tokens, and
+// never '~', so the mapping cannot make two ids one.
+func subjectKey(id string) string { return strings.ReplaceAll(id, ".", "~") }
+
+// TimerSubject is where order id's timer is, while it has one.
+func TimerSubject(id string) string { return "orders.timer." + subjectKey(id) }
+
+// DueSubject is where order id waits for the re-driver once its timer fired.
+func DueSubject(id string) string { return "orders.due." + subjectKey(id) }
+
+// entry is what a timer carries to the re-driver, and what GET /orders/{id} shows of an order
+// that is not final: its pending outcome so far and when it is due.
+type entry struct {
+	ID        string           `json:"id"`
+	Attempts  int              `json:"attempts"`             // runs of the chain that answered
+	Reason    string           `json:"reason,omitempty"`     // why the last run did not complete
+	Reply     *messaging.Reply `json:"reply,omitempty"`      // what the last run answered
+	LastError string           `json:"last_error,omitempty"` // = Reason, kept when a run completes
+	Since     time.Time        `json:"since"`                // when the order was first queued
+	Due       time.Time        `json:"due"`                  // when its timer fires
+}
+
+// ErrQueueUnavailable is JetStream not answering: an order that cannot be queued is not taken.
+var ErrQueueUnavailable = errors.New("order queue unavailable")
+
+// QueueTimeout bounds each queue operation. It outlasts a JetStream leader election on a
+// cluster (a few seconds), during which a publish is retried.
+const QueueTimeout = 5 * time.Second
+
+// queue is the ORDERS stream as order uses it.
+type queue struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// streamConfig is the ORDERS stream: a work queue (a due message leaves once acknowledged) that
+// may hold message schedules, on file, replicated replicas times.
+func streamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              StreamName,
+		Description:       "breakerchain: orders not final yet, one timer or due re-drive each",
+		Subjects:          []string{TimerSubjects, DueSubjects},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowMsgSchedules: true,
+		AllowRollup:       true, // a schedule replaces the last one on its subject
+		AllowDirect:       true, // GET /orders/{id} reads an order's entry by subject
+	}
+}
+
+// openQueue creates or updates the stream (every instance does; the config is the same).
+func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*QueueTimeout)
+	defer cancel()
+	var stream jetstream.Stream
+	for {
+		// Retried while a cluster forms or elects: JetStream is not there for a moment at start.
+		stream, err = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
+		if err == nil || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js?): %w", StreamName, err)
+	}
+	return &queue{nc: nc, js: js, stream: stream}, nil
+}
+
+// opContext bounds a queue operation, and fails it at once while NATS is disconnected (nats.go
+// would buffer it and wait out the timeout).
+func (q *queue) opContext(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if !q.nc.IsConnected() {
+		return nil, nil, fmt.Errorf("%w: %w", ErrQueueUnavailable, nats.ErrConnectionReconnecting)
+	}
+	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
+	return ctx, cancel, nil
+}
+
+// schedule sets e's timer to fire at e.Due, replacing any earlier one of the order. With
+// onlyIfNone it sets none when the order already has a timer and reports false.
+func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (bool, error) {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	data, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithScheduleAt(e.Due), jetstream.WithScheduleTarget(DueSubject(e.ID)),
+		jetstream.WithExpectStream(StreamName),
+		jetstream.WithRetryAttempts(int(QueueTimeout / (250 * time.Millisecond))), jetstream.WithRetryWait(250 * time.Millisecond),
+	}
+	if onlyIfNone {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	}
+	_, err = q.js.Publish(ctx, TimerSubject(e.ID), data, opts...)
+	var apiErr *jetstream.APIError
+	if onlyIfNone && errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return false, nil // the order has a timer already: it stays
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
+	}
+	return true, nil
+}
+
+// cancelTimer removes the order's timer: its outcome is final and recorded. Best effort: a timer
+// left behind fires, finds the outcome final, and is dropped.
+func (q *queue) cancelTimer(ctx context.Context, id string) error {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return q.stream.Purge(ctx, jetstream.WithPurgeSubject(TimerSubject(id)))
+}
+
+// pending returns the order's entry (its timer, or its due message once the timer fired) and
+// whether it has one.
+func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return entry{}, false, err
+	}
+	defer cancel()
+	for _, subject := range []string{TimerSubject(id), DueSubject(id)} {
+		m, err := q.stream.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return entry{}, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
+		}
+		var e entry
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			return entry{}, false, fmt.Errorf("order %s: unreadable queue entry: %w", id, err)
+		}
+		return e, true, nil
+	}
+	return entry{}, false, nil
+}
+
+// state is the queue's size and the wait of its oldest entry, for /metrics.
+func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration, err error) {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cancel()
+	info, err := q.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
+		oldest = time.Since(info.State.FirstTime)
+	}
+	return info.State.Msgs, oldest, nil
+}
