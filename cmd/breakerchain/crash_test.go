@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// startOrder runs `breakerchain order` as a process of its own against natsURL and the store,
+// and waits until it is ready; the process is killed when the test ends.
+func startOrder(t *testing.T, natsURL, mongoURL, db string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS=order", "HOST=127.0.0.1", "PORT="+port,
+		"NATS_URL="+natsURL, "MONGO_URL="+mongoURL, "MONGO_DB="+db, "LOG_LEVEL=warn",
+		"BREAKER_TIMEOUT=5s", "RETRY_MAX=0", "REDRIVE_RATE=100", "REDRIVE_AFTER=2s")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://" + addr
+	testkit.Eventually(t, 30*time.Second, "order to be ready", func() bool {
+		res, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return cmd, url
+}
+
+// Order is SIGKILLed while 20 chains are in flight (payment slowed by 400 ms of injected latency):
+// no outcome recorded, clients cut off. A new order process, and no request replayed by the test,
+// completes every order that was saved, each with exactly one payment and one shipment: the
+// timers set before each insert survive the process in JetStream.
+func TestKilledOrderLosesNothing(t *testing.T) {
+	ns := testkit.NATS(t)
+	uri, db := testkit.Database(t)
+	testkit.Start(t, shipment.Service, ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	testkit.Start(t, payment.Service, ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "400ms"})
+	first, url := startOrder(t, ns.URL(), uri, db)
+
+	const inFlight = 20
+	var wg sync.WaitGroup
+	answered := make(chan int, inFlight)
+	for i := range inFlight {
+		wg.Go(func() {
+			body := strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`,
+				"ID", fmt.Sprintf("killed-%d", i))
+			res, err := http.Post(url+"/create", "application/json", strings.NewReader(body))
+			if err == nil {
+				res.Body.Close()
+				answered <- res.StatusCode
+			}
+		})
+	}
+	client := testkit.Client(t, uri)
+	count := func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
+	testkit.Eventually(t, 10*time.Second, "orders to be saved", func() bool { return count(order.Collection, nil) >= inFlight/2 })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	wg.Wait()
+	close(answered)
+	for code := range answered {
+		t.Errorf("a client was answered %d by a process killed before payment could answer", code)
+	}
+	saved := count(order.Collection, nil)
+	if n := count(order.OutcomesCollection, nil); n != 0 {
+		t.Fatalf("%d outcomes recorded before the kill, want none: the test must kill mid-chain", n)
+	}
+
+	startOrder(t, ns.URL(), uri, db)
+	completed := bson.D{{Key: "status", Value: order.StatusCompleted}}
+	testkit.Eventually(t, 60*time.Second, "every saved order to complete by itself", func() bool {
+		return count(order.OutcomesCollection, completed) == saved
+	})
+	if p, s := count(payment.Collection, nil), count(shipment.Collection, nil); p != saved || s != saved {
+		t.Errorf("%d orders saved, %d payments, %d shipments: want one each, exactly once", saved, p, s)
+	}
+	t.Logf("%d of %d orders in flight were saved before the kill; all completed by the next order process", saved, inFlight)
+}
+
+// Two all-in-ones on one DATA_DIR would share JetStream's files and corrupt them: the second
+// refuses to start, naming the directory and the process that holds it.
+func TestDataDirHasOneOwner(t *testing.T) {
+	dir := t.TempDir()
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": dir}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	testkit.Eventually(t, 30*time.Second, "the first to start", func() bool { return strings.Contains(stdout.String(), "NATS_URL=") })
+
+	second := exec.Command(os.Args[0])
+	second.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS=servers",
+		"NATS_PORT=0", "MONGO_PORT=0", "DATA_DIR="+dir)
+	out, err := second.CombinedOutput()
+	want := fmt.Sprintf("data dir %s is in use by process %d", dir, os.Getpid())
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("a second on the same DATA_DIR: %v\n%s\nwant it refused: %q", err, out, want)
+	}
+	cancel()
+	stopped(t, done, "servers")
+
+	// Once the first has stopped, the directory is free again.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	stdout = syncBuffer{}
+	go func() { done <- run(ctx2, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	testkit.Eventually(t, 30*time.Second, "a new owner to start", func() bool { return strings.Contains(stdout.String(), "NATS_URL=") })
+	cancel2()
+	stopped(t, done, "servers")
+}
