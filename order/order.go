@@ -199,4 +199,3 @@ func verdict(r *messaging.Reply) (status, reason string) {
 	}
 	return StatusPending, p.Service + " " + string(p.Outcome) + ": " + p.Reason
 }
-
