@@ -100,8 +100,12 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 	var stream jetstream.Stream
 	for {
 		// Retried while a cluster forms or elects: JetStream is not there for a moment at start.
-		stream, err = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
-		if err == nil || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || ctx.Err() != nil {
+		var cerr error
+		stream, cerr = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
+		if cerr == nil || err == nil || !errors.Is(cerr, context.DeadlineExceeded) {
+			err = cerr // the last answer, not the deadline that ended the wait for it
+		}
+		if cerr == nil || errors.Is(cerr, jetstream.ErrJetStreamNotEnabled) || errors.Is(cerr, jetstream.ErrJetStreamNotEnabledForAccount) || ctx.Err() != nil {
 			break
 		}
 		select {

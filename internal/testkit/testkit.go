@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,6 +106,55 @@ func NATS(t testing.TB) *embedded.NATS {
 	}
 	t.Cleanup(ns.Stop)
 	return ns
+}
+
+// NATSCluster starts n nats-servers with JetStream, clustered on random ports of 127.0.0.1, and
+// waits until JetStream has a leader. Each is stopped when the test ends (stopping one earlier is
+// the point of such a test).
+func NATSCluster(t testing.TB, n int) []*embedded.NATS {
+	t.Helper()
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))}
+	}
+	nodes := make([]*embedded.NATS, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			opts := &server.Options{
+				ServerName: fmt.Sprintf("n%d", i+1), JetStream: true, StoreDir: t.TempDir(), NoLog: true,
+				Cluster: server.ClusterOpts{Name: "breakerchain", Host: "127.0.0.1", Port: ports[i]},
+				Routes:  routes,
+			}
+			ns, err := embedded.StartNATS("127.0.0.1", -1, opts)
+			nodes[i] = ns
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ns := range nodes {
+		t.Cleanup(ns.Stop)
+	}
+	Eventually(t, 30*time.Second, "the cluster to elect a JetStream leader", func() bool {
+		for _, ns := range nodes {
+			if ns.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	return nodes
 }
 
 // NATSWithConfig starts a nats-server on a random port of 127.0.0.1 for this test, configured by
