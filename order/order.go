@@ -1,6 +1,3 @@
-// Package order is the entry of the chain: the HTTP API that takes an order, saves it, calls
-// payment through its breaker and records what happened. An order is "completed" only when
-// every hop did its work; otherwise it stays "pending" with the reason.
 package order
 
 import (

@@ -132,6 +132,13 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: user %q, want a user that is not root", name, s.User)
 		}
 	}
+	// The one exception: nats-data gives JetStream's new volume to nats's user, as root with
+	// CHOWN alone, and exits before nats starts.
+	if s, err := p.GetService("nats-data"); err != nil || !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) ||
+		!slices.Equal(s.CapAdd, []string{"CHOWN"}) || !slices.Equal([]string(s.Entrypoint), []string{"chown", "65534:65534", "/data"}) ||
+		len(s.Ports) != 0 || s.NetworkMode != "none" {
+		t.Errorf("nats-data: %v %+v; want a read-only, network-less chown of /data with CHOWN only", err, s)
+	}
 
 	nats, err := p.GetService("nats")
 	if err != nil {
@@ -157,6 +164,19 @@ func TestComposeFile(t *testing.T) {
 	conf := mountOf(nats, filepath.Join(root, "deploy", "nats.conf"))
 	if conf == nil || !conf.ReadOnly || !slices.Equal([]string(nats.Command), []string{"--config", conf.Target}) {
 		t.Errorf("nats: command %v volumes %+v; want deploy/nats.conf mounted read-only and loaded with --config", nats.Command, nats.Volumes)
+	}
+	// JetStream keeps order's queue in a named volume, where the file says, owned by nats's user.
+	jsDir := regexp.MustCompile(`(?m)^\s*store_dir:\s*"?([^"\s]+)"?`).FindStringSubmatch(readFile(t, filepath.Join(root, "deploy", "nats.conf")))
+	var jsVolume string
+	for _, v := range nats.Volumes {
+		if jsDir != nil && v.Type == types.VolumeTypeVolume && v.Target == jsDir[1] {
+			jsVolume = v.Source
+		}
+	}
+	owner, _ := p.GetService("nats-data")
+	if jsVolume == "" || nats.User != "65534:65534" || nats.DependsOn["nats-data"].Condition != types.ServiceConditionCompletedSuccessfully ||
+		len(owner.Volumes) != 1 || owner.Volumes[0].Source != jsVolume || owner.Volumes[0].Target != "/data" {
+		t.Errorf("nats: store_dir %v, volumes %+v; want JetStream's store_dir on a named volume that nats-data gives to 65534 first", jsDir, nats.Volumes)
 	}
 	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER", "CHAOS"} {
 		if v := nats.Environment[user+"_NATS_PASSWORD"]; v == nil || *v != secrets[user+"_NATS_PASSWORD"] {
@@ -351,3 +371,12 @@ func variablesRead(t *testing.T, service string) map[string]bool {
 type envMap map[string]string
 
 func (e envMap) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,55 @@
+// Package order is the entry of the chain: the HTTP API that takes an order, saves it, calls
+// payment through its breaker and records what happened. An order is "completed" only when
+// every hop did its work, "rejected" when a hop refused it (4xx), and otherwise "pending" with
+// the reason — until it is completed or rejected by itself: no order that may have been saved is
+// left behind, whatever the client was told and whichever process died when.
+//
+// # Pending orders: a write-ahead timer in JetStream
+//
+// The queue of orders not final yet is NATS JetStream's, not the store's: one stream, ORDERS
+// (replicated JETSTREAM_REPLICAS times), holding for each such order exactly one entry — its
+// timer, or its due message once the timer fired.
+//
+//   - Before an order may be saved, POST /create sets its timer: a message on
+//     orders.timer.<id> with a JetStream message schedule, "@at" now + REDRIVE_AFTER (by
+//     default the longest the chain and two store writes can take, plus slack), whose target is
+//     orders.due.<id>. A schedule is one per subject: setting it again replaces it. The first
+//     one is set only if the order has none (expected last subject sequence 0), so a replay
+//     never resets a pending order's attempts.
+//   - Then the request runs as before: insert the order, call payment. A final outcome
+//     (completed, rejected) is inserted into order_outcomes and the timer purged; a pending one
+//     (a hop unavailable, the circuit open) replaces the timer with one due after the
+//     re-drive backoff (REDRIVE_BACKOFF, doubled per attempt), carrying the attempts and the
+//     last error, which GET /orders/{id} shows with the next attempt's time.
+//   - When a timer fires, the server moves it to orders.due.<id>. Every order instance takes
+//     due orders from one durable pull consumer, "redriver": one at a time, at most
+//     REDRIVE_RATE a second, and none while its circuit towards payment is open (it waits out
+//     the open delay, then the next due order is the trial). It loads the order; an order
+//     never saved, or already final, is dropped; otherwise it runs the chain again (payment and
+//     shipment are idempotent by id and order, so a second run is a replay, never a second
+//     charge) and records the outcome as above. Only then does it acknowledge the due message.
+//
+// Why this shape and not a work queue every order flows through: the healthy path keeps its
+// latency (the request runs its own chain; JetStream adds a timer write and a purge, measured
+// in docs/BENCHMARKS.md), while any order whose request did not finish is still found.
+// Nats-Msg-Id de-duplication is not used: the subject already makes a timer one per order, and
+// a de-duplication window would swallow the timer of a client's retry after a 503.
+//
+// # What survives a crash at each step
+//
+//	step                                   process dies here                            who finishes the order
+//	timer set, order not saved yet         the timer fires, finds no order: dropped     nobody needed: nothing was saved
+//	order inserted (or its reply lost)     the timer fires, finds it, runs the chain    any order instance, after REDRIVE_AFTER
+//	payment called, no outcome yet         same; payment's save is replayed             any order instance
+//	outcome not recorded (store away)      the request re-arms the timer soon           the re-driver, once the store is back
+//	pending outcome recorded               its timer fires after the backoff            the re-driver
+//	re-driver mid-run (not acknowledged)   JetStream delivers it again after ack wait   another instance (ack wait = REDRIVE_AFTER)
+//	final outcome recorded, timer left     the timer fires, finds the order final       nobody needed: dropped
+//
+// Without JetStream there is no timer, so there is no order: POST /create answers 503 "nothing
+// was saved". The stream is on file; a single server syncs it every second (a process crash
+// loses nothing, a power loss at most that last second), and on a three-node cluster with
+// three replicas a write is on two nodes before it is acknowledged, so the loss of one node
+// loses nothing and the cluster elects another leader within seconds, while a request's write
+// is retried for up to QueueTimeout.
+package order
