@@ -257,7 +257,8 @@ func TestComposeFile(t *testing.T) {
 }
 
 // Without .env, compose refuses to start and names each missing secret: no service ever runs
-// with an empty password.
+// with an empty password. (The cluster variant uses every secret; the single-node file all but
+// MONGO_REPLICA_KEY.)
 func TestComposeNeedsEverySecret(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -271,7 +272,7 @@ func TestComposeNeedsEverySecret(t *testing.T) {
 				without[k] = v
 			}
 		}
-		_, err := loadCompose(t, root, without)
+		_, err := loadCompose(t, root, without, clusterFile)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("without %s: %v, want an error naming it", name, err)
 		}
@@ -336,11 +337,17 @@ func dotEnv(t *testing.T, root string) types.Mapping {
 	return out
 }
 
-func loadCompose(t *testing.T, root string, env types.Mapping) (*types.Project, error) {
+// loadCompose loads docker-compose.yaml, and over it the files given (relative to root), as
+// `docker compose -f docker-compose.yaml -f …` does.
+func loadCompose(t *testing.T, root string, env types.Mapping, over ...string) (*types.Project, error) {
 	t.Helper()
+	files := []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yaml")}}
+	for _, f := range over {
+		files = append(files, types.ConfigFile{Filename: filepath.Join(root, f)})
+	}
 	return loader.LoadWithContext(t.Context(), types.ConfigDetails{
 		WorkingDir:  root,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yaml")}},
+		ConfigFiles: files,
 		Environment: env,
 	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools"} })
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -158,6 +159,21 @@ func (s *Source) URL(name, def string, schemes ...string) string {
 			s.bad(from, Mask(v), "a URL like "+schemes[0]+"://host:port")
 			return def
 		}
+	}
+	return v
+}
+
+// MongoURL reads a MongoDB connection string: one host or a replica set's list
+// (mongodb://user:pw@h1:27017,h2:27017/db?replicaSet=rs0), or mongodb+srv://, as the driver
+// parses it.
+func (s *Source) MongoURL(name string) string {
+	v, from, ok := s.get(name)
+	if !ok {
+		return ""
+	}
+	if _, err := connstring.ParseAndValidate(v); err != nil {
+		s.bad(from, Mask(v), "a URL like mongodb://host:port, or mongodb://h1:port,h2:port/?replicaSet=rs0")
+		return ""
 	}
 	return v
 }
@@ -380,7 +396,7 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 		InjectErr:     s.Bool("INJECT_ERR", false),
 		InjectErrRate: s.Float("INJECT_ERR_RATE", DefaultInjectErrRate, 0, 1),
 		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
-		MongoURL:      s.URL("MONGO_URL", "", "mongodb", "mongodb+srv"),
+		MongoURL:      s.MongoURL("MONGO_URL"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
 		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth(),

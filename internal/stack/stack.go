@@ -58,7 +58,7 @@ type Stack struct {
 func Start(ctx context.Context, services []app.Service, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
 	env := config.NewSource("", lookup)
 	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
-	mongoURL := env.URL("MONGO_URL", "", "mongodb", "mongodb+srv")
+	mongoURL := env.MongoURL("MONGO_URL")
 	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
 	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
 	dataDir := env.String("DATA_DIR", DefaultDataDir)
