@@ -43,7 +43,7 @@ func (s BreakerSettings) nextDelayAtMost(n int) time.Duration {
 }
 
 // Longest is the longest a Request with these settings can take: every attempt's timeout and
-// the longest backoff before each retry. What waits for a request (a lease, a stall threshold)
+// the longest backoff before each retry. What waits for a request (a re-drive timer, an ack wait)
 // should wait at least this long.
 func (s BreakerSettings) Longest() time.Duration {
 	d := s.Timeout

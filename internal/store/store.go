@@ -2,10 +2,8 @@
 // start, typed collections keyed by the business id (_id), and driver errors translated into
 // the few that callers act on.
 //
-// Writes are single-document: an insert by _id (a repeated id is a duplicate, never a second
-// record) and conditional updates. That is also what keeps the embedded store (FerretDB on
-// SQLite) correct with a normal connection pool: it does not make concurrent updates of one
-// document atomic, and this code never races two updates on one document.
+// Writes are single-document inserts by _id (a repeated id is a duplicate, never a second
+// record); nothing is updated or deleted. Reads are by _id.
 //
 // # Write concern and retries
 //
@@ -211,57 +209,6 @@ func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
 		return nil, translate(err)
 	}
 	return &doc, nil
-}
-
-// Update sets fields on the document matching filter (which should name _id) and reports
-// whether one matched.
-func (c *Collection[T]) Update(ctx context.Context, filter, set bson.D) (bool, error) {
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	res, err := c.c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return false, translate(err)
-	}
-	return res.MatchedCount == 1, nil
-}
-
-// Find returns up to limit documents matching filter, sorted by sort (nil: in no particular
-// order). On the embedded store any filter but _id alone is a scan: keep it to small collections.
-func (c *Collection[T]) Find(ctx context.Context, filter, sort bson.D, limit int64) ([]T, error) {
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	opts := options.Find().SetLimit(limit)
-	if sort != nil {
-		opts.SetSort(sort)
-	}
-	cur, err := c.c.Find(ctx, filter, opts)
-	if err != nil {
-		return nil, translate(err)
-	}
-	var docs []T
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, translate(err)
-	}
-	return docs, nil
-}
-
-// Delete removes the document with _id id and reports whether there was one.
-func (c *Collection[T]) Delete(ctx context.Context, id string) (bool, error) {
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	res, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	if err != nil {
-		return false, translate(err)
-	}
-	return res.DeletedCount == 1, nil
-}
-
-// Count counts the documents matching filter (tests and operators; a scan on the embedded store).
-func (c *Collection[T]) Count(ctx context.Context, filter bson.D) (int64, error) {
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	n, err := c.c.CountDocuments(ctx, filter)
-	return n, translate(err)
 }
 
 // Record is a stored document that knows its id, the fingerprint of the request that created it
