@@ -385,15 +385,7 @@ func (l *latencies) String() string {
 // An insert that lands but whose reply is lost (the connection drops) is sent again and the
 // unique _id decides: the order is found to be this one and its chain runs, exactly once.
 func TestUnansweredInsertIsResent(t *testing.T) {
-	w := newWorld(t)
-	u, err := url.Parse(w.uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := testkit.StartProxy(t, u.Host)
-	w.start(shipment.Service, nil)
-	w.start(payment.Service, nil)
-	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s"})
 
 	px.DropNextInsertReply()
 	res := post(t, o, seedOrder("lost-reply"))
@@ -413,18 +405,7 @@ func TestUnansweredInsertIsResent(t *testing.T) {
 // the order completes; when the resend is refused too, the client gets 503 with Retry-After,
 // never a 500, and nothing was saved.
 func TestSteppingDownStoreIsUnavailable(t *testing.T) {
-	w := newWorld(t)
-	u, err := url.Parse(w.uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := testkit.StartProxy(t, u.Host)
-	w.start(shipment.Service, nil)
-	w.start(payment.Service, nil)
-	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
-	notPrimary := bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not primary"},
-		{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}}
-
+	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s"})
 	if err := px.FailNextInserts("", 1, notPrimary); err != nil {
 		t.Fatal(err)
 	}
@@ -457,18 +438,8 @@ func TestSteppingDownStoreIsUnavailable(t *testing.T) {
 // and shipment did their work): the client is told 202 pending, and it is true — the order is
 // queued and a re-drive records it: completed, with one payment and one shipment.
 func TestUnrecordedOutcomeCompletesByItself(t *testing.T) {
-	w := newWorld(t)
-	u, err := url.Parse(w.uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := testkit.StartProxy(t, u.Host)
-	w.start(shipment.Service, nil)
-	w.start(payment.Service, nil)
-	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db,
-		testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
-	if err := px.FailNextInserts(order.OutcomesCollection, 1, bson.D{{Key: "ok", Value: 0.0},
-		{Key: "errmsg", Value: "not primary"}, {Key: "code", Value: int32(10107)}}); err != nil {
+	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
+	if err := px.FailNextInserts(order.OutcomesCollection, 1, notPrimary); err != nil {
 		t.Fatal(err)
 	}
 	res := post(t, o, seedOrder("unrecorded"))
@@ -496,16 +467,7 @@ func TestUnrecordedOutcomeCompletesByItself(t *testing.T) {
 // or may not have been saved", and the order, which was saved, completes by itself: its timer
 // was set before the insert. The test never replays it.
 func TestUnknownInsertCompletesByItself(t *testing.T) {
-	w := newWorld(t)
-	u, err := url.Parse(w.uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := testkit.StartProxy(t, u.Host)
-	w.start(shipment.Service, nil)
-	w.start(payment.Service, nil)
-	o := testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db,
-		testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_AFTER": "1s"})
+	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_AFTER": "1s"})
 	px.DropNextInsertReplies(2)
 	res := post(t, o, seedOrder("unknown"))
 	if e := res.errorBody(t); res.code != http.StatusServiceUnavailable || !strings.Contains(e.Error, "may or may not have been saved") {
@@ -523,3 +485,22 @@ func TestUnknownInsertCompletesByItself(t *testing.T) {
 		t.Errorf("orders, payments, shipments = %v, want one each", got)
 	}
 }
+
+// chainBehindProxy starts the chain with order's store connection through a testkit.Proxy, so a
+// test can drop or refuse what order writes.
+func chainBehindProxy(t *testing.T, orderEnv testkit.Env) (*world, *testkit.Service, *testkit.Proxy) {
+	t.Helper()
+	w := newWorld(t)
+	u, err := url.Parse(w.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testkit.StartProxy(t, u.Host)
+	w.start(shipment.Service, nil)
+	w.start(payment.Service, nil)
+	return w, testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, orderEnv), px
+}
+
+// notPrimary is a MongoDB primary's answer while it steps down.
+var notPrimary = bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not primary"},
+	{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}}
