@@ -151,7 +151,11 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	}
 	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
 	if err != nil {
-		a.fail(w, req, err) // a timer left behind finds no order, or the order if it did land
+		if armed && messaging.AsServiceError(err).Code < http.StatusInternalServerError {
+			_ = a.queue.cancelTimer(ctx, o.ID) // refused (409, 422): nothing of ours was saved
+		}
+		// Otherwise the timer stays: it finds no order, or the order if the insert did land.
+		a.fail(w, req, err)
 		return
 	}
 	if !created {

@@ -68,6 +68,9 @@ func TestSeedOrderCompletes(t *testing.T) {
 	if got := w.counts(); got != [3]int64{2, 2, 2} {
 		t.Errorf("orders, payments, shipments = %v, want 2 each: a replay or conflict writes nothing", got)
 	}
+	if n := w.queued(); n != 0 {
+		t.Errorf("%d entries in the queue after completed orders, a replay and a conflict: want none", n)
+	}
 
 	got := do(t, http.MethodGet, o.URL()+"/orders/1", "")
 	var d order.Detail
