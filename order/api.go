@@ -45,7 +45,7 @@ var Service = app.Service{
 		m := newRedriveMetrics(d.Metrics.Registry(), q)
 		parts := app.Parts{Routes: a.routes}
 		if d.Config.Redrive.Rate > 0 {
-			rd, err := newRedriver(ctx, b, d.Hop, a.firstTimer, m, d.Log)
+			rd, err := newRedriver(ctx, b, d.Hop, ackWait(d.Config.Breaker, d.Config.Redrive.AckWait), m, d.Log)
 			if err != nil {
 				return app.Parts{}, err
 			}
@@ -143,7 +143,8 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	ctx = context.WithoutCancel(ctx)
 	// Write-ahead: the order's timer is set before it may be saved, so an order saved by a
 	// process that dies from here on is re-driven by another (see the package doc).
-	armed, err := a.queue.schedule(ctx, entry{ID: o.ID, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}, true)
+	first := entry{ID: o.ID, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}
+	timer, armed, err := a.queue.schedule(ctx, first, true)
 	if err != nil {
 		a.log.ErrorContext(ctx, "order not queued", "id", o.ID, "err", err)
 		a.fail(w, req, messaging.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
@@ -151,8 +152,8 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	}
 	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
 	if err != nil {
-		if armed && messaging.AsServiceError(err).Code < http.StatusInternalServerError {
-			_ = a.queue.cancelTimer(ctx, o.ID) // refused (409, 422): nothing of ours was saved
+		if messaging.AsServiceError(err).Code < http.StatusInternalServerError {
+			_ = a.queue.deleteTimer(ctx, timer) // refused (409, 422): nothing of ours was saved
 		}
 		// Otherwise the timer stays: it finds no order, or the order if the insert did land.
 		a.fail(w, req, err)
@@ -160,23 +161,43 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	}
 	if !created {
 		if err := a.resolve(ctx, rec); err != nil {
-			a.fail(w, req, chain.StoreError(err))
+			a.fail(w, req, lookupError(err))
 			return
 		}
-		if armed && rec.Status != StatusPending {
-			_ = a.queue.cancelTimer(ctx, rec.ID) // a final order needs no timer
+		if rec.Status != StatusPending {
+			_ = a.queue.deleteTimer(ctx, timer) // a final order needs no timer
 		}
 		a.answer(w, req, http.StatusOK, summary(rec))
 		return
 	}
-	a.run(ctx, w, req, o, rec)
+	if !armed {
+		// The order had an entry already, left by an earlier request whose insert never landed:
+		// it may fire before this one finishes, or have fired. This order gets its own timer.
+		if timer, _, err = a.queue.schedule(ctx, first, false); err != nil {
+			a.log.WarnContext(ctx, "order's own timer not set; an earlier one stays", "id", o.ID, "err", err)
+		}
+	}
+	a.run(ctx, w, req, o, rec, timer)
 }
 
-// run calls the chain for a new order, records the outcome and answers.
-func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record) {
+// lookupError is what a client is told when reading an order failed: the store's errors as
+// chain.StoreError says them, and 503 when the queue could not say what became of it.
+func lookupError(err error) error {
+	if errors.Is(err, ErrQueueUnavailable) {
+		return messaging.Errorf(http.StatusServiceUnavailable, "order queue unavailable: this order's state cannot be read now")
+	}
+	return chain.StoreError(err)
+}
+
+// run calls the chain for a new order whose timer is at sequence timer, records the outcome and
+// answers.
+func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
 	out := newOutcome(rec.ID, 1, "", &reply, ferr)
 	_, err := a.record(ctx, out, rec.CreatedAt)
+	if err == nil && out.final() {
+		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
+	}
 	rec.apply(out)
 	if err != nil && out.final() {
 		// Payment and shipment answered, but what they said is not written down. The order stays
@@ -211,7 +232,7 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 		err = a.resolve(req.Context(), rec)
 	}
 	if err != nil {
-		a.fail(w, req, chain.StoreError(err))
+		a.fail(w, req, lookupError(err))
 		return
 	}
 	p := rec.Payment

@@ -14,8 +14,11 @@
 //     orders.timer.<id> with a JetStream message schedule, "@at" now + REDRIVE_AFTER (by
 //     default the longest the chain and two store writes can take, plus slack), whose target is
 //     orders.due.<id>. A schedule is one per subject: setting it again replaces it. The first
-//     one is set only if the order has none (expected last subject sequence 0), so a replay
-//     never resets a pending order's attempts.
+//     one is set only if the order has no entry at all (expected last sequence 0 on
+//     orders.*.<id>, its timer and its due message), so a replay never resets a pending order's
+//     attempts; a new order that found an entry left by an earlier request gets its own timer
+//     once it is saved. A timer is deleted by its own sequence, never by subject: a request
+//     only ever removes the timer it set.
 //   - Then the request runs as before: insert the order, call payment. A final outcome
 //     (completed, rejected) is inserted into order_outcomes and the timer purged; a pending one
 //     (a hop unavailable, the circuit open) replaces the timer with one due after the
@@ -38,12 +41,13 @@
 // # What survives a crash at each step
 //
 //	step                                   process dies here                            who finishes the order
-//	timer set, order not saved yet         the timer fires, finds no order: dropped     nobody needed: nothing was saved
+//	timer set, order not saved yet         the timer fires, finds no order: looked for  nobody needed: nothing was saved
+//	                                       again until its insert cannot land, dropped
 //	order inserted (or its reply lost)     the timer fires, finds it, runs the chain    any order instance, after REDRIVE_AFTER
 //	payment called, no outcome yet         same; payment's save is replayed             any order instance
 //	outcome not recorded (store away)      the request re-arms the timer soon           the re-driver, once the store is back
 //	pending outcome recorded               its timer fires after the backoff            the re-driver
-//	re-driver mid-run (not acknowledged)   JetStream delivers it again after ack wait   another instance (ack wait = REDRIVE_AFTER)
+//	re-driver mid-run (not acknowledged)   JetStream delivers it again after ack wait   another instance (ack wait: the longest run)
 //	final outcome recorded, timer left     the timer fires, finds the order final       nobody needed: dropped
 //
 // Without JetStream there is no timer, so there is no order: POST /create answers 503 "nothing

@@ -95,28 +95,39 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 	if err != nil {
 		return nil, err
 	}
+	var stream jetstream.Stream
+	err = whileStarting(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js?): %w", StreamName, err)
+	}
+	return &queue{nc: nc, js: js, stream: stream}, nil
+}
+
+// whileStarting runs op until it succeeds, for up to three QueueTimeouts: while a cluster forms
+// or elects, JetStream is not there for a moment, and answers some requests with errors that a
+// moment later it would not ("no suitable peers"). Only JetStream being off ends it at once. The
+// error is the last answer, not the deadline that ended the wait for it.
+func whileStarting(ctx context.Context, op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*QueueTimeout)
 	defer cancel()
-	var stream jetstream.Stream
+	var last error
 	for {
-		// Retried while a cluster forms or elects: JetStream is not there for a moment at start.
-		var cerr error
-		stream, cerr = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
-		if cerr == nil || err == nil || !errors.Is(cerr, context.DeadlineExceeded) {
-			err = cerr // the last answer, not the deadline that ended the wait for it
+		err := op(ctx)
+		if err == nil || last == nil || !errors.Is(err, context.DeadlineExceeded) {
+			last = err
 		}
-		if cerr == nil || errors.Is(cerr, jetstream.ErrJetStreamNotEnabled) || errors.Is(cerr, jetstream.ErrJetStreamNotEnabledForAccount) || ctx.Err() != nil {
-			break
+		off := errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+		if err == nil || off || ctx.Err() != nil {
+			return last
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js?): %w", StreamName, err)
-	}
-	return &queue{nc: nc, js: js, stream: stream}, nil
 }
 
 // opContext bounds a queue operation, and fails it at once while NATS is disconnected (nats.go
@@ -129,17 +140,21 @@ func (q *queue) opContext(ctx context.Context) (context.Context, context.CancelF
 	return ctx, cancel, nil
 }
 
-// schedule sets e's timer to fire at e.Due, replacing any earlier one of the order. With
-// onlyIfNone it sets none when the order already has a timer and reports false.
-func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (bool, error) {
+// entriesOf is the filter of order id's entries: its timer and its due message.
+func entriesOf(id string) string { return "orders.*." + subjectKey(id) }
+
+// schedule sets e's timer to fire at e.Due, replacing any earlier one of the order, and returns
+// its sequence in the stream. With onlyIfNone it sets none when the order already has an entry
+// (a timer, or a due message once one fired) and reports false.
+func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uint64, set bool, err error) {
 	ctx, cancel, err := q.opContext(ctx)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	defer cancel()
 	data, err := json.Marshal(e)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	opts := []jetstream.PublishOpt{
 		jetstream.WithScheduleAt(e.Due), jetstream.WithScheduleTarget(DueSubject(e.ID)),
@@ -147,29 +162,37 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (bool, e
 		jetstream.WithRetryAttempts(int(QueueTimeout / (250 * time.Millisecond))), jetstream.WithRetryWait(250 * time.Millisecond),
 	}
 	if onlyIfNone {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, entriesOf(e.ID)))
 	}
-	_, err = q.js.Publish(ctx, TimerSubject(e.ID), data, opts...)
+	ack, err := q.js.Publish(ctx, TimerSubject(e.ID), data, opts...)
 	var apiErr *jetstream.APIError
 	if onlyIfNone && errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return false, nil // the order has a timer already: it stays
+		return 0, false, nil // the order has an entry already: it stays
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
+		return 0, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 	}
-	return true, nil
+	return ack.Sequence, true, nil
 }
 
-// cancelTimer removes the order's timer: its outcome is final and recorded. Best effort: a timer
-// left behind fires, finds the outcome final, and is dropped.
-func (q *queue) cancelTimer(ctx context.Context, id string) error {
+// deleteTimer removes the timer that schedule set at seq, and only that one: once the order's
+// outcome is final and recorded, or when it was refused. A timer replaced since (its sequence is
+// gone) is someone else's, and stays. Best effort: a timer left behind fires, finds the order
+// final or never saved, and is dropped.
+func (q *queue) deleteTimer(ctx context.Context, seq uint64) error {
+	if seq == 0 {
+		return nil
+	}
 	ctx, cancel, err := q.opContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	return q.stream.Purge(ctx, jetstream.WithPurgeSubject(TimerSubject(id)))
+	if err := q.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return err
+	}
+	return nil // deleted, or the server answered it is not there any more: it fired, or was replaced
 }
 
 // pending returns the order's entry (its timer, or its due message once the timer fired) and

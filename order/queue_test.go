@@ -3,6 +3,7 @@ package order
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,62 +14,86 @@ import (
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
-func openTestQueue(tb testing.TB) *queue {
+func openTestQueue(tb testing.TB, replicas int) *queue {
 	tb.Helper()
-	nc, err := nats.Connect(testkit.NATS(tb).URL())
+	url := testkit.NATS(tb).URL()
+	if replicas > 1 {
+		var urls []string
+		for _, ns := range testkit.NATSCluster(tb, replicas) {
+			urls = append(urls, ns.URL())
+		}
+		url = strings.Join(urls, ",")
+	}
+	nc, err := nats.Connect(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
-	q, err := openQueue(context.Background(), nc, 1)
+	q, err := openQueue(context.Background(), nc, replicas)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return q
 }
 
-// A timer is one per order: the first is set only when the order has none, a pending outcome
-// replaces it (what GET /orders/{id} reads), and cancelling it leaves nothing. An order id with
-// dots gets subjects of its own.
+// A timer is one per order: the first is set only when the order has no entry (no timer, and no
+// due message: a timer that fired), a pending outcome replaces it (what GET /orders/{id} reads),
+// and deleting it by its sequence leaves nothing — while a timer that replaced it since stays.
+// Order ids with dots get subjects of their own. On one server and on a three-node cluster (R3),
+// whose servers check the expected sequence on another path.
 func TestQueueTimers(t *testing.T) {
-	q := openTestQueue(t)
-	ctx := context.Background()
-	later := dueIn(time.Hour)
-	for _, id := range []string{"o1", "o.1", "o..1"} {
-		set, err := q.schedule(ctx, entry{ID: id, Due: later}, true)
-		if err != nil || !set {
-			t.Fatalf("%s: first timer: %v %v", id, set, err)
-		}
-		if set, err := q.schedule(ctx, entry{ID: id, Due: later}, true); err != nil || set {
-			t.Fatalf("%s: a second first timer: set %v %v, want left alone", id, set, err)
-		}
-		if _, err := q.schedule(ctx, entry{ID: id, Attempts: 1, Reason: "payment timeout", Due: later}, false); err != nil {
-			t.Fatal(err)
-		}
-		e, ok, err := q.pending(ctx, id)
-		if err != nil || !ok || e.Attempts != 1 || e.Reason != "payment timeout" {
-			t.Fatalf("%s: entry %+v %v %v, want the pending outcome", id, e, ok, err)
-		}
-	}
-	if n, _, err := q.state(ctx); err != nil || n != 3 {
-		t.Fatalf("%d entries (%v), want one per order", n, err)
-	}
-	for _, id := range []string{"o1", "o.1", "o..1"} {
-		if err := q.cancelTimer(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok, err := q.pending(ctx, id); ok || err != nil {
-			t.Fatalf("%s: an entry after the timer was cancelled (%v)", id, err)
-		}
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			q := openTestQueue(t, replicas)
+			ctx := context.Background()
+			later := dueIn(time.Hour)
+			ids := []string{"o1", "o.1", "o..1"}
+			for _, id := range ids {
+				first, set, err := q.schedule(ctx, entry{ID: id, Due: later}, true)
+				if err != nil || !set {
+					t.Fatalf("%s: first timer: %v %v", id, set, err)
+				}
+				if _, set, err := q.schedule(ctx, entry{ID: id, Due: later}, true); err != nil || set {
+					t.Fatalf("%s: a second first timer: set %v %v, want left alone", id, set, err)
+				}
+				if err := q.deleteTimer(ctx, first); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok, err := q.pending(ctx, id); ok || err != nil {
+					t.Fatalf("%s: an entry after its timer was deleted (%v)", id, err)
+				}
+				first, _, _ = q.schedule(ctx, entry{ID: id, Due: later}, true)
+				if _, _, err := q.schedule(ctx, entry{ID: id, Attempts: 1, Reason: "payment timeout", Due: later}, false); err != nil {
+					t.Fatal(err)
+				}
+				if err := q.deleteTimer(ctx, first); err != nil {
+					t.Fatalf("%s: deleting a timer replaced since: %v, want no error", id, err)
+				}
+				e, ok, err := q.pending(ctx, id)
+				if err != nil || !ok || e.Attempts != 1 || e.Reason != "payment timeout" {
+					t.Fatalf("%s: entry %+v %v %v, want the pending outcome that replaced the first timer", id, e, ok, err)
+				}
+			}
+			if n, _, err := q.state(ctx); err != nil || n != uint64(len(ids)) {
+				t.Fatalf("%d entries (%v), want one per order", n, err)
+			}
+			// A due message (its timer fired) is the order's entry: no first timer beside it.
+			if _, err := q.js.Publish(ctx, DueSubject("fired"), []byte(`{"id":"fired","attempts":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			if _, set, err := q.schedule(ctx, entry{ID: "fired", Due: later}, true); err != nil || set {
+				t.Fatalf("a first timer beside a due message: set %v %v, want left alone", set, err)
+			}
+		})
 	}
 }
 
 // BenchmarkQueue is JetStream's own cost per order on the healthy path: the timer set before the
-// order is saved and purged once its outcome is recorded, at 1 and 16 concurrent orders.
+// order is saved and deleted once its outcome is recorded, at 1 and 16 concurrent orders.
 func BenchmarkQueue(b *testing.B) {
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			q := openTestQueue(b)
+			q := openTestQueue(b, 1)
 			ctx := context.Background()
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -83,11 +108,12 @@ func BenchmarkQueue(b *testing.B) {
 							return
 						}
 						id := fmt.Sprintf("bench-%d", i)
-						if _, err := q.schedule(ctx, entry{ID: id, Since: time.Now(), Due: dueIn(time.Minute)}, true); err != nil {
+						seq, _, err := q.schedule(ctx, entry{ID: id, Since: time.Now(), Due: dueIn(time.Minute)}, true)
+						if err != nil {
 							errs <- err
 							return
 						}
-						if err := q.cancelTimer(ctx, id); err != nil {
+						if err := q.deleteTimer(ctx, seq); err != nil {
 							errs <- err
 							return
 						}

@@ -20,6 +20,22 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
+// insertHorizon is how long after a request set an order's timer its insert can still land: the
+// timer's own write, then the insert, its resend and the read of what landed, each bounded, and
+// slack. A due order not found before then is looked for again; after it, it was never saved.
+const insertHorizon = QueueTimeout + 3*store.OpTimeout + 2*time.Second
+
+// ackWait is how long a re-drive may hold a due order before JetStream gives it to another
+// instance: REDRIVE_ACK_WAIT when set, else the longest one run can take (the order and its
+// outcome read, the chain, the outcome written, the next timer set), and slack. The run also
+// tells JetStream it is in progress before each long step.
+func ackWait(b messaging.BreakerSettings, set time.Duration) time.Duration {
+	if set > 0 {
+		return set
+	}
+	return 3*store.OpTimeout + b.Longest() + QueueTimeout + 2*time.Second
+}
+
 // redriveBackoff is the wait before re-driving an order after its attempts-th run failed.
 func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 	d, most := cfg.Backoff, max(cfg.Backoff, config.MaxRedriveBackoff)
@@ -42,12 +58,7 @@ type books struct {
 // resolve applies to rec what became of it: its final outcome, else its entry in the queue,
 // else nothing (its chain has not answered yet).
 func (b *books) resolve(ctx context.Context, rec *record) error {
-	out, err := b.outcomes.Get(ctx, rec.ID)
-	if err == nil {
-		rec.apply(out)
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if err := b.resolveFinal(ctx, rec); err != nil || rec.Status != StatusPending {
 		return err
 	}
 	e, ok, err := b.queue.pending(ctx, rec.ID)
@@ -62,19 +73,17 @@ func (b *books) resolve(ctx context.Context, rec *record) error {
 }
 
 // record keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
-// duplicate is a concurrent run that finished first, equally true) and the order's timer
-// cancelled; a pending one becomes the order's timer, due after the backoff of its attempt.
-// since is when the order was first queued.
+// duplicate is a concurrent run that finished first, equally true); a pending one becomes the
+// order's timer, due after the backoff of its attempt. since is when the order was first queued.
 func (b *books) record(ctx context.Context, out *outcome, since time.Time) (due time.Time, err error) {
 	if out.final() {
 		if err := b.outcomes.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
 			return time.Time{}, err
 		}
-		_ = b.queue.cancelTimer(ctx, out.ID) // left behind, it fires and finds the order final
 		return time.Time{}, nil
 	}
 	due = dueIn(redriveBackoff(b.redrive, out.Attempts))
-	_, err = b.queue.schedule(ctx, entry{ID: out.ID, Attempts: out.Attempts, Reason: out.Reason,
+	_, _, err = b.queue.schedule(ctx, entry{ID: out.ID, Attempts: out.Attempts, Reason: out.Reason,
 		Reply: out.Hops.reply(), LastError: out.LastError, Since: since, Due: due}, false)
 	return due, err
 }
@@ -102,7 +111,7 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "breakerchain_orders_pending", ConstLabels: labels,
-			Help: "Orders not final yet (their chain running, or queued for a re-drive): the entries of the ORDERS stream, shared by every instance; -1 when JetStream did not answer.",
+			Help: "Orders not final yet (their chain running, or queued for a re-drive): the entries of the ORDERS stream, shared by every instance. It also counts, until they fire and are dropped, the timers of orders whose insert never landed; -1 when JetStream did not answer.",
 		}, func() float64 { n, _ := state(); return n }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "breakerchain_orders_pending_oldest_seconds", ConstLabels: labels,
@@ -153,9 +162,11 @@ func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 }
 
 func newRedriver(ctx context.Context, b *books, hop *chain.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*QueueTimeout)
-	defer cancel()
-	c, err := b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))
+	var c jetstream.Consumer
+	err := whileStarting(ctx, func(ctx context.Context) (err error) {
+		c, err = b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("JetStream consumer %s: %w", ConsumerName, err)
 	}
@@ -247,6 +258,11 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		err = d.resolveFinal(ctx, rec)
 	}
 	switch {
+	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < insertHorizon:
+		// Its insert may still be on its way (sent, not answered yet): look again once it
+		// cannot be any more.
+		d.giveBack(ctx, msg, insertHorizon-time.Since(e.Since), "", nil)
+		return
 	case errors.Is(err, store.ErrNotFound):
 		// Its timer was set before the order's insert, which never landed: nothing to do.
 		log.InfoContext(ctx, "due order was never saved; dropped")
@@ -272,6 +288,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: e.ID})
 	log = log.With("attempt", attempt)
 	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", e.LastError)
+	_ = msg.InProgress()
 	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())
 	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
 		// Payment was not asked (another call took the trial, or the bulkhead is full): not an
@@ -285,6 +302,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	if since.IsZero() {
 		since = rec.CreatedAt
 	}
+	_ = msg.InProgress()
 	next, err := d.record(ctx, out, since)
 	if err != nil {
 		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)

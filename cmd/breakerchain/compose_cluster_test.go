@@ -82,9 +82,15 @@ func TestComposeClusterFile(t *testing.T) {
 		}
 		slices.Sort(routes)
 		if opts.ServerName != *n.Environment["NATS_SERVER_NAME"] || opts.Cluster.Name != "breakerchain" || opts.Cluster.Port != 6222 ||
-			!slices.Equal(routes, []string{"nats-2:6222", "nats-3:6222", "nats:6222"}) || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Users) != 5 {
+			!slices.Equal(routes, []string{"nats-1-route:6222", "nats-2-route:6222", "nats-3-route:6222"}) || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Users) != 5 {
 			t.Errorf("%s: server %q cluster %q:%d routes %v JetStream %v in %q, %d users; want its name, cluster breakerchain on 6222 routed to all three, JetStream in /data, nats.conf's 5 users",
 				name, opts.ServerName, opts.Cluster.Name, opts.Cluster.Port, routes, opts.JetStream, opts.StoreDir, len(opts.Users))
+		}
+		// Routes are unauthenticated: they listen only on the node's name on nats-routes, a
+		// network no service joins.
+		routeNet := n.Networks["nats-routes"]
+		if routeNet == nil || !slices.Contains(routeNet.Aliases, opts.Cluster.Host) || !slices.Contains(routes, opts.Cluster.Host+":6222") {
+			t.Errorf("%s: cluster listens on %q, networks %+v; want its own alias on nats-routes, one of the routes", name, opts.Cluster.Host, n.Networks)
 		}
 	}
 	if len(volumes) != 3 {
@@ -96,6 +102,15 @@ func TestComposeClusterFile(t *testing.T) {
 			return m.Source == v && slices.Contains([]string(owner.Entrypoint), m.Target)
 		}) {
 			t.Errorf("nats-data does not give volume %s to nats's user: %v %+v", v, owner.Entrypoint, owner.Volumes)
+		}
+	}
+
+	if nw := p.Networks["nats-routes"]; !nw.Internal {
+		t.Errorf("nats-routes: %+v, want an internal network", nw)
+	}
+	for _, s := range p.Services {
+		if _, on := s.Networks["nats-routes"]; on && !slices.Contains([]string{"nats", "nats-2", "nats-3"}, s.Name) {
+			t.Errorf("%s joins nats-routes: only the NATS nodes may reach the routes", s.Name)
 		}
 	}
 

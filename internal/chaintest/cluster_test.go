@@ -57,10 +57,16 @@ func TestNATSNodeLost(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop); i++ {
 				id := fmt.Sprintf("c%d-%d", worker, i)
-				res := post(t, o, seedOrder(id))
-				switch res.code {
+				// Not post: a worker goroutine must not call t.Fatal.
+				res, err := client.Post(o.URL()+"/create", "application/json", strings.NewReader(seedOrder(id)))
+				if err != nil {
+					t.Errorf("POST %s: %v", id, err)
+					return
+				}
+				res.Body.Close()
+				switch res.StatusCode {
 				case http.StatusCreated, http.StatusAccepted:
-					accepted.Store(id, res.code)
+					accepted.Store(id, res.StatusCode)
 					if killed.Load() {
 						after.Add(1)
 					}

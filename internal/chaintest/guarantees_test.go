@@ -131,8 +131,18 @@ func TestNATSLostAndBack(t *testing.T) {
 	// circuit; the test is about the chain coming back, not about waiting out 10s.
 	o, _, _ := w.chain(testkit.Env{"BREAKER_DELAY": "200ms"})
 
+	// An order saved whose chain has not answered: what became of it is in the queue.
+	if _, err := w.client.Database(w.db).Collection(order.Collection).InsertOne(t.Context(), bson.D{
+		{Key: "_id", Value: "unanswered"}, {Key: "status", Value: order.StatusPending}, {Key: "reason", Value: order.ReasonInProgress},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	ns.Stop()
 	testkit.Eventually(t, 5*time.Second, "order to notice", func() bool { return !o.Requester.Breaker().IsOpen() && !connected(o) })
+	if r := do(t, http.MethodGet, o.URL()+"/orders/unanswered", ""); r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("GET of a pending order with NATS gone: %d %s, want 503 with Retry-After: its state cannot be read", r.code, r.body)
+	}
 	start := time.Now()
 	res := post(t, o, seedOrder("offline"))
 	took := time.Since(start)

@@ -366,12 +366,12 @@ func pollEvery(t *testing.T, d, every time.Duration, what string, cond func() bo
 }
 
 // A re-driver that dies mid-run leaves its due order unacknowledged: nobody takes it within the
-// ack wait (REDRIVE_AFTER), then JetStream delivers it again, to another instance, which
+// ack wait (REDRIVE_ACK_WAIT), then JetStream delivers it again, to another instance, which
 // completes it, once, and counts the redelivery.
 func TestADeadRedriversOrderIsRedelivered(t *testing.T) {
 	w := newWorld(t)
 	w.start(shipment.Service, nil)
-	env := testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "REDRIVE_AFTER": "3s"}
+	env := testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "REDRIVE_ACK_WAIT": "3s"}
 	first := w.start(order.Service, env)
 	if res := post(t, first, seedOrder("orphan")); res.code != http.StatusAccepted {
 		t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
@@ -464,8 +464,10 @@ func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
 	if trials == 0 {
 		t.Errorf("no trial in %s: the queue must still probe payment once per open delay", window)
 	}
-	if q := w.queued(); q != 50 {
-		t.Errorf("%d orders queued, want all 50 still pending", q)
+	// 50, or 51 for a moment: a re-drive sets the order's next timer before it acknowledges the
+	// due message it took.
+	if q := w.queued(); q < 50 || q > 51 {
+		t.Errorf("%d entries queued, want all 50 orders still pending", q)
 	}
 	t.Logf("%d trials on payment.create in %s with a %s open delay", trials, window, delay)
 }

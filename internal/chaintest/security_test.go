@@ -401,6 +401,7 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "observer", op: "publish", subject: "$JS.API.CONSUMER.MSG.NEXT.ORDERS.redriver", marker: "$SRV.PING.marker", why: "take order's due orders"},
 		{user: "observer", op: "publish", subject: "orders.timer.forged", marker: "$SRV.PING.marker", why: "queue an order"},
 		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", marker: "breaker.order.marker", why: "delete its own queue"},
+		{user: "order", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.order.marker", why: "empty its own queue at once"},
 		{user: "order", op: "publish", subject: "$JS.API.STREAM.CREATE.OTHER", marker: "breaker.order.marker", why: "create any stream"},
 		{user: "payment", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.payment.marker", why: "empty order's queue"},
 		{user: "payment", op: "publish", subject: "orders.due.forged", marker: "breaker.payment.marker", why: "make an order due"},

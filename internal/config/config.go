@@ -365,6 +365,9 @@ type Redrive struct {
 	// After (REDRIVE_AFTER) is when a new order is re-driven if its own request never records
 	// an outcome (its process died); 0 = derived from the breaker settings (see order).
 	After time.Duration
+	// AckWait (REDRIVE_ACK_WAIT) is how long a re-drive may hold a due order before JetStream
+	// gives it to another instance; 0 = derived: the longest one run can take (see order).
+	AckWait time.Duration
 }
 
 // MaxRedriveBackoff caps the wait between re-drives of one order (or is REDRIVE_BACKOFF when larger).
@@ -418,6 +421,7 @@ func Load(name, host string, port int, lookup Lookup) (Service, error) {
 			Rate:    s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
 			Backoff: s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
 			After:   s.Duration("REDRIVE_AFTER", 0, 0, time.Hour),
+			AckWait: s.Duration("REDRIVE_ACK_WAIT", 0, 0, time.Hour),
 		},
 		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
 	}
@@ -565,7 +569,7 @@ func (c Service) LogValue() slog.Value {
 	}
 	if c.Name == "order" {
 		attrs = append(attrs, slog.String("redrive",
-			fmt.Sprintf("rate=%d/s backoff=%s after=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After)),
+			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait)),
 			slog.Int("jetstream_replicas", c.JetStreamReplicas))
 	}
 	return slog.GroupValue(attrs...)

@@ -95,13 +95,14 @@ func translate(err error) error {
 		return ErrDuplicate
 	case errors.Is(err, context.Canceled):
 		return err
+	case isWriteConcernError(err):
+		// The write was done but not confirmed as asked (a step-down meanwhile included): it may
+		// or may not stay.
+		return fmt.Errorf("%w: %w", ErrUnknown, err)
 	case isTransient(err):
 		// A primary stepping down, an election, a shutdown: the store answered, but only to say
 		// it cannot take this now; a moment later (another primary) it can.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	case isWriteConcernError(err):
-		// The write was done but not confirmed as asked: it may or may not stay.
-		return fmt.Errorf("%w: %w", ErrUnknown, err)
 	case errors.As(err, new(mongo.WriteException)):
 		// The store answered and refused the document: bad input that validation let through.
 		return fmt.Errorf("%w: %w", ErrRefused, err)

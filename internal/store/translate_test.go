@@ -31,8 +31,8 @@ func TestTranslate(t *testing.T) {
 		{"RetryableWriteError label", mongo.CommandError{Code: 1, Labels: []string{"RetryableWriteError"}}, ErrUnavailable},
 		{"TransientTransactionError label", mongo.CommandError{Code: 1, Labels: []string{"TransientTransactionError"}}, ErrUnavailable},
 		{"a write error with a step-down code", writeErr(11602), ErrUnavailable},
-		{"a write concern error with a step-down code", mongo.WriteException{
-			WriteConcernError: &mongo.WriteConcernError{Code: 189, Message: "stepped down"}}, ErrUnavailable},
+		{"a write concern error with a step-down code: the write was done, may not stay", mongo.WriteException{
+			WriteConcernError: &mongo.WriteConcernError{Code: 189, Message: "stepped down"}}, ErrUnknown},
 		{"write concern not satisfied", mongo.WriteException{
 			WriteConcernError: &mongo.WriteConcernError{Code: 64, Message: "waiting for replication timed out"}}, ErrUnknown},
 		{"a document the store refuses", writeErr(2), ErrRefused},
