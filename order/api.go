@@ -30,6 +30,7 @@ var Service = app.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
+	Collections: []string{Collection, OutcomesCollection},
 	Build: func(ctx context.Context, d app.Deps) (app.Parts, error) {
 		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
 		if err != nil {

@@ -16,6 +16,7 @@ var Service = app.Service{
 	Name:        "payment",
 	Description: "Applies payments and starts their shipment: the middle hop of breakerchain",
 	Next:        "shipment",
+	Collections: []string{Collection},
 	Build: func(_ context.Context, d app.Deps) (app.Parts, error) {
 		step := &chain.Step[Payment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),

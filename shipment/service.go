@@ -15,6 +15,7 @@ const Collection = "shipments"
 var Service = app.Service{
 	Name:        "shipment",
 	Description: "Creates shipments: the last hop of the breakerchain order → payment → shipment",
+	Collections: []string{Collection},
 	Build: func(_ context.Context, d app.Deps) (app.Parts, error) {
 		step := &chain.Step[Shipment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),

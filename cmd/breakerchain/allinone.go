@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/stack"
 )
@@ -28,9 +27,9 @@ func checkConfig(args []string, lookup config.Lookup) error {
 	return nil
 }
 
-// allInOne runs the embedded servers with services (none: the servers alone) until ctx ends.
-func allInOne(ctx context.Context, services []app.Service, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
-	s, err := stack.Start(ctx, services, lookup, log, debug)
+// allInOne runs the embedded servers, with the services when run says so, until ctx ends.
+func allInOne(ctx context.Context, run bool, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
+	s, err := stack.Start(ctx, services, run, lookup, log, debug)
 	if err != nil {
 		return err
 	}

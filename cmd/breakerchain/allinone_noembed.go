@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 )
 
@@ -18,7 +17,7 @@ import (
 // servers a service never runs.
 var errNoEmbed = errors.New("this build has no embedded servers (-tags noembed): run a service (breakerchain order|payment|shipment) against NATS_URL and MONGO_URL, or build without the tag")
 
-func allInOne(context.Context, []app.Service, config.Lookup, *slog.Logger, bool, io.Writer) error {
+func allInOne(context.Context, bool, config.Lookup, *slog.Logger, bool, io.Writer) error {
 	return errNoEmbed
 }
 

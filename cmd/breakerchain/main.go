@@ -57,9 +57,9 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 	}
 	switch {
 	case len(args) == 0:
-		return allInOne(ctx, services, lookup, log, level == slog.LevelDebug, stdout)
+		return allInOne(ctx, true, lookup, log, level == slog.LevelDebug, stdout)
 	case len(args) == 1 && args[0] == "servers":
-		return allInOne(ctx, nil, lookup, log, level == slog.LevelDebug, stdout)
+		return allInOne(ctx, false, lookup, log, level == slog.LevelDebug, stdout)
 	case len(args) == 1:
 		for _, svc := range services {
 			if args[0] == svc.Name {

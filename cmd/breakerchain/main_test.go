@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"net"
@@ -240,6 +241,17 @@ func TestServersAlone(t *testing.T) {
 	nc.Close()
 	if err := store.Ping(ctx, testkit.Client(t, m[2]), 5*time.Second); err != nil {
 		t.Fatalf("the store it printed: %v", err)
+	}
+	// Every collection the services will use has its _id index already (TestIDIndex shows what
+	// it does), in the database MONGO_DB names.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(env["DATA_DIR"], "breakerchain.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var indexed int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%_breakerchain_id'`).Scan(&indexed); err != nil || indexed != 4 {
+		t.Errorf("%d _id indexes (%v), want one for each of orders, order_outcomes, payments, shipments", indexed, err)
 	}
 	cancel()
 	stopped(t, done, "servers")

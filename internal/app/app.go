@@ -35,7 +35,8 @@ const Version = "1.0.0"
 type Service struct {
 	Name        string // order, payment or shipment: its subject is Name.create
 	Description string
-	Next        string // the service it calls; "" at the end of the chain
+	Next        string   // the service it calls; "" at the end of the chain
+	Collections []string // the store collections it uses (the embedded store indexes them)
 	// Build makes the service from what Start connected; ctx bounds its start.
 	Build func(context.Context, Deps) (Parts, error)
 }

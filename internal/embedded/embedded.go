@@ -103,6 +103,7 @@ func (n *NATS) Stop() {
 // Store is a running embedded FerretDB.
 type Store struct {
 	uri    string
+	dir    string // where its SQLite files are
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -130,7 +131,7 @@ func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{cancel: cancel, done: make(chan struct{})}
+	s := &Store{dir: abs, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(ctx)

@@ -44,8 +44,8 @@ type Stack struct {
 	NATSURL  string
 	MongoURL string
 	DataDir  string           // where the embedded servers keep their files; "" when none is embedded
-	Services []*app.Running   // in the order of the services given to Start
-	Configs  []config.Service // likewise
+	Services []*app.Running   // in the order of the services given to Start; none with the servers alone
+	Configs  []config.Service // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
@@ -53,9 +53,10 @@ type Stack struct {
 	unlock     func() // gives up DATA_DIR; nil when nothing embedded uses it
 }
 
-// Start starts the stack. services are given upstream first (order, payment, shipment); each
-// gets port FirstPort+i unless its PORT says otherwise. debug un-silences the embedded servers.
-func Start(ctx context.Context, services []app.Service, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
+// Start starts the stack. services are the chain, upstream first (order, payment, shipment); with
+// run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
+// the servers start (`breakerchain servers`). debug un-silences the embedded servers.
+func Start(ctx context.Context, services []app.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
 	env := config.NewSource("", lookup)
 	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
 	mongoURL := env.MongoURL("MONGO_URL")
@@ -127,6 +128,15 @@ func Start(ctx context.Context, services []app.Service, lookup config.Lookup, lo
 			return nil, err
 		}
 		s.MongoURL = s.store.URI()
+		// Lookups by _id use an index, whether the services run here or as processes.
+		for i, svc := range services {
+			if err := s.store.IndexIDs(ctx, cfgs[i].MongoDB, svc.Collections...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !run {
+		return s, nil
 	}
 	// Downstream first, so each service finds the next one already serving.
 	s.Services = make([]*app.Running, len(services))
@@ -264,7 +274,7 @@ func (s *Stack) Banner() string {
 	natsNote, storeNote := "(external)", "(external)"
 	if s.nats != nil {
 		natsNote = "(embedded, JetStream in " + filepath.Join(s.DataDir, "jetstream") + ") watch it: " + watcher + " sub 'breaker.>'"
-		if slices.ContainsFunc(s.Configs, func(c config.Service) bool { return c.Chaos }) {
+		if len(s.Services) > 0 && slices.ContainsFunc(s.Configs, func(c config.Service) bool { return c.Chaos }) {
 			natsNote += " · " + watcher + " sub 'chaos.>'"
 		}
 	}
@@ -280,7 +290,7 @@ func (s *Stack) Banner() string {
 		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
 			SeedOrder, s.Services[0].Addr)
 	}
-	for i := len(s.Configs) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed
+	for i := len(s.Services) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed
 		if c := s.Configs[i]; c.Chaos {
 			fmt.Fprintf(&b, "Chaos is on (CHAOS=1): change %s's faults while it runs:\n"+
 				"  %s req chaos.%s '{\"error_rate\":0.5,\"latency\":\"400ms\"}'   or   curl -X PUT … http://%s/chaos\n",

@@ -330,6 +330,12 @@ func StartLogged(t testing.TB, svc app.Service, natsURL, mongoURL, db string, en
 	if err != nil {
 		t.Fatal(err)
 	}
+	if shared.store != nil && mongoURL == shared.store.URI() {
+		// As the all-in-one does: the service's lookups by _id use an index.
+		if err := shared.store.IndexIDs(t.Context(), db, svc.Collections...); err != nil {
+			t.Fatalf("index %s's collections: %v", svc.Name, err)
+		}
+	}
 	s := &Service{Config: cfg}
 	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}
 	r, err := app.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
