@@ -178,12 +178,15 @@ func (m *Meta) OriginID() string { return m.Origin }
 
 // Collection is a collection of T documents whose _id is the business id.
 type Collection[T any] struct {
-	c *mongo.Collection
+	c     *mongo.Collection
+	batch *batcher
 }
 
-// NewCollection returns the collection name of db.
+// NewCollection returns the collection name of db. Build one per collection and share it: its
+// inserts are gathered into batches (see batch.go).
 func NewCollection[T any](db *mongo.Database, name string) *Collection[T] {
-	return &Collection[T]{c: db.Collection(name)}
+	c := db.Collection(name)
+	return &Collection[T]{c: c, batch: &batcher{coll: c}}
 }
 
 // Name returns the collection's name.
@@ -193,12 +196,12 @@ func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, OpTimeout)
 }
 
-// Insert stores doc; ErrDuplicate when its _id is taken.
+// Insert stores doc, in a batch with the inserts made at the same time; ErrDuplicate when its
+// _id is taken.
 func (c *Collection[T]) Insert(ctx context.Context, doc *T) error {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	_, err := c.c.InsertOne(ctx, doc)
-	return translate(err)
+	return c.batch.insert(ctx, doc)
 }
 
 // Get loads the document with _id id; ErrNotFound when there is none.

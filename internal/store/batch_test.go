@@ -1,0 +1,122 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// One batch with a duplicate id, a document the store refuses, one whose caller gave up while it
+// was queued and good ones side by side, against the real embedded store: each caller gets its
+// own answer, the one that gave up is not sent, and only the good ones are stored.
+func TestBatchAnswersEachDocument(t *testing.T) {
+	uri, db := testkit.Database(t)
+	c := testkit.Client(t, uri).Database(db).Collection("batch")
+	if _, err := c.InsertOne(t.Context(), bson.D{{Key: "_id", Value: "taken"}}); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	bg := context.Background()
+	errs := store.WriteBatch(c, []context.Context{bg, bg, bg, gone, bg}, []any{
+		bson.D{{Key: "_id", Value: "good-1"}},
+		bson.D{{Key: "_id", Value: "taken"}},
+		bson.D{{Key: "_id", Value: "refused"}, {Key: "$bad", Value: 1}},
+		bson.D{{Key: "_id", Value: "gave-up"}},
+		bson.D{{Key: "_id", Value: "good-2"}},
+	})
+	want := []error{nil, store.ErrDuplicate, store.ErrRefused, store.ErrUnavailable, nil}
+	for i, err := range errs {
+		if (want[i] == nil) != (err == nil) || !errors.Is(err, want[i]) {
+			t.Errorf("document %d: %v, want %v", i, err, want[i])
+		}
+	}
+	ids := map[string]bool{}
+	cur, err := c.Find(t.Context(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []struct{ ID string `bson:"_id"` }
+	if err := cur.All(t.Context(), &stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range stored {
+		ids[d.ID] = true
+	}
+	if len(ids) != 3 || !ids["taken"] || !ids["good-1"] || !ids["good-2"] {
+		t.Errorf("stored %v, want taken, good-1 and good-2", ids)
+	}
+}
+
+type doc struct {
+	store.Meta `bson:",inline"`
+}
+
+// 64 concurrent InsertOnce calls into one collection, with the reply to the first insert command
+// lost (the connection cut): every document lands exactly once, every caller is told it created
+// its document (the resend finds its own), and the 64 left in fewer insert commands than 64.
+func TestConcurrentInsertsLeaveTogether(t *testing.T) {
+	uri, db := testkit.Database(t)
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := testkit.StartProxy(t, u.Host)
+	var commands atomic.Int64
+	c, err := store.Connect("mongodb://"+px.Addr()+"/?maxPoolSize=1", &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName == "insert" {
+				commands.Add(1)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(context.Background()) }()
+	coll := store.NewCollection[doc](c.Database(db), "together")
+	px.DropNextInsertReply()
+
+	const n = 64
+	var wg sync.WaitGroup
+	created := make(chan bool, n)
+	for i := range n {
+		wg.Go(func() {
+			d := &doc{Meta: store.Meta{ID: fmt.Sprintf("d%d", i), Print: "p"}}
+			_, ok, err := store.InsertOnce(context.Background(), coll, d)
+			if err != nil {
+				t.Errorf("d%d: %v", i, err)
+			}
+			created <- ok
+		})
+	}
+	wg.Wait()
+	close(created)
+	for ok := range created {
+		if !ok {
+			t.Error("a caller was told its new document was not created")
+		}
+	}
+	if px.Dropped() != 1 {
+		t.Errorf("%d replies dropped, want 1", px.Dropped())
+	}
+	if got := testkit.Count(t, testkit.Client(t, uri), db, "together", nil); got != n {
+		t.Errorf("%d documents stored, want %d: each exactly once", got, n)
+	}
+	if got := commands.Load(); got >= n {
+		t.Errorf("%d insert commands for %d concurrent inserts (and their resends): no batch was gathered", got, n)
+	}
+	t.Logf("%d documents in %d insert commands, one reply lost", n, commands.Load())
+}
