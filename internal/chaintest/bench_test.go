@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -155,10 +156,10 @@ func createOrder(o *testkit.Service, id string, want int) error {
 	return nil
 }
 
-// BenchmarkChain is the whole chain, healthy, at 1 and 16 concurrent HTTP clients: every order
-// must complete (201).
+// BenchmarkChain is the whole chain, healthy, at 1, 4, 16 and 64 concurrent HTTP clients: every
+// order must complete (201): none may time out or come back 202 because the store queued it.
 func BenchmarkChain(b *testing.B) {
-	for _, clients := range []int{1, 16} {
+	for _, clients := range []int{1, 4, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			_, o, services := benchChain(b, nil)
 			prefix := runPrefix("chain")
@@ -213,4 +214,46 @@ func BenchmarkDrain(b *testing.B) {
 	b.ReportMetric(took.Seconds(), "drain-s")
 	b.ReportMetric(float64(b.N)/took.Seconds(), "orders/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkLookup is GET /orders/{id} on a store holding 1,000, 10,000 and 50,000 completed
+// orders, each lookup a random one of them (a lookup that happens to hit the first rows of a
+// table would look fast even if every lookup scanned): with the _id index it stays flat.
+func BenchmarkLookup(b *testing.B) {
+	for _, stored := range []int{1000, 10_000, 50_000} {
+		b.Run(fmt.Sprintf("orders=%d", stored), func(b *testing.B) {
+			w, o, _ := benchChain(b, nil)
+			db := w.client.Database(w.db)
+			now := time.Now().UTC()
+			for from := 0; from < stored; from += 1000 {
+				var orders, outcomes []any
+				for i := from; i < min(from+1000, stored); i++ {
+					id := "stored-" + strconv.Itoa(i)
+					orders = append(orders, bson.D{{Key: "_id", Value: id}, {Key: "fingerprint", Value: "f"}, {Key: "origin", Value: id},
+						{Key: "items", Value: bson.A{}}, {Key: "status", Value: order.StatusPending}, {Key: "reason", Value: order.ReasonInProgress},
+						{Key: "created_at", Value: now}, {Key: "updated_at", Value: now}})
+					outcomes = append(outcomes, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: order.StatusCompleted},
+						{Key: "updated_at", Value: now}, {Key: "attempts", Value: 1}})
+				}
+				if _, err := db.Collection(order.Collection).InsertMany(context.Background(), orders); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := db.Collection(order.OutcomesCollection).InsertMany(context.Background(), outcomes); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ids := rand.Perm(stored)
+			drive(b, 1, "lookups", func(i int) error {
+				res, err := client.Get(o.URL() + "/orders/stored-" + strconv.Itoa(ids[i%stored]))
+				if err != nil {
+					return err
+				}
+				defer res.Body.Close()
+				if _, err := io.Copy(io.Discard, res.Body); err != nil || res.StatusCode != http.StatusOK {
+					return fmt.Errorf("GET: %d %v", res.StatusCode, err)
+				}
+				return nil
+			})
+		})
+	}
 }
