@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,22 +144,31 @@ func BenchmarkProcesses(b *testing.B) {
 		orderURL = url
 	}
 
-	const clients = 4
+	for _, clients := range []int{1, 4, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { driveProcesses(b, clients, orderURL, services) })
+	}
+}
+
+// driveProcesses posts b.N orders to order at orderURL from clients goroutines, each must be 201,
+// and reports throughput, latency, and the CPU and memory of the service processes.
+func driveProcesses(b *testing.B, clients int, orderURL string, services []*process) {
 	before := make([]time.Duration, len(services))
 	for i, p := range services {
 		before[i] = p.cpu(b)
 	}
 	var next atomic.Int64
 	var failed atomic.Value
+	lat := make([][]time.Duration, clients)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range clients {
+	for c := range clients {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				id := run + "-" + strconv.FormatInt(i, 10)
 				body := strings.ReplaceAll(stack.SeedOrder, `"1"`, strconv.Quote(id))
+				t0 := time.Now()
 				res, err := benchClient.Post(orderURL+"/create", "application/json", strings.NewReader(body))
 				if err != nil {
 					failed.Store(err.Error())
@@ -166,6 +176,7 @@ func BenchmarkProcesses(b *testing.B) {
 				}
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
+				lat[c] = append(lat[c], time.Since(t0))
 				if res.StatusCode != http.StatusCreated {
 					failed.Store(fmt.Sprintf("order %s: %d, want 201", id, res.StatusCode))
 					return
@@ -186,6 +197,11 @@ func BenchmarkProcesses(b *testing.B) {
 		b.ReportMetric(float64(used.Microseconds())/1000/float64(b.N), p.name+"-cpu-ms/order")
 		b.ReportMetric(p.rss(b), p.name+"-rss-MB")
 	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	q := func(p int) float64 { return float64(all[min(len(all)-1, len(all)*p/100)].Microseconds()) / 1000 }
+	b.ReportMetric(q(50), "p50-ms")
+	b.ReportMetric(q(99), "p99-ms")
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "cpu-ms/order")
 	b.ReportMetric(float64(b.N)/took.Seconds(), "orders/s")
 	b.ReportMetric(0, "ns/op")
