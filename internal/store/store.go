@@ -13,6 +13,9 @@
 // store has its _id index (embedded.IndexIDs; without it a read scans the collection). So an
 // order costs four document inserts and up to two reads, and the chain's ceiling is the number
 // of insert commands a second, not documents: batching is what lifts it (docs/BENCHMARKS.md).
+// That is also why records are inserted, never updated, now that an update by _id no longer
+// scans: inserts batch and updates would not, and no two writers race on one document, which
+// the embedded store does not make atomic.
 //
 // # Write concern and retries
 //
