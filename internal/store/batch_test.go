@@ -48,7 +48,9 @@ func TestBatchAnswersEachDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stored []struct{ ID string `bson:"_id"` }
+	var stored []struct {
+		ID string `bson:"_id"`
+	}
 	if err := cur.All(t.Context(), &stored); err != nil {
 		t.Fatal(err)
 	}
