@@ -250,7 +250,7 @@ func TestServersAlone(t *testing.T) {
 	}
 	defer db.Close()
 	var indexed int
-	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%_breakerchain_id'`).Scan(&indexed); err != nil || indexed != 4 {
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'breakerchain_id_%'`).Scan(&indexed); err != nil || indexed != 4 {
 		t.Errorf("%d _id indexes (%v), want one for each of orders, order_outcomes, payments, shipments", indexed, err)
 	}
 	cancel()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -26,14 +27,16 @@ const (
 	FerretDBVersion   = "v1.24.2"
 	ferretIDFilter    = `_ferretdb_sjson->'$._id'`
 	ferretCollections = "_ferretdb_collections"
-	idIndexSuffix     = "_breakerchain_id"
+	idIndexPrefix     = "breakerchain_id_" // FerretDB's own index names start with the table's
 )
 
 // IndexIDs gives each of collections in database db an index on exactly the expression
 // FerretDB's lookups by _id filter on, creating the collections that do not exist yet. It is
 // idempotent, and only for the embedded store: a real MongoDB indexes _id itself.
 func (s *Store) IndexIDs(ctx context.Context, db string, collections ...string) error {
-	c, err := mongo.Connect(options.Client().ApplyURI(s.uri))
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(options.Client().ApplyURI(s.uri).SetServerSelectionTimeout(5 * time.Second))
 	if err != nil {
 		return fmt.Errorf("embedded store: %w", err)
 	}
@@ -57,7 +60,7 @@ func (s *Store) IndexIDs(ctx context.Context, db string, collections ...string) 
 		if err := f.QueryRowContext(ctx, q, name).Scan(&table); err != nil {
 			return fmt.Errorf("embedded store: the table of %s.%s: %w", db, name, err)
 		}
-		q = fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", table+idIndexSuffix, table, ferretIDFilter)
+		q = fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", idIndexPrefix+table, table, ferretIDFilter)
 		if _, err := f.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("embedded store: index %s.%s: %w", db, name, err)
 		}

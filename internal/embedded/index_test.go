@@ -60,8 +60,8 @@ func TestIDIndex(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		plan := queryPlan(t, f, fmt.Sprintf("SELECT _ferretdb_sjson FROM %q WHERE %s = ?", table, ferretIDFilter))
-		if !strings.Contains(plan, "SEARCH") || !strings.Contains(plan, table+idIndexSuffix) {
-			t.Errorf("%s: plan %q, want a SEARCH using %s", name, plan, table+idIndexSuffix)
+		if !strings.Contains(plan, "SEARCH") || !strings.Contains(plan, idIndexPrefix+table) {
+			t.Errorf("%s: plan %q, want a SEARCH using %s", name, plan, idIndexPrefix+table)
 		}
 	}
 	var doc bson.M

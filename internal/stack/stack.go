@@ -128,8 +128,12 @@ func Start(ctx context.Context, services []app.Service, run bool, lookup config.
 			return nil, err
 		}
 		s.MongoURL = s.store.URI()
-		// Lookups by _id use an index, whether the services run here or as processes.
+		// Lookups by _id use an index, whether the services run here or as processes (not for a
+		// service given a store of its own).
 		for i, svc := range services {
+			if cfgs[i].MongoURL != "" {
+				continue
+			}
 			if err := s.store.IndexIDs(ctx, cfgs[i].MongoDB, svc.Collections...); err != nil {
 				return nil, err
 			}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -20,11 +23,13 @@ import (
 // documents.
 //
 // Each caller still gets its own answer, read from the bulk write's per-document errors:
-// inserted, a duplicate id, refused, or — when the whole batch failed (no answer, a lost
-// connection, a write concern not met) — the batch's error, for each. InsertOnce then resends
-// its own document exactly as it did a single insert, and the unique _id decides; documents of
-// one failed batch are resent together, as their resends gather again. A caller whose context
-// ends while its document is still queued is answered without it being sent.
+// inserted, a duplicate id, refused; "unknown" when the write concern was not met for it; and
+// "unavailable" when the whole batch failed (no answer, a lost connection, or a command error
+// after some documents may have landed). InsertOnce then resends its own document, alone, as it
+// did a single insert, and the unique _id decides. A document is converted to BSON by its own
+// caller, so a document that cannot be is that caller's error alone. A caller whose context ends
+// while its document is still queued is answered without it being sent; a batch runs until the
+// last of its callers' deadlines.
 
 // MaxBatch is the most documents one InsertMany carries.
 const MaxBatch = 128
@@ -40,13 +45,20 @@ type batcher struct {
 // queued is one caller's document, waiting for its batch.
 type queued struct {
 	ctx  context.Context
-	doc  any
+	doc  bson.Raw
 	done chan error // gets the caller's answer, once
 }
 
 // insert queues doc and waits for its answer, or for ctx to end.
 func (b *batcher) insert(ctx context.Context, doc any) error {
-	q := &queued{ctx: ctx, doc: doc, done: make(chan error, 1)}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: not sent: %w", ErrUnavailable, err)
+	}
+	raw, err := bson.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	q := &queued{ctx: ctx, doc: raw, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, q)
 	if !b.flying {
@@ -58,6 +70,11 @@ func (b *batcher) insert(ctx context.Context, doc any) error {
 	case err := <-q.done:
 		return err
 	case <-ctx.Done():
+		select {
+		case err := <-q.done: // answered at the same moment: the answer wins
+			return err
+		default:
+		}
 		// Sent or not, the caller is gone; if it was sent it may land, as a single insert may.
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
@@ -73,7 +90,8 @@ func (b *batcher) send() {
 			b.mu.Unlock()
 			return
 		}
-		batch := b.queue[:n:n]
+		batch := slices.Clone(b.queue[:n])
+		clear(b.queue[:n]) // answered entries must not stay reachable from the queue
 		b.queue = b.queue[n:]
 		b.mu.Unlock()
 		b.write(batch)
@@ -84,6 +102,7 @@ func (b *batcher) send() {
 func (b *batcher) write(batch []*queued) {
 	docs := make([]any, 0, len(batch))
 	sent := batch[:0:0]
+	var deadline time.Time
 	for _, q := range batch {
 		if err := q.ctx.Err(); err != nil {
 			q.done <- fmt.Errorf("%w: not sent: %w", ErrUnavailable, err)
@@ -91,33 +110,47 @@ func (b *batcher) write(batch []*queued) {
 		}
 		docs = append(docs, q.doc)
 		sent = append(sent, q)
+		if dl, ok := q.ctx.Deadline(); ok && dl.After(deadline) {
+			deadline = dl
+		}
 	}
 	if len(sent) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	if deadline.IsZero() {
+		deadline = time.Now().Add(OpTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	for i, q := range sent {
-		q.done <- documentError(err, i)
+		q.done <- documentError(err, i, len(sent))
 	}
 }
 
-// documentError is what the bulk write's error err says of the document at index i: nil when it
-// was inserted, its own write error when it has one, and err itself, translated, when the batch
-// failed as a whole.
-func documentError(err error, i int) error {
+// documentError is what the error err of a bulk write of n documents says of the one at index i:
+// nil when it was inserted, its own write error when it has one, "unknown" when the write
+// concern was not met, and, when the batch failed as a whole, err translated — "unavailable"
+// for a command error on more than one document, some of which may have landed.
+func documentError(err error, i, n int) error {
 	if err == nil {
 		return nil
 	}
 	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-		return translate(err)
+	if !errors.As(err, &bwe) {
+		terr := translate(err)
+		if n > 1 && !slices.ContainsFunc([]error{ErrUnavailable, ErrUnknown, ErrDuplicate, ErrRefused}, func(e error) bool { return errors.Is(terr, e) }) {
+			return fmt.Errorf("%w: the batch failed: %w", ErrUnavailable, err)
+		}
+		return terr
 	}
 	for _, we := range bwe.WriteErrors {
 		if we.Index == i {
 			return translate(mongo.WriteException{WriteErrors: mongo.WriteErrors{we.WriteError}})
 		}
+	}
+	if bwe.WriteConcernError != nil {
+		return translate(mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels})
 	}
 	return nil // no error of its own in a bulk write that answered: inserted
 }

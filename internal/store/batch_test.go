@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
@@ -30,14 +31,15 @@ func TestBatchAnswersEachDocument(t *testing.T) {
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	bg := context.Background()
-	errs := store.WriteBatch(c, []context.Context{bg, bg, bg, gone, bg}, []any{
+	// The one that gave up comes first: the others' answers must follow the documents sent.
+	errs := store.WriteBatch(c, []context.Context{gone, bg, bg, bg, bg}, []any{
+		bson.D{{Key: "_id", Value: "gave-up"}},
 		bson.D{{Key: "_id", Value: "good-1"}},
 		bson.D{{Key: "_id", Value: "taken"}},
 		bson.D{{Key: "_id", Value: "refused"}, {Key: "$bad", Value: 1}},
-		bson.D{{Key: "_id", Value: "gave-up"}},
 		bson.D{{Key: "_id", Value: "good-2"}},
 	})
-	want := []error{nil, store.ErrDuplicate, store.ErrRefused, store.ErrUnavailable, nil}
+	want := []error{store.ErrUnavailable, nil, store.ErrDuplicate, store.ErrRefused, nil}
 	for i, err := range errs {
 		if (want[i] == nil) != (err == nil) || !errors.Is(err, want[i]) {
 			t.Errorf("document %d: %v, want %v", i, err, want[i])
@@ -121,4 +123,28 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 		t.Errorf("%d insert commands for %d concurrent inserts (and their resends): no batch was gathered", got, n)
 	}
 	t.Logf("%d documents in %d insert commands, one reply lost", n, commands.Load())
+}
+
+// What a bulk write's error says of each document, for answers the embedded store never gives:
+// a write concern not met makes every document without an error of its own "unknown" (it was
+// written, it may not stay), whatever the others' errors; a command error on a batch of several
+// is "unavailable" (some may have landed: a resend lets the _id decide); on a batch of one it is
+// that document's error, as for a single insert.
+func TestDocumentError(t *testing.T) {
+	wce := mongo.BulkWriteException{
+		WriteConcernError: &mongo.WriteConcernError{Code: 64, Message: "waiting for replication timed out"},
+		WriteErrors:       []mongo.BulkWriteError{{WriteError: mongo.WriteError{Index: 1, Code: 11000, Message: "E11000 duplicate key"}}},
+	}
+	for i, want := range []error{store.ErrUnknown, store.ErrDuplicate, store.ErrUnknown} {
+		if err := store.DocumentError(wce, i, 3); !errors.Is(err, want) {
+			t.Errorf("document %d of a batch whose write concern failed: %v, want %v", i, err, want)
+		}
+	}
+	cmd := mongo.CommandError{Code: 2, Message: "BadValue"}
+	if err := store.DocumentError(cmd, 0, 3); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a command error on a batch of 3: %v, want unavailable", err)
+	}
+	if err := store.DocumentError(cmd, 0, 1); errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrUnknown) {
+		t.Errorf("a command error on a batch of 1: %v, want the plain error, as for a single insert", err)
+	}
 }

@@ -3,15 +3,23 @@ package store
 import (
 	"context"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
+
+// DocumentError is documentError, for tests.
+var DocumentError = documentError
 
 // WriteBatch sends docs into c as one batch, as the batcher does, with each document's caller
 // context, and returns each caller's answer.
 func WriteBatch(c *mongo.Collection, ctxs []context.Context, docs []any) []error {
 	batch := make([]*queued, len(docs))
 	for i := range docs {
-		batch[i] = &queued{ctx: ctxs[i], doc: docs[i], done: make(chan error, 1)}
+		raw, err := bson.Marshal(docs[i])
+		if err != nil {
+			panic(err)
+		}
+		batch[i] = &queued{ctx: ctxs[i], doc: raw, done: make(chan error, 1)}
 	}
 	(&batcher{coll: c}).write(batch)
 	errs := make([]error, len(batch))

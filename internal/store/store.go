@@ -165,7 +165,8 @@ func isTransient(err error) bool {
 
 func isWriteConcernError(err error) bool {
 	var we mongo.WriteException
-	return errors.As(err, &we) && we.WriteConcernError != nil
+	var bwe mongo.BulkWriteException
+	return (errors.As(err, &we) && we.WriteConcernError != nil) || (errors.As(err, &bwe) && bwe.WriteConcernError != nil)
 }
 
 // Meta is what every stored record has: the business id as _id, the fingerprint of the request
@@ -216,6 +217,15 @@ func (c *Collection[T]) Insert(ctx context.Context, doc *T) error {
 	return c.batch.insert(ctx, doc)
 }
 
+// insertAlone stores doc in an insert of its own: for a resend, whose duplicate must not make the
+// store insert a whole batch one document at a time (FerretDB does, on any duplicate in one).
+func (c *Collection[T]) insertAlone(ctx context.Context, doc *T) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.InsertOne(ctx, doc)
+	return translate(err)
+}
+
 // Get loads the document with _id id; ErrNotFound when there is none.
 func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
 	ctx, cancel := opContext(ctx)
@@ -261,7 +271,7 @@ func InsertOnce[T any, P interface {
 	}
 	if errors.Is(err, ErrUnavailable) && !errors.As(err, new(topology.ServerSelectionError)) {
 		// Sent, but no answer. (No server selected: nothing was sent, nothing can land.)
-		err = c.Insert(ctx, (*T)(doc))
+		err = c.insertAlone(ctx, (*T)(doc))
 		switch {
 		case err == nil:
 			return doc, true, nil
