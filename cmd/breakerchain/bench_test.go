@@ -145,17 +145,19 @@ func BenchmarkProcesses(b *testing.B) {
 	}
 
 	for _, clients := range []int{1, 4, 16, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { driveProcesses(b, clients, orderURL, services) })
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { driveProcesses(b, clients, orderURL, services, servers) })
 	}
 }
 
 // driveProcesses posts b.N orders to order at orderURL from clients goroutines, each must be 201,
-// and reports throughput, latency, and the CPU and memory of the service processes.
-func driveProcesses(b *testing.B, clients int, orderURL string, services []*process) {
+// and reports throughput, latency, and the CPU and memory of the service processes, and the CPU
+// of the servers' (NATS with JetStream, and the store), which the services' figures leave out.
+func driveProcesses(b *testing.B, clients int, orderURL string, services []*process, servers *process) {
 	before := make([]time.Duration, len(services))
 	for i, p := range services {
 		before[i] = p.cpu(b)
 	}
+	serversBefore := servers.cpu(b)
 	var next atomic.Int64
 	var failed atomic.Value
 	lat := make([][]time.Duration, clients)
@@ -203,6 +205,7 @@ func driveProcesses(b *testing.B, clients int, orderURL string, services []*proc
 	b.ReportMetric(q(50), "p50-ms")
 	b.ReportMetric(q(99), "p99-ms")
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "cpu-ms/order")
+	b.ReportMetric(float64((servers.cpu(b)-serversBefore).Microseconds())/1000/float64(b.N), "servers-cpu-ms/order")
 	b.ReportMetric(float64(b.N)/took.Seconds(), "orders/s")
 	b.ReportMetric(0, "ns/op")
 }
