@@ -238,14 +238,14 @@ func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.D
 func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	// The run is not cut short by a shutdown: it is bounded, and its outcome should be recorded.
 	ctx = context.WithoutCancel(ctx)
-	meta, err := msg.Metadata()
-	if err == nil && meta.NumDelivered > 1 {
+	deliveries := 1
+	if meta, err := msg.Metadata(); err == nil {
+		deliveries = int(meta.NumDelivered)
+	}
+	if deliveries > 1 {
 		d.m.redelivered.Inc()
 	}
-	retry := redriveBackoff(d.redrive, 1)
-	if meta != nil {
-		retry = redriveBackoff(d.redrive, int(meta.NumDelivered))
-	}
+	retry := redriveBackoff(d.redrive, deliveries) // when this run fails: later each time
 	var e entry
 	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
 		d.log.ErrorContext(ctx, "unreadable due order dropped", "subject", msg.Subject(), "err", err)

@@ -460,11 +460,7 @@ func TestUnrecordedOutcomeCompletesByItself(t *testing.T) {
 	if px.Answered() != 1 {
 		t.Fatalf("the proxy refused %d outcome inserts, want 1", px.Answered())
 	}
-	var d order.Detail
-	testkit.Eventually(t, 20*time.Second, "the order to complete by itself", func() bool {
-		r := do(t, http.MethodGet, o.URL()+"/orders/unrecorded", "")
-		return jsonUnmarshal(r.body, &d) == nil && d.Status == order.StatusCompleted
-	})
+	d := completed(t, o, "unrecorded")
 	if got := w.counts(); got != [3]int64{1, 1, 1} {
 		t.Errorf("orders, payments, shipments = %v, want one each", got)
 	}
@@ -486,11 +482,7 @@ func TestUnknownInsertCompletesByItself(t *testing.T) {
 	if px.Dropped() != 2 {
 		t.Fatalf("the proxy dropped %d replies, want 2", px.Dropped())
 	}
-	var d order.Detail
-	testkit.Eventually(t, 20*time.Second, "the saved order to complete by itself", func() bool {
-		r := do(t, http.MethodGet, o.URL()+"/orders/unknown", "")
-		return jsonUnmarshal(r.body, &d) == nil && d.Status == order.StatusCompleted
-	})
+	completed(t, o, "unknown")
 	if got := w.counts(); got != [3]int64{1, 1, 1} {
 		t.Errorf("orders, payments, shipments = %v, want one each", got)
 	}

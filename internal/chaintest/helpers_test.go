@@ -227,3 +227,15 @@ func hops(v order.View) string {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func app_subject(name string) string { return app.Subject(name) }
+
+// completed waits, up to 20 s, until GET /orders/{id} on o shows the order completed (by itself:
+// the test never replays it), and returns what it shows.
+func completed(t *testing.T, o *testkit.Service, id string) order.Detail {
+	t.Helper()
+	var d order.Detail
+	testkit.Eventually(t, 20*time.Second, "order "+id+" to complete by itself", func() bool {
+		r := do(t, http.MethodGet, o.URL()+"/orders/"+id, "")
+		return jsonUnmarshal(r.body, &d) == nil && d.Status == order.StatusCompleted
+	})
+	return d
+}
