@@ -28,3 +28,10 @@ func WriteBatch(c *mongo.Collection, ctxs []context.Context, docs []any) []error
 	}
 	return errs
 }
+
+// Queued is how many documents wait in c's batcher for the batch in flight to be answered.
+func Queued[T any](c *Collection[T]) int {
+	c.batch.mu.Lock()
+	defer c.batch.mu.Unlock()
+	return len(c.batch.queue)
+}
