@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -49,9 +50,9 @@ func newTarget(t *testing.T, nc *nats.Conn, subject string) *target {
 		}
 		switch mode(tg.mode.Load()) {
 		case answer500:
-			return messaging.Reply{}, messaging.Errorf(502, "injected error")
+			return messaging.Reply{}, problem.Errorf(502, "injected error")
 		case answer422:
-			return messaging.Reply{}, messaging.Errorf(422, "amount: must be a number ≥ 0")
+			return messaging.Reply{}, problem.Errorf(422, "amount: must be a number ≥ 0")
 		case answerHang:
 			<-ctx.Done()
 			return messaging.Reply{}, ctx.Err()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
 // Control is an endpoint for operating a service (chaos.<service>), answered by every instance:
@@ -18,7 +20,7 @@ import (
 type Control struct {
 	Name    string // the micro endpoint's name, e.g. "chaos"
 	Subject string // e.g. "chaos.shipment"
-	// Handle answers with a value sent as JSON, or an error: a *ServiceError with its code,
+	// Handle answers with a value sent as JSON, or an error: a *problem.Error with its code,
 	// anything else as 500 "internal error".
 	Handle func(ctx context.Context, data []byte) (any, error)
 }
@@ -105,8 +107,8 @@ func addControl(svc micro.Service, c Control, log *slog.Logger) error {
 		if err == nil {
 			err = req.Respond(data)
 		} else {
-			se := AsServiceError(err)
-			if se.Description == internalError {
+			se := problem.From(err)
+			if se.Description == problem.Internal {
 				log.ErrorContext(ctx, "control request failed", "subject", c.Subject, "err", err)
 			}
 			err = req.Error(strconv.Itoa(se.Code), se.Description, nil)

@@ -3,43 +3,17 @@ package messaging
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/breakerchain/breakerchain/internal/problem"
+
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/timeout"
 )
-
-// ServiceError is an error a hop answers with, carried in the NATS micro service-error headers.
-// Its Code follows HTTP: 4xx the request is wrong, 5xx the hop failed.
-type ServiceError struct {
-	Code        int
-	Description string // safe to show a client: never internal error text
-	Field       string // the request field at fault, if any (in-process only)
-}
-
-func (e *ServiceError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Description) }
-
-// Errorf returns a ServiceError with the given code.
-func Errorf(code int, format string, args ...any) *ServiceError {
-	return &ServiceError{Code: code, Description: fmt.Sprintf(format, args...)}
-}
-
-// AsServiceError returns err as the ServiceError a client may see: itself when it is one, else
-// 500 "internal error" (the real text belongs in the log, never in an answer).
-func AsServiceError(err error) *ServiceError {
-	var se *ServiceError
-	if errors.As(err, &se) {
-		return se
-	}
-	return Errorf(500, internalError)
-}
-
-const internalError = "internal error"
 
 // errMalformedReply is a reply that is not an envelope: a target that lies.
 var errMalformedReply = errors.New("malformed reply")
@@ -49,7 +23,7 @@ var errMalformedReply = errors.New("malformed reply")
 var ErrNoTimeLeft = errors.New("not sent: the caller ran out of time")
 
 // serviceErrorOf reads the service error a reply carries, if any.
-func serviceErrorOf(m *nats.Msg) *ServiceError {
+func serviceErrorOf(m *nats.Msg) *problem.Error {
 	code := m.Header.Get(micro.ErrorCodeHeader)
 	if code == "" {
 		return nil
@@ -58,13 +32,13 @@ func serviceErrorOf(m *nats.Msg) *ServiceError {
 	if err != nil {
 		n = 500
 	}
-	return &ServiceError{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+	return &problem.Error{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
 }
 
 // IsFailure reports whether err counts against a circuit. Timeouts, no responders, connection
 // errors and 5xx replies do; 4xx replies and the caller's own cancellation do not.
 func IsFailure(err error) bool {
-	var se *ServiceError
+	var se *problem.Error
 	switch {
 	case err == nil:
 		return false
@@ -83,7 +57,7 @@ func IsFailure(err error) bool {
 
 // outcomeOf turns a failed call's error into the outcome and reason its reply shows.
 func outcomeOf(err error) (Outcome, string) {
-	var se *ServiceError
+	var se *problem.Error
 	switch {
 	case errors.Is(err, circuitbreaker.ErrOpen):
 		return OutcomeRejected, "circuit open"

@@ -48,9 +48,6 @@ type BreakerEvent struct {
 	Count int `json:"count,omitempty"`
 }
 
-// BreakerSubject is the subject a circuit's events are published on.
-func BreakerSubject(service, target string) string { return "breaker." + service + "." + target }
-
 // SummaryPeriod is how often per-call events of one kind are reported in full per circuit.
 //
 // A line and a message for every call would cost more than the call itself (measured: 17 µs for

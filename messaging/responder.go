@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+
+	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
 // Handler handles one request. ctx carries the Call and, when the caller sent one, its deadline.
-// A *ServiceError is answered with its code; any other error as 500 "internal error", its text
+// A *problem.Error is answered with its code; any other error as 500 "internal error", its text
 // kept in the log.
 type Handler func(ctx context.Context, data []byte) (Reply, error)
 
@@ -128,7 +130,7 @@ func (r *Responder) dispatch(req micro.Request) {
 	ctx = WithCall(ctx, call)
 	if !r.slots.TryAcquirePermit() {
 		cancel()
-		r.respond(ctx, req.Reply(), Reply{}, Errorf(503, "%s is busy", r.ep.Service))
+		r.respond(ctx, req.Reply(), Reply{}, problem.Errorf(503, "%s is busy", r.ep.Service))
 		return
 	}
 	serve := func() {
@@ -175,8 +177,8 @@ func (r *Responder) respond(ctx context.Context, subject string, reply Reply, er
 			r.log.DebugContext(ctx, "deadline passed, no answer")
 			return
 		}
-		se := AsServiceError(err)
-		if se.Description == internalError {
+		se := problem.From(err)
+		if se.Description == problem.Internal {
 			r.log.ErrorContext(ctx, "request failed", "err", err)
 		}
 		msg.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(se.Code))

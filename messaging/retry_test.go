@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -35,7 +36,7 @@ func newScripted(t *testing.T, nc *nats.Conn, subject string, answer func(ctx co
 func ok() (messaging.Reply, error) { return messaging.Handled("target", time.Now(), false, nil), nil }
 
 func injected() (messaging.Reply, error) {
-	return messaging.Reply{}, messaging.Errorf(502, "injected error")
+	return messaging.Reply{}, problem.Errorf(502, "injected error")
 }
 
 // failFirst fails the first n requests with a 502, then answers well.
@@ -112,7 +113,7 @@ func TestPolicyComposition(t *testing.T) {
 
 	t.Run("a 4xx is not retried", func(t *testing.T) {
 		tg := newScripted(t, nc, "refuse.create", func(context.Context, int64) (messaging.Reply, error) {
-			return messaging.Reply{}, messaging.Errorf(422, "amount: must be a number ≥ 0")
+			return messaging.Reply{}, problem.Errorf(422, "amount: must be a number ≥ 0")
 		})
 		r := requester(t, "refuse.create", retrying, &counter{})
 		if reply := r.Request(context.Background(), []byte(`{}`)); reply.Outcome != messaging.OutcomeRefused || tg.received.Load() != 1 {

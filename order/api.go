@@ -15,8 +15,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	"github.com/breakerchain/breakerchain/internal/app"
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -26,15 +26,15 @@ import (
 const Collection = "orders"
 
 // Service is order as the app runs it.
-var Service = app.Service{
+var Service = service.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
 	Collections: []string{Collection, OutcomesCollection},
-	Build: func(ctx context.Context, d app.Deps) (app.Parts, error) {
+	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
 		if err != nil {
-			return app.Parts{}, err
+			return service.Parts{}, err
 		}
 		b := &books{
 			orders:   store.NewCollection[record](d.DB, Collection),
@@ -44,11 +44,11 @@ var Service = app.Service{
 		}
 		a := &api{hop: d.Hop, books: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
 		m := newRedriveMetrics(d.Metrics.Registry(), q)
-		parts := app.Parts{Routes: a.routes}
+		parts := service.Parts{Routes: a.routes}
 		if d.Config.Redrive.Rate > 0 {
 			rd, err := newRedriver(ctx, b, d.Hop, ackWait(d.Config.Breaker, d.Config.Redrive.AckWait), m, d.Log)
 			if err != nil {
-				return app.Parts{}, err
+				return service.Parts{}, err
 			}
 			parts.Background = rd.run
 		}
@@ -69,7 +69,7 @@ func firstTimer(b messaging.BreakerSettings, after time.Duration) time.Duration 
 }
 
 type api struct {
-	hop *chain.Hop
+	hop *service.Hop
 	*books
 	log        *slog.Logger
 	firstTimer time.Duration
@@ -116,7 +116,7 @@ func summary(r *record) View {
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		a.fail(w, req, &messaging.ServiceError{Code: http.StatusUnsupportedMediaType,
+		a.fail(w, req, &problem.Error{Code: http.StatusUnsupportedMediaType,
 			Description: "Content-Type must be application/json"})
 		return
 	}
@@ -124,7 +124,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			a.fail(w, req, messaging.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", wire.MaxBody))
+			a.fail(w, req, problem.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", wire.MaxBody))
 		} else {
 			a.fail(w, req, wire.Malformed("body could not be read"))
 		}
@@ -136,7 +136,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context()), Origin: o.ID})
-	if err := a.hop.Delay(ctx); err != nil {
+	if err := a.hop.Faults.Delay(ctx); err != nil {
 		return // the client left during the injected latency; nothing was saved
 	}
 	// From here the client hanging up changes nothing: once the order may be saved, the chain
@@ -148,12 +148,12 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	timer, armed, err := a.queue.schedule(ctx, first, true)
 	if err != nil {
 		a.log.ErrorContext(ctx, "order not queued", "id", o.ID, "err", err)
-		a.fail(w, req, messaging.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
+		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
 		return
 	}
-	rec, created, err := chain.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
+	rec, created, err := service.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
 	if err != nil {
-		if messaging.AsServiceError(err).Code < http.StatusInternalServerError {
+		if problem.From(err).Code < http.StatusInternalServerError {
 			_ = a.queue.deleteTimer(ctx, timer) // refused (409, 422): nothing of ours was saved
 		}
 		// Otherwise the timer stays: it finds no order, or the order if the insert did land.
@@ -182,12 +182,12 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 }
 
 // lookupError is what a client is told when reading an order failed: the store's errors as
-// chain.StoreError says them, and 503 when the queue could not say what became of it.
+// service.StoreError says them, and 503 when the queue could not say what became of it.
 func lookupError(err error) error {
 	if errors.Is(err, ErrQueueUnavailable) {
-		return messaging.Errorf(http.StatusServiceUnavailable, "order queue unavailable: this order's state cannot be read now")
+		return problem.Errorf(http.StatusServiceUnavailable, "order queue unavailable: this order's state cannot be read now")
 	}
-	return chain.StoreError(err)
+	return service.StoreError(err)
 }
 
 // run calls the chain for a new order whose timer is at sequence timer, records the outcome and
@@ -221,7 +221,7 @@ func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request,
 	case rec.Status == StatusCompleted:
 		a.answer(w, req, http.StatusCreated, summary(rec))
 	case rec.Status == StatusRejected:
-		a.fail(w, req, messaging.Errorf(http.StatusConflict, "order %s rejected: %s", rec.ID, rec.Reason))
+		a.fail(w, req, problem.Errorf(http.StatusConflict, "order %s rejected: %s", rec.ID, rec.Reason))
 	default:
 		a.answer(w, req, http.StatusAccepted, summary(rec))
 	}
@@ -249,7 +249,7 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 		a.answer(w, req, http.StatusOK, d.View)
 		return
 	}
-	app.WriteJSON(w, http.StatusOK, d)
+	wire.WriteJSON(w, http.StatusOK, d)
 }
 
 // wantsText reports whether the client asked for the seed's text form.
@@ -260,7 +260,7 @@ func wantsText(req *http.Request) bool {
 
 func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View) {
 	if !wantsText(req) {
-		app.WriteJSON(w, code, v)
+		wire.WriteJSON(w, code, v)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -272,9 +272,9 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 	_, _ = io.WriteString(w, "order "+v.ID+": "+v.Status+" ("+v.Reason+")\n")
 }
 
-// fail answers err: a ServiceError with its code and text, anything else as a bare 500.
+// fail answers err: a *problem.Error with its code and text, anything else as a bare 500.
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
-	se := messaging.AsServiceError(err)
+	se := problem.From(err)
 	if se.Code == http.StatusServiceUnavailable {
 		// Long enough for an order that may have been saved to have been re-driven: a retry
 		// with the same id then finds what became of it.
@@ -289,5 +289,5 @@ func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 		_, _ = io.WriteString(w, se.Description+"\n")
 		return
 	}
-	app.WriteError(w, se.Code, se.Description, se.Field)
+	wire.WriteError(w, se.Code, se.Description, se.Field)
 }

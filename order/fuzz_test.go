@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/wire"
-	"github.com/breakerchain/breakerchain/messaging"
 )
 
 // FuzzDecode: whatever the body, decoding and validating an order never panics and ends in one
@@ -28,10 +28,10 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		o, err := Decode(body)
 		if err != nil {
-			var se *messaging.ServiceError
+			var se *problem.Error
 			switch {
 			case !errors.As(err, &se):
-				t.Fatalf("error %v (%T) is not a ServiceError", err, err)
+				t.Fatalf("error %v (%T) is not a *problem.Error", err, err)
 			case se.Code != 400 && se.Code != 422:
 				t.Fatalf("code %d for %q: want 400 or 422", se.Code, body)
 			case se.Description == "":

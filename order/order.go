@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -116,7 +117,7 @@ func newOutcome(id string, attempt int, lastError string, reply *messaging.Reply
 	out := &outcome{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
 	out.Status, out.Reason = verdict(reply)
 	if ferr != nil {
-		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+messaging.AsServiceError(ferr).Description, nil
+		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+problem.From(ferr).Description, nil
 	}
 	out.LastError = lastError
 	if out.Status != StatusCompleted {
@@ -154,7 +155,7 @@ func newRecord(ctx context.Context, o Order) *record {
 	if o.Date != nil {
 		date = &o.Date.Time
 	}
-	meta := chain.Meta(ctx, o.ID, o)
+	meta := service.Meta(ctx, o.ID, o)
 	return &record{
 		Meta: meta, Date: date, Items: o.Items,
 		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},

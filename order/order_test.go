@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -45,7 +46,7 @@ func TestDecode(t *testing.T) {
 				}
 				return
 			}
-			var se *messaging.ServiceError
+			var se *problem.Error
 			if !errors.As(err, &se) || se.Code != row.code || se.Field != row.field {
 				t.Fatalf("got %v (field %q), want %d on field %q", err, fieldOf(se), row.code, row.field)
 			}
@@ -53,7 +54,7 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func fieldOf(se *messaging.ServiceError) string {
+func fieldOf(se *problem.Error) string {
 	if se == nil {
 		return ""
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/breakerchain/breakerchain/internal/chain"
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -139,7 +139,7 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 // redriver takes due orders from the queue and runs their chain again (see the package doc).
 type redriver struct {
 	*books
-	hop      *chain.Hop
+	hop      *service.Hop
 	consumer jetstream.Consumer
 	limiter  ratelimiter.RateLimiter[any]
 	m        *redriveMetrics
@@ -161,7 +161,7 @@ func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 	}
 }
 
-func newRedriver(ctx context.Context, b *books, hop *chain.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
+func newRedriver(ctx context.Context, b *books, hop *service.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
 	var c jetstream.Consumer
 	err := whileStarting(ctx, func(ctx context.Context) (err error) {
 		c, err = b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))

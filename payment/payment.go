@@ -7,7 +7,7 @@ import (
 	"context"
 	"math"
 
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/shipment"
@@ -47,5 +47,5 @@ type record struct {
 }
 
 func newRecord(ctx context.Context, p Payment) *record {
-	return &record{Meta: chain.Meta(ctx, p.ID, p), Amount: *p.Amount, ShipmentID: p.Shipment.ID}
+	return &record{Meta: service.Meta(ctx, p.ID, p), Amount: *p.Amount, ShipmentID: p.Shipment.ID}
 }

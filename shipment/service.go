@@ -3,8 +3,7 @@ package shipment
 import (
 	"context"
 
-	"github.com/breakerchain/breakerchain/internal/app"
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 )
 
@@ -12,15 +11,15 @@ import (
 const Collection = "shipments"
 
 // Service is shipment as the app runs it.
-var Service = app.Service{
+var Service = service.Service{
 	Name:        "shipment",
 	Description: "Creates shipments: the last hop of the breakerchain order → payment → shipment",
 	Collections: []string{Collection},
-	Build: func(_ context.Context, d app.Deps) (app.Parts, error) {
-		step := &chain.Step[Shipment, record, *record]{
+	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
+		step := &service.Step[Shipment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,
 		}
-		return app.Parts{Handle: step.Handle}, nil
+		return service.Parts{Handle: step.Handle}, nil
 	},
 }

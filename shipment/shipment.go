@@ -5,7 +5,7 @@ package shipment
 import (
 	"context"
 
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 )
@@ -37,5 +37,5 @@ type record struct {
 }
 
 func newRecord(ctx context.Context, s Shipment) *record {
-	return &record{Meta: chain.Meta(ctx, s.ID, s), Directions: s.Directions}
+	return &record{Meta: service.Meta(ctx, s.ID, s), Directions: s.Directions}
 }

@@ -8,14 +8,14 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/breakerchain/breakerchain/internal/allinone"
 	"github.com/breakerchain/breakerchain/internal/config"
-	"github.com/breakerchain/breakerchain/internal/stack"
 )
 
 // checkConfig reads the configuration the arguments would use, starting nothing.
 func checkConfig(args []string, lookup config.Lookup) error {
 	if len(args) == 0 || args[0] == "servers" {
-		_, err := stack.Configs(services, lookup)
+		_, err := allinone.Configs(services, lookup)
 		return err
 	}
 	for _, svc := range services {
@@ -29,7 +29,7 @@ func checkConfig(args []string, lookup config.Lookup) error {
 
 // allInOne runs the embedded servers, with the services when run says so, until ctx ends.
 func allInOne(ctx context.Context, run bool, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
-	s, err := stack.Start(ctx, services, run, lookup, log, debug)
+	s, err := allinone.Start(ctx, services, run, lookup, log, debug)
 	if err != nil {
 		return err
 	}

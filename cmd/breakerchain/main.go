@@ -15,16 +15,16 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
 // services in chain order, upstream first.
-var services = []app.Service{order.Service, payment.Service, shipment.Service}
+var services = []service.Service{order.Service, payment.Service, shipment.Service}
 
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
@@ -93,7 +93,7 @@ func probe(ctx context.Context, url string) error {
 	return nil
 }
 
-func single(ctx context.Context, svc app.Service, lookup config.Lookup, log *slog.Logger) error {
+func single(ctx context.Context, svc service.Service, lookup config.Lookup, log *slog.Logger) error {
 	cfg, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
 	if err != nil {
 		return err
@@ -104,5 +104,5 @@ func single(ctx context.Context, svc app.Service, lookup config.Lookup, log *slo
 	if cfg.MongoURL == "" {
 		cfg.MongoURL = "mongodb://127.0.0.1:27017"
 	}
-	return app.Run(ctx, svc, cfg, log.With("service", cfg.ID), stopTimeout)
+	return service.Run(ctx, svc, cfg, log.With("service", cfg.ID), stopTimeout)
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/breakerchain/breakerchain/internal/allinone"
 	"github.com/breakerchain/breakerchain/internal/embedded"
-	"github.com/breakerchain/breakerchain/internal/stack"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
@@ -209,7 +209,7 @@ func TestAllInOnePorts(t *testing.T) {
 		{env: testkit.Env{"PORT": "8080", "PAYMENT_PORT": "9000"}, want: [3]int{8080, 9000, 8082}},
 		{env: testkit.Env{"PORT": "0"}, want: [3]int{0, 0, 0}},
 	} {
-		cfgs, err := stack.Configs(services, row.env.Lookup)
+		cfgs, err := allinone.Configs(services, row.env.Lookup)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +389,7 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 
 // The all-in-one's banner shows external servers' URLs without their passwords.
 func TestBannerMasksPasswords(t *testing.T) {
-	s := &stack.Stack{NATSURL: "nats://u:s3cret-n@nats:4222", MongoURL: "mongodb://app:s3cret-m@mongo:27017/"}
+	s := &allinone.Stack{NATSURL: "nats://u:s3cret-n@nats:4222", MongoURL: "mongodb://app:s3cret-m@mongo:27017/"}
 	b := s.Banner()
 	if strings.Contains(b, "s3cret") || !strings.Contains(b, "nats://u:xxxxx@nats:4222") || !strings.Contains(b, "mongodb://app:xxxxx@mongo") {
 		t.Errorf("banner:\n%s", b)
@@ -400,7 +400,7 @@ func TestBannerMasksPasswords(t *testing.T) {
 // and returns the status code.
 func postSeed(t *testing.T, url, requestID string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(stack.SeedOrder))
+	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(allinone.SeedOrder))
 	req.Header.Set("Content-Type", "application/json")
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)

@@ -16,7 +16,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
@@ -115,7 +115,7 @@ func BenchmarkStoreInsert(b *testing.B) {
 func benchChain(b *testing.B, env testkit.Env) (*world, *testkit.Service, []*testkit.Service) {
 	w := newWorld(b)
 	var started []*testkit.Service
-	for _, svc := range []app.Service{shipment.Service, payment.Service, order.Service} {
+	for _, svc := range []service.Service{shipment.Service, payment.Service, order.Service} {
 		started = append(started, testkit.StartLogged(b, svc, w.natsURL, w.uri, w.db, env, testkit.DiscardLogger()))
 	}
 	return w, started[2], started

@@ -16,8 +16,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/internal/wire"
+	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
@@ -42,7 +44,7 @@ func newWorld(t testing.TB) *world {
 // is not a timeout must not see one because -race on 2 cores made a store write slow. Retries
 // and the re-driver are off unless a test turns them on: a test of the circuit counts calls,
 // and one that checks an order pending must not see it completed behind its back.
-func (w *world) start(svc app.Service, env testkit.Env) *testkit.Service {
+func (w *world) start(svc service.Service, env testkit.Env) *testkit.Service {
 	full := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}
 	for k, v := range env {
 		full[k] = v
@@ -175,9 +177,9 @@ func (r response) view(t *testing.T) order.View {
 	return v
 }
 
-func (r response) errorBody(t *testing.T) app.ErrorBody {
+func (r response) errorBody(t *testing.T) wire.ErrorBody {
 	t.Helper()
-	var e app.ErrorBody
+	var e wire.ErrorBody
 	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == "" {
 		t.Fatalf("want a JSON error, got %d %q (%v)", r.code, r.body, err)
 	}
@@ -226,7 +228,7 @@ func hops(v order.View) string {
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
-func app_subject(name string) string { return app.Subject(name) }
+func app_subject(name string) string { return messaging.Subject(name) }
 
 // completed waits, up to 20 s, until GET /orders/{id} on o shows the order completed (by itself:
 // the test never replays it), and returns what it shows.

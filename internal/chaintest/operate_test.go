@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
@@ -30,9 +30,9 @@ func TestMicroDiscovery(t *testing.T) {
 	for _, name := range []string{"payment", "shipment"} {
 		var info micro.Info
 		request(t, nc, "$SRV.INFO."+name, &info)
-		if info.Name != name || info.Version != app.Version || info.Description == "" || len(info.Endpoints) != 1 ||
-			info.Endpoints[0].Subject != app.Subject(name) || info.Endpoints[0].QueueGroup != name {
-			t.Errorf("$SRV.INFO.%s: %+v, want one endpoint %s in queue group %s", name, info, app.Subject(name), name)
+		if info.Name != name || info.Version != service.Version || info.Description == "" || len(info.Endpoints) != 1 ||
+			info.Endpoints[0].Subject != messaging.Subject(name) || info.Endpoints[0].QueueGroup != name {
+			t.Errorf("$SRV.INFO.%s: %+v, want one endpoint %s in queue group %s", name, info, messaging.Subject(name), name)
 		}
 	}
 	post(t, o, seedOrder("stats"))
@@ -40,7 +40,7 @@ func TestMicroDiscovery(t *testing.T) {
 	request(t, nc, "$SRV.STATS.payment", &stats)
 	var data struct {
 		Handled  int64
-		Circuits []app.Circuit
+		Circuits []service.Circuit
 	}
 	if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
 		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" {

@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/chaos"
+	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
@@ -24,18 +26,18 @@ import (
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
-// chaos sends a change on chaos.<service> and returns the reply, or the service error.
-func chaos(t *testing.T, nc *nats.Conn, service, change string) (app.Chaos, *messaging.ServiceError) {
+// setChaos sends a change on chaos.<service> and returns the reply, or the service error.
+func setChaos(t *testing.T, nc *nats.Conn, service, change string) (chaos.State, *problem.Error) {
 	t.Helper()
-	m, err := nc.Request(app.ChaosSubject(service), []byte(change), 5*time.Second)
+	m, err := nc.Request(messaging.ChaosSubject(service), []byte(change), 5*time.Second)
 	if err != nil {
 		t.Fatalf("chaos.%s: %v", service, err)
 	}
 	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
 		n, _ := strconv.Atoi(code)
-		return app.Chaos{}, &messaging.ServiceError{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+		return chaos.State{}, &problem.Error{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
 	}
-	var c app.Chaos
+	var c chaos.State
 	if err := json.Unmarshal(m.Data, &c); err != nil {
 		t.Fatalf("chaos.%s: %q: %v", service, m.Data, err)
 	}
@@ -57,7 +59,7 @@ func TestRetryTurnsATransientFailureIntoSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, se := chaos(t, nc, "shipment", `{"error_rate":1}`); se != nil {
+	if _, se := setChaos(t, nc, "shipment", `{"error_rate":1}`); se != nil {
 		t.Fatal(se)
 	}
 
@@ -113,7 +115,7 @@ func TestChaosAtRuntime(t *testing.T) {
 		"BREAKER_TIMEOUT": "1s"})
 	o := w.start(order.Service, nil) // no CHAOS
 	nc := w.conn()
-	changes, err := nc.SubscribeSync(app.ChaosChangedSubject("shipment"))
+	changes, err := nc.SubscribeSync(messaging.ChaosChangedSubject("shipment"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +132,8 @@ func TestChaosAtRuntime(t *testing.T) {
 		}
 		return v
 	}
-	breakers := func(svc *testkit.Service) app.Breakers {
-		var b app.Breakers
+	breakers := func(svc *testkit.Service) service.Breakers {
+		var b service.Breakers
 		if r := do(t, http.MethodGet, svc.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil {
 			t.Fatalf("/breakers: %s", r.body)
 		}
@@ -152,11 +154,11 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 
 	// Every shipment fails: payment's circuit opens, then rejects.
-	c, se := chaos(t, nc, "shipment", `{"error_rate":1}`)
+	c, se := setChaos(t, nc, "shipment", `{"error_rate":1}`)
 	if se != nil || c.ErrorRate != 1 || c.Latency != "0s" {
 		t.Fatalf("chaos.shipment error_rate 1: %+v %v", c, se)
 	}
-	var ev app.ChaosChange
+	var ev chaos.Changed
 	nextChange := func() {
 		t.Helper()
 		m, err := changes.NextMsg(5 * time.Second)
@@ -187,7 +189,7 @@ func TestChaosAtRuntime(t *testing.T) {
 		{`{"latency":-5}`, "latency"},
 		{`{"colour":"red"}`, "colour"},
 	} {
-		if _, se := chaos(t, nc, "shipment", bad.body); se == nil || se.Code != 422 || !strings.HasPrefix(se.Description, bad.field+": ") {
+		if _, se := setChaos(t, nc, "shipment", bad.body); se == nil || se.Code != 422 || !strings.HasPrefix(se.Description, bad.field+": ") {
 			t.Errorf("chaos.shipment %s: %v, want a 422 naming %s", bad.body, se, bad.field)
 		}
 		r := do(t, http.MethodPut, s.URL()+"/chaos", bad.body)
@@ -198,7 +200,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	if r := do(t, http.MethodPut, s.URL()+"/chaos", `{"error_rate":`); r.code != http.StatusBadRequest {
 		t.Errorf("PUT /chaos malformed: %d, want 400", r.code)
 	}
-	var cur app.Chaos
+	var cur chaos.State
 	if r := do(t, http.MethodGet, s.URL()+"/chaos", ""); jsonUnmarshal(r.body, &cur) != nil || cur.ErrorRate != 1 || cur.Latency != "0s" {
 		t.Fatalf("GET /chaos after bad input: %s, want it unchanged", r.body)
 	}
@@ -214,7 +216,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 	var stats micro.Stats
 	request(t, nc, "$SRV.STATS.shipment", &stats)
-	var data struct{ Chaos app.Chaos }
+	var data struct{ Chaos chaos.State }
 	if len(stats.Endpoints) != 2 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil || data.Chaos.Latency != "1.5s" {
 		t.Errorf("$SRV.STATS.shipment: %+v, want the create and chaos endpoints and the chaos in force", stats)
 	}
@@ -228,7 +230,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 
 	// Healthy again: the next trial closes the circuit.
-	if _, se := chaos(t, nc, "shipment", `{"latency":"0s"}`); se != nil {
+	if _, se := setChaos(t, nc, "shipment", `{"latency":"0s"}`); se != nil {
 		t.Fatal(se)
 	}
 	afterDelay()
@@ -238,7 +240,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 
 	// Without CHAOS=1 nothing listens on chaos.order, and PUT /chaos says how to turn it on.
-	if _, err := nc.Request(app.ChaosSubject("order"), []byte(`{"error_rate":1}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := nc.Request(messaging.ChaosSubject("order"), []byte(`{"error_rate":1}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("chaos.order without CHAOS=1: %v, want no responders", err)
 	}
 	if r := do(t, http.MethodPut, o.URL()+"/chaos", `{"error_rate":1}`); r.code != http.StatusForbidden || !strings.Contains(r.errorBody(t).Error, "CHAOS=1") {

@@ -26,9 +26,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
-	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
@@ -76,7 +77,7 @@ func connectAs(t *testing.T, url, user string) (*nats.Conn, <-chan error) {
 }
 
 // asUser is the environment that makes svc connect as its own user.
-func asUser(svc app.Service) testkit.Env {
+func asUser(svc service.Service) testkit.Env {
 	return testkit.Env{"BREAKER_TIMEOUT": "5s", "NATS_USER": svc.Name, "NATS_PASSWORD": natsUsers[svc.Name]}
 }
 
@@ -87,7 +88,7 @@ func refusedAtStart(t *testing.T, env testkit.Env) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := app.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
+	r, err := service.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
 	if err == nil {
 		_ = r.Stop(context.Background())
 		t.Fatal("started; want a refusal at start")
@@ -242,7 +243,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 func TestChaosWithLeastPrivilege(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
-	withChaos := func(svc app.Service) testkit.Env {
+	withChaos := func(svc service.Service) testkit.Env {
 		env := asUser(svc)
 		env["CHAOS"] = "1"
 		return env
@@ -279,20 +280,20 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 
 	// Each service takes a change from the chaos user and announces it.
 	for _, svc := range []string{"order", "payment", "shipment"} {
-		c, se := chaos(t, ops, svc, `{"latency":"1ms"}`)
+		c, se := setChaos(t, ops, svc, `{"latency":"1ms"}`)
 		if se != nil || !c.Enabled || c.Latency != "1ms" {
 			t.Fatalf("chaos.%s as chaos: %+v %v", svc, c, se)
 		}
 		m, err := changes.NextMsg(5 * time.Second)
-		var ev app.ChaosChange
-		if err != nil || jsonUnmarshal(m.Data, &ev) != nil || m.Subject != app.ChaosChangedSubject(svc) || ev.Service != svc || ev.Faults.Latency != "1ms" {
+		var ev chaos.Changed
+		if err != nil || jsonUnmarshal(m.Data, &ev) != nil || m.Subject != messaging.ChaosChangedSubject(svc) || ev.Service != svc || ev.Faults.Latency != "1ms" {
 			t.Fatalf("the chaos user saw no change of %s: %v %v", svc, m, err)
 		}
 	}
 	// Discovery lists order's chaos endpoint too (it serves nothing else on NATS).
 	var info micro.Info
 	request(t, obs, "$SRV.INFO.order", &info)
-	if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != app.ChaosSubject("order") {
+	if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != messaging.ChaosSubject("order") {
 		t.Errorf("$SRV.INFO.order: %+v, want its chaos endpoint", info.Endpoints)
 	}
 
@@ -313,14 +314,14 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 		}
 	}
 	// A change asking to be answered on payment.create: refused, not applied, nothing published.
-	if err := ops.PublishRequest(app.ChaosSubject("shipment"), app.Subject("payment"), []byte(`{"error_rate":0.9}`)); err != nil {
+	if err := ops.PublishRequest(messaging.ChaosSubject("shipment"), messaging.Subject("payment"), []byte(`{"error_rate":0.9}`)); err != nil {
 		t.Fatal(err)
 	}
 	// The replies the observer has seen were queued to every subscriber before this request is
 	// sent, so its answer, on an inbox of the chaos user's own, comes after them; and shipment
 	// handles its chaos requests in order, so the refused one came first.
 	own := "_INBOX.chaos-test.1.2"
-	if err := ops.PublishRequest(app.ChaosSubject("shipment"), own, []byte(`{"latency":"0s"}`)); err != nil {
+	if err := ops.PublishRequest(messaging.ChaosSubject("shipment"), own, []byte(`{"latency":"0s"}`)); err != nil {
 		t.Fatal(err)
 	}
 	for _, sub := range sniffers {
@@ -333,7 +334,7 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 				t.Fatalf("the chaos user read a service's reply on %s through %s", m.Subject, sub.Subject)
 			}
 			if m.Subject == own {
-				var c app.Chaos
+				var c chaos.State
 				if err := jsonUnmarshal(m.Data, &c); err != nil || c.ErrorRate != 0 {
 					t.Fatalf("shipment's faults after a change with a reply subject not an inbox: %s (%v), want error_rate 0", m.Data, err)
 				}
@@ -346,7 +347,7 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the observer never saw the answer on %s: %v", own, err)
 		}
-		if m.Subject == app.Subject("payment") {
+		if m.Subject == messaging.Subject("payment") {
 			t.Fatalf("shipment answered on %s: %s", m.Subject, m.Data)
 		}
 		if m.Subject == own {
@@ -536,7 +537,7 @@ func TestNATSOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	msg, err := nc.Request(app.Subject("shipment"), []byte(`{"id":"tls-1","directions":"home"}`), 5*time.Second)
+	msg, err := nc.Request(messaging.Subject("shipment"), []byte(`{"id":"tls-1","directions":"home"}`), 5*time.Second)
 	if err != nil {
 		t.Fatalf("request over TLS: %v", err)
 	}

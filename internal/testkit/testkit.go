@@ -26,10 +26,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.uber.org/goleak"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 )
 
@@ -287,7 +287,7 @@ func (e Env) Lookup(name string) (string, bool) { v, ok := e[name]; return v, ok
 
 // Service is a service started by Start.
 type Service struct {
-	*app.Running
+	*service.Running
 	Config config.Service
 	stop   func()
 	errMu  sync.Mutex
@@ -310,7 +310,7 @@ func (s *Service) URL() string { return "http://" + s.Addr }
 
 // Start starts svc with the configuration env gives it (unprefixed or prefixed names), listening
 // on 127.0.0.1 on a free port, and stops it when the test ends.
-func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env) *Service {
+func Start(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env) *Service {
 	t.Helper()
 	level := slog.LevelDebug
 	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
@@ -320,7 +320,7 @@ func Start(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env)
 }
 
 // StartLogged is Start with the service logging to log.
-func StartLogged(t testing.TB, svc app.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Service {
+func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Service {
 	t.Helper()
 	full := Env{"NATS_URL": natsURL, "MONGO_URL": mongoURL, "MONGO_DB": db, "PORT": "0"}
 	for k, v := range env {
@@ -338,7 +338,7 @@ func StartLogged(t testing.TB, svc app.Service, natsURL, mongoURL, db string, en
 	}
 	s := &Service{Config: cfg}
 	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}
-	r, err := app.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
+	r, err := service.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
 	if err != nil {
 		t.Fatalf("start %s: %v", svc.Name, err)
 	}

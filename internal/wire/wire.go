@@ -25,20 +25,20 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
 // MaxBody is the largest body accepted (413 beyond it on HTTP; NATS caps payloads at 1 MiB too).
 const MaxBody = 1 << 20
 
 // Malformed is a 400: the body is not the one JSON value it should be.
-func Malformed(format string, args ...any) *messaging.ServiceError {
-	return &messaging.ServiceError{Code: 400, Description: fmt.Sprintf(format, args...)}
+func Malformed(format string, args ...any) *problem.Error {
+	return &problem.Error{Code: 400, Description: fmt.Sprintf(format, args...)}
 }
 
 // Invalid is a 422 naming the field that is wrong.
-func Invalid(field, format string, args ...any) *messaging.ServiceError {
-	return &messaging.ServiceError{Code: 422, Field: field, Description: field + ": " + fmt.Sprintf(format, args...)}
+func Invalid(field, format string, args ...any) *problem.Error {
+	return &problem.Error{Code: 422, Field: field, Description: field + ": " + fmt.Sprintf(format, args...)}
 }
 
 var unknownField = regexp.MustCompile(`unknown field "(.*)"`)
@@ -62,7 +62,7 @@ func Decode(data []byte, v any) error {
 func decodeError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	var own *messaging.ServiceError
+	var own *problem.Error
 	switch {
 	case errors.As(err, &own):
 		return own // from a field's own UnmarshalJSON
@@ -108,7 +108,7 @@ func DecodeValid[T any, P interface {
 // withPath names an unknown field by its full path ("payment.shipment.colour"): encoding/json
 // gives only the key. It walks the body alongside the struct type v decodes into.
 func withPath(err error, data []byte, v any) error {
-	se, ok := err.(*messaging.ServiceError)
+	se, ok := err.(*problem.Error)
 	if !ok || se.Description != se.Field+": unknown field" || se.Field == `""` {
 		return err
 	}

@@ -1,8 +1,7 @@
-package app
+package service
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/go-chi/cors"
 	"github.com/nats-io/nuid"
 
+	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
@@ -66,25 +66,25 @@ func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handl
 		_, _ = w.Write([]byte("hello from " + cfg.ID + "\n"))
 	})
 	m.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	m.Get("/readyz", r.ready)
 	m.Method(http.MethodGet, "/metrics", r.Metrics.Handler())
 	m.Get("/breakers", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.state()})
+		wire.WriteJSON(w, http.StatusOK, Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()})
 	})
 	if cfg.PProf {
 		// Off unless asked for: profiles show internals and cost CPU while taken.
 		m.Mount("/debug", middleware.Profiler())
 	}
-	m.Get("/chaos", r.chaos.get)
-	m.Put("/chaos", r.chaos.put)
+	m.Get("/chaos", r.chaos.Get)
+	m.Put("/chaos", r.chaos.Put)
 	if routes != nil {
 		routes(m)
 	}
-	m.NotFound(func(w http.ResponseWriter, _ *http.Request) { WriteError(w, http.StatusNotFound, "not found", "") })
+	m.NotFound(func(w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, http.StatusNotFound, "not found", "") })
 	m.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
+		wire.WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
 	})
 	return m
 }
@@ -119,7 +119,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 				}
 				log.ErrorContext(req.Context(), "panic serving request", "method", req.Method, "path", req.URL.Path,
 					"panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
-				WriteError(w, http.StatusInternalServerError, "internal error", "")
+				wire.WriteError(w, http.StatusInternalServerError, "internal error", "")
 			}()
 			next.ServeHTTP(w, req)
 		})
@@ -136,15 +136,15 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	if !r.nc.IsConnected() {
 		checks["nats"], status = r.nc.Status().String(), http.StatusServiceUnavailable
 	}
-	WriteJSON(w, status, checks)
+	wire.WriteJSON(w, status, checks)
 }
 
 // Breakers is what GET /breakers shows: the process's outgoing circuits and its faults.
 type Breakers struct {
-	Service  string    `json:"service"`
-	ID       string    `json:"id"`
-	Circuits []Circuit `json:"circuits"`
-	Chaos    Chaos     `json:"chaos"`
+	Service  string      `json:"service"`
+	ID       string      `json:"id"`
+	Circuits []Circuit   `json:"circuits"`
+	Chaos    chaos.State `json:"chaos"`
 }
 
 // Circuit is one outgoing circuit as /breakers and `nats micro stats` show it.
@@ -170,24 +170,4 @@ func (r *Running) circuits() []Circuit {
 		out = append(out, c)
 	}
 	return out
-}
-
-// WriteJSON writes v as the JSON body with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // the seed's "->" stays readable
-	_ = enc.Encode(v)
-}
-
-// ErrorBody is every error answer: what is wrong and, for invalid input, which field.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
-// WriteError writes an ErrorBody. msg must be safe to show: never internal error text.
-func WriteError(w http.ResponseWriter, status int, msg, field string) {
-	WriteJSON(w, status, ErrorBody{Error: msg, Field: field})
 }

@@ -3,7 +3,7 @@
 // HTTP server) and tears it down in reverse, each step bounded:
 // HTTP Shutdown → micro Stop → NATS drain → Mongo disconnect.
 // The single-service commands and the all-in-one call the same Start.
-package app
+package service
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/breakerchain/breakerchain/internal/chain"
+	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/metrics"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -41,16 +41,13 @@ type Service struct {
 	Build func(context.Context, Deps) (Parts, error)
 }
 
-// Subject is the subject service name serves.
-func Subject(name string) string { return name + ".create" }
-
 // Deps is what Start hands a service.
 type Deps struct {
 	Config  config.Service
 	Log     *slog.Logger
 	DB      *mongo.Database
 	NATS    *nats.Conn // for a service's own use of NATS beyond its hop (order's JetStream queue)
-	Hop     *chain.Hop
+	Hop     *Hop
 	Metrics *metrics.Service // to register the service's own metrics on
 }
 
@@ -69,13 +66,13 @@ type Running struct {
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
 	Responder *messaging.Responder // its NATS endpoint; nil for order
 	Metrics   *metrics.Service
-	Hop       *chain.Hop // the service's place in the chain: its faults, its next hop
+	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
 	http      *http.Server
 	nc        *nats.Conn
 	mongo     *mongo.Client
 	served    chan error
-	chaos     *chaos
+	chaos     *chaos.Controller
 	controls  *messaging.Controls // order's chaos endpoint (payment and shipment add it to their Responder)
 	stopBg    context.CancelFunc  // ends Parts.Background
 	bgDone    chan struct{}       // closed when it has returned
@@ -103,18 +100,18 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	if r.nc, err = connectNATS(cfg, log); err != nil {
 		return nil, err
 	}
-	hop := &chain.Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log}
-	faults := chain.Faults{Latency: cfg.InjectLatency}
+	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}}
+	faults := chaos.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
 		faults.ErrorRate = cfg.InjectErrRate
 	}
-	hop.SetFaults(faults)
+	hop.Faults.Set(faults)
 	r.Hop = hop
-	r.chaos = newChaos(cfg.Chaos, svc.Name, cfg.ID, hop, r.nc, log)
-	r.Metrics.TrackFaults(func() (float64, time.Duration) { f := hop.Faults(); return f.ErrorRate, f.Latency })
+	r.chaos = chaos.NewController(cfg.Chaos, svc.Name, cfg.ID, hop.Faults, r.nc, log)
+	r.Metrics.TrackFaults(func() (float64, time.Duration) { f := hop.Faults.Faults(); return f.ErrorRate, f.Latency })
 	if svc.Next != "" {
 		r.Requester = messaging.NewRequester(r.nc,
-			messaging.Route{From: svc.Name, To: svc.Next, Subject: Subject(svc.Next)}, cfg.Breaker, log,
+			messaging.Route{From: svc.Name, To: svc.Next, Subject: messaging.Subject(svc.Next)}, cfg.Breaker, log,
 			messaging.WithObserver(r.Metrics.Observe))
 		r.Metrics.TrackState(svc.Next, r.Requester.State)
 		hop.Next = r.Requester
@@ -125,9 +122,9 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	}
 	ep := messaging.Endpoint{
 		Service: svc.Name, Version: Version, Description: svc.Description,
-		Subject: Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
+		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
 		Circuits: func() any { return r.circuits() },
-		Chaos:    func() any { return r.chaos.state() },
+		Chaos:    func() any { return r.chaos.State() },
 	}
 	if parts.Handle != nil {
 		if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log); err != nil {
@@ -138,9 +135,9 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 		// Only when chaos is on does anything listen on chaos.<service>: off, the subject does
 		// not exist and needs no permission.
 		if r.Responder != nil {
-			err = r.Responder.AddControl(r.chaos.control())
+			err = r.Responder.AddControl(r.chaos.Control())
 		} else {
-			r.controls, err = messaging.ServeControls(r.nc, ep, log, r.chaos.control())
+			r.controls, err = messaging.ServeControls(r.nc, ep, log, r.chaos.Control())
 		}
 		if err != nil {
 			return nil, err
@@ -167,15 +164,10 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	return r, nil
 }
 
-// InboxPrefix is where a service's requests get their replies: a prefix of its own, so NATS
-// permissions can let each service receive its own replies and nobody else's
-// (deploy/nats.conf: order may subscribe to _INBOX.order.> only).
-func InboxPrefix(service string) string { return "_INBOX." + service }
-
 func connectNATS(cfg config.Service, log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(cfg.ID),
-		nats.CustomInboxPrefix(InboxPrefix(cfg.Name)),
+		nats.CustomInboxPrefix(messaging.InboxPrefix(cfg.Name)),
 		// Reconnect forever, with jittered backoff; requests meanwhile fail fast and count
 		// against the circuit, which is what it is for.
 		nats.MaxReconnects(-1),

@@ -2,28 +2,21 @@
 // and validated, wait any injected latency, save the record once by its id, fail a share of
 // requests on purpose if asked to (after saving, as the seed did), stop at the JUMPS limit, and
 // otherwise call the next hop through its breaker.
-package chain
+package service
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
+	"github.com/breakerchain/breakerchain/internal/chaos"
+	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 )
-
-// Faults is the seed's fault injection. It starts from INJECT_ERR, INJECT_ERR_RATE and
-// INJECT_LATENCY and, with CHAOS=1, may be changed at runtime (see Change).
-type Faults struct {
-	ErrorRate float64       // the share of requests failed after saving; 0 = off
-	Latency   time.Duration // added to every request before it is handled
-}
 
 // Hop is one service's place in the chain.
 type Hop struct {
@@ -31,49 +24,16 @@ type Hop struct {
 	Jumps  int                  // a hop whose number reaches this answers "Last"
 	Next   *messaging.Requester // nil at the end of the chain
 	Log    *slog.Logger
-	faults atomic.Pointer[Faults]
-}
-
-// Faults returns the faults in force. A request reads them once, so a change at runtime applies
-// to the requests that start after it, whole.
-func (h *Hop) Faults() Faults {
-	if f := h.faults.Load(); f != nil {
-		return *f
-	}
-	return Faults{}
-}
-
-// SetFaults puts f in force and returns the faults it replaces.
-func (h *Hop) SetFaults(f Faults) Faults {
-	if old := h.faults.Swap(&f); old != nil {
-		return *old
-	}
-	return Faults{}
-}
-
-// Delay waits the injected latency, or until ctx ends (then the caller gave up: do nothing).
-func (h *Hop) Delay(ctx context.Context) error {
-	latency := h.Faults().Latency
-	if latency <= 0 {
-		return nil
-	}
-	t := time.NewTimer(latency)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	Faults *chaos.Injector // the faults it injects
 }
 
 // Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
 // limit, then the call to the next hop with next as its body.
 func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 	now := time.Now()
-	if rate := h.Faults().ErrorRate; rate > 0 && rand.Float64() < rate {
+	if h.Faults.Fail() {
 		h.Log.WarnContext(ctx, "💥 injected error")
-		return messaging.Reply{}, messaging.Errorf(502, "injected error")
+		return messaging.Reply{}, problem.Errorf(502, "injected error")
 	}
 	if h.Next == nil {
 		return messaging.Handled(h.ID, now, false, nil), nil
@@ -102,13 +62,13 @@ func Meta(ctx context.Context, id string, v any) store.Meta {
 func StoreError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrUnknown):
-		return messaging.Errorf(503, "store unavailable: this may or may not have been saved; retrying later with the same id is safe")
+		return problem.Errorf(503, "store unavailable: this may or may not have been saved; retrying later with the same id is safe")
 	case errors.Is(err, store.ErrUnavailable):
-		return messaging.Errorf(503, "store unavailable")
+		return problem.Errorf(503, "store unavailable")
 	case errors.Is(err, store.ErrRefused):
-		return messaging.Errorf(422, "the store cannot keep this document")
+		return problem.Errorf(422, "the store cannot keep this document")
 	case errors.Is(err, store.ErrNotFound):
-		return messaging.Errorf(404, "not found")
+		return problem.Errorf(404, "not found")
 	}
 	return err
 }
@@ -127,10 +87,10 @@ func Save[T any, P interface {
 	case errors.Is(err, store.ErrConflict) && stored.OriginID() != rec.OriginID():
 		// Never name the other order: it is someone else's.
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used by another order", "origin", rec.OriginID())
-		return nil, false, messaging.Errorf(409, "%s id %q already belongs to another order", h.ID, rec.Key())
+		return nil, false, problem.Errorf(409, "%s id %q already belongs to another order", h.ID, rec.Key())
 	case errors.Is(err, store.ErrConflict):
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
-		return nil, false, messaging.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
+		return nil, false, problem.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
 	case err != nil && ctx.Err() != nil:
 		// The caller stopped waiting mid-write: nobody is left to tell, and the write may have
 		// landed; a retry of the same id will find out.
@@ -166,7 +126,7 @@ func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Rep
 	if err != nil {
 		return messaging.Reply{}, err
 	}
-	if err := s.Hop.Delay(ctx); err != nil {
+	if err := s.Hop.Faults.Delay(ctx); err != nil {
 		return messaging.Reply{}, err // the caller gave up during the injected latency
 	}
 	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, in)); err != nil {

@@ -1,4 +1,4 @@
-package app_test
+package service_test
 
 import (
 	"context"
@@ -10,17 +10,18 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/breakerchain/breakerchain/internal/app"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/internal/wire"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 // probe is a service with two routes of its own: one that panics, one that reads its body.
-var probe = app.Service{
+var probe = service.Service{
 	Name: "probe",
-	Build: func(context.Context, app.Deps) (app.Parts, error) {
-		return app.Parts{Routes: func(r chi.Router) {
+	Build: func(context.Context, service.Deps) (service.Parts, error) {
+		return service.Parts{Routes: func(r chi.Router) {
 			r.Get("/panic", func(http.ResponseWriter, *http.Request) {
 				var items []string
 				_ = items[3] // a bug: index out of range
@@ -29,10 +30,10 @@ var probe = app.Service{
 				b, err := io.ReadAll(req.Body)
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
-					app.WriteError(w, http.StatusRequestEntityTooLarge, "too large", "")
+					wire.WriteError(w, http.StatusRequestEntityTooLarge, "too large", "")
 					return
 				}
-				app.WriteJSON(w, http.StatusOK, map[string]int{"bytes": len(b)})
+				wire.WriteJSON(w, http.StatusOK, map[string]int{"bytes": len(b)})
 			})
 		}}, nil
 	},
@@ -155,16 +156,16 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 	}
 }
 
-// Every body is bounded (a route that reads it gets an error past app.MaxBody) and so are the
-// headers (431 past app.MaxHeaderBytes).
+// Every body is bounded (a route that reads it gets an error past service.MaxBody) and so are the
+// headers (431 past service.MaxHeaderBytes).
 func TestLimits(t *testing.T) {
 	s := startProbe(t, nil)
 	for _, row := range []struct {
 		size int64
 		want int
 	}{
-		{app.MaxBody, http.StatusOK},
-		{app.MaxBody + 1, http.StatusRequestEntityTooLarge},
+		{service.MaxBody, http.StatusOK},
+		{service.MaxBody + 1, http.StatusRequestEntityTooLarge},
 	} {
 		req := newRequest(t, http.MethodPost, s.URL()+"/echo", strings.NewReader(strings.Repeat("x", int(row.size))))
 		if res, body := do(t, req); res.StatusCode != row.want {
@@ -172,8 +173,8 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	req := newRequest(t, http.MethodGet, s.URL()+"/", nil)
-	req.Header.Set("X-Padding", strings.Repeat("x", 2*app.MaxHeaderBytes))
+	req.Header.Set("X-Padding", strings.Repeat("x", 2*service.MaxHeaderBytes))
 	if res, _ := do(t, req); res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("%d bytes of headers: %d, want 431", 2*app.MaxHeaderBytes, res.StatusCode)
+		t.Errorf("%d bytes of headers: %d, want 431", 2*service.MaxHeaderBytes, res.StatusCode)
 	}
 }

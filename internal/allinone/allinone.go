@@ -7,7 +7,7 @@
 // with (the file's listen address and monitoring port are not used: it still listens on
 // 127.0.0.1:NATS_PORT only), and each service connects as the user named after it, with the
 // password in <SERVICE>_NATS_PASSWORD — the variable the file itself reads.
-package stack
+package allinone
 
 import (
 	"context"
@@ -24,9 +24,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/breakerchain/breakerchain/internal/app"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/messaging"
 )
 
 // Defaults of the all-in-one.
@@ -43,9 +44,9 @@ const (
 type Stack struct {
 	NATSURL  string
 	MongoURL string
-	DataDir  string           // where the embedded servers keep their files; "" when none is embedded
-	Services []*app.Running   // in the order of the services given to Start; none with the servers alone
-	Configs  []config.Service // the services', whether they run here or not
+	DataDir  string             // where the embedded servers keep their files; "" when none is embedded
+	Services []*service.Running // in the order of the services given to Start; none with the servers alone
+	Configs  []config.Service   // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
@@ -56,7 +57,7 @@ type Stack struct {
 // Start starts the stack. services are the chain, upstream first (order, payment, shipment); with
 // run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
 // the servers start (`breakerchain servers`). debug un-silences the embedded servers.
-func Start(ctx context.Context, services []app.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
+func Start(ctx context.Context, services []service.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
 	env := config.NewSource("", lookup)
 	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
 	mongoURL := env.MongoURL("MONGO_URL")
@@ -143,7 +144,7 @@ func Start(ctx context.Context, services []app.Service, run bool, lookup config.
 		return s, nil
 	}
 	// Downstream first, so each service finds the next one already serving.
-	s.Services = make([]*app.Running, len(services))
+	s.Services = make([]*service.Running, len(services))
 	for i := len(services) - 1; i >= 0; i-- {
 		c := &s.Configs[i]
 		if c.NatsURL == "" {
@@ -152,7 +153,7 @@ func Start(ctx context.Context, services []app.Service, run bool, lookup config.
 		if c.MongoURL == "" {
 			c.MongoURL = s.MongoURL
 		}
-		r, err := app.Start(ctx, services[i], *c, log.With("service", c.ID))
+		r, err := service.Start(ctx, services[i], *c, log.With("service", c.ID))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", services[i].Name, err)
 		}
@@ -165,7 +166,7 @@ func Start(ctx context.Context, services []app.Service, run bool, lookup config.
 // PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
 // prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
 // NATS_USER or NATS_CREDS of its own connects as the user named after it.
-func Configs(services []app.Service, lookup config.Lookup) ([]config.Service, error) {
+func Configs(services []service.Service, lookup config.Lookup) ([]config.Service, error) {
 	env := config.NewSource("", lookup)
 	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
 	ownUsers := env.String("NATS_CONFIG", "") != ""
@@ -262,7 +263,7 @@ func (s *Stack) Banner() string {
 	b.WriteString(what + " (local mode: 127.0.0.1 only, " + nats + ")\n")
 	for i, r := range s.Services {
 		c := s.Configs[i]
-		what := "NATS " + app.Subject(c.Name)
+		what := "NATS " + messaging.Subject(c.Name)
 		if c.Name == "order" {
 			what = "POST /create · GET /orders/{id}"
 		}

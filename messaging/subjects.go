@@ -1,0 +1,22 @@
+package messaging
+
+// Every subject the services use to reach each other and their operators, in one place; the
+// NATS permissions (deploy/nats.conf) grant exactly these. Order's own queue (orders.timer.<id>,
+// orders.due.<id> in the stream ORDERS) is order's business: order/queue.go.
+
+// Subject is the subject service serves requests on, in a queue group named after it.
+func Subject(service string) string { return service + ".create" }
+
+// BreakerSubject is where the circuit from service to target publishes its events.
+func BreakerSubject(service, target string) string { return "breaker." + service + "." + target }
+
+// ChaosSubject is the subject every instance of service takes chaos changes on (CHAOS=1).
+func ChaosSubject(service string) string { return "chaos." + service }
+
+// ChaosChangedSubject is the subject an instance publishes each change of its faults on.
+func ChaosChangedSubject(service string) string { return "chaos." + service + ".changed" }
+
+// InboxPrefix is where service's requests get their replies: a prefix of its own, so NATS
+// permissions can let each service receive its own replies and nobody else's
+// (deploy/nats.conf: order may subscribe to _INBOX.order.> only).
+func InboxPrefix(service string) string { return "_INBOX." + service }
