@@ -13,7 +13,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
-// Control is an endpoint for operating a service (chaos.<service>), answered by every instance:
+// Control is an endpoint for operating a service (e.g. chaos.<service>), answered by every instance:
 // it is outside the queue group, so a change sent to it reaches them all and a requester gets
 // the first answer. Its handler runs in line on the subscription's goroutine and must be quick.
 // A request whose reply subject is not an inbox (_INBOX.…) is refused unhandled, unanswered.
@@ -23,69 +23,6 @@ type Control struct {
 	// Handle answers with a value sent as JSON, or an error: a *problem.Error with its code,
 	// anything else as 500 "internal error".
 	Handle func(ctx context.Context, data []byte) (any, error)
-}
-
-// AddControl adds c to the responder's micro service, so `nats micro info` lists it beside the
-// service's own endpoint.
-func (r *Responder) AddControl(c Control) error { return addControl(r.svc, c, r.log) }
-
-// Controls is a micro service with only Control endpoints, for a service that answers no
-// requests on NATS (order).
-type Controls struct{ svc micro.Service }
-
-// ServeControls serves controls as the micro service ep describes (its Subject unused), with
-// stats showing ep.Circuits and ep.Chaos.
-func ServeControls(nc *nats.Conn, ep Endpoint, log *slog.Logger, controls ...Control) (*Controls, error) {
-	svc, err := micro.AddService(nc, micro.Config{
-		Name: ep.Service, Version: ep.Version, Description: ep.Description, QueueGroup: ep.Service,
-		StatsHandler: func(*micro.Endpoint) any { return controlStats(ep) },
-	})
-	if err != nil {
-		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
-	}
-	for _, c := range controls {
-		if err := addControl(svc, c, log); err != nil {
-			_ = svc.Stop()
-			return nil, err
-		}
-	}
-	if nc.IsConnected() {
-		if err := nc.Flush(); err != nil {
-			_ = svc.Stop()
-			return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
-		}
-	}
-	return &Controls{svc: svc}, nil
-}
-
-// Stop stops serving the controls.
-func (c *Controls) Stop() error { return c.svc.Stop() }
-
-// ControlStats is what `nats micro stats` shows for a control endpoint: the service's circuits
-// and the faults in force.
-type ControlStats struct {
-	Circuits any `json:"circuits,omitempty"`
-	Chaos    any `json:"chaos,omitempty"`
-}
-
-func controlStats(ep Endpoint) ControlStats {
-	var s ControlStats
-	if ep.Circuits != nil {
-		s.Circuits = ep.Circuits()
-	}
-	if ep.Chaos != nil {
-		s.Chaos = ep.Chaos()
-	}
-	return s
-}
-
-// endpointStats is the stats data of each of the responder's endpoints: its own accounting for
-// the request endpoint, ControlStats for a control.
-func (r *Responder) endpointStats(e *micro.Endpoint) any {
-	if e.Subject == r.ep.Subject {
-		return r.Stats()
-	}
-	return controlStats(r.ep)
 }
 
 func addControl(svc micro.Service, c Control, log *slog.Logger) error {

@@ -32,17 +32,16 @@ type Endpoint struct {
 	Subject     string // e.g. "payment.create"
 	// MaxConcurrent bounds the requests handled at once; a micro endpoint is serial otherwise.
 	MaxConcurrent uint
-	// Circuits, when set, reports the service's outgoing circuits in `nats micro stats` data.
-	Circuits func() any
-	// Chaos, when set, reports the faults in force in `nats micro stats` data.
-	Chaos func() any
+	// Info, when set, is what the service adds to every endpoint's `nats micro stats` data
+	// (its circuits, its faults).
+	Info func() map[string]any
 }
 
 // DefaultMaxConcurrent is the bound on concurrent requests when Endpoint.MaxConcurrent is 0.
 const DefaultMaxConcurrent = 64
 
 // Responder serves an Endpoint as a NATS micro service in a queue group named after the
-// service, so several instances share the load.
+// service, so several instances share the load, with its controls beside it.
 type Responder struct {
 	nc      *nats.Conn
 	ep      Endpoint
@@ -59,8 +58,9 @@ type Responder struct {
 	idle     chan struct{} // closed once stopping and active is 0
 }
 
-// Serve starts serving ep with h on nc.
-func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder, error) {
+// Serve starts serving ep on nc: its requests with h on ep.Subject, unless h is nil (a service
+// that takes no requests on NATS, like order), and each of controls.
+func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger, controls ...Control) (*Responder, error) {
 	if ep.MaxConcurrent == 0 {
 		ep.MaxConcurrent = DefaultMaxConcurrent
 	}
@@ -74,9 +74,17 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 	if err != nil {
 		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
 	}
-	if err := svc.AddEndpoint("create", micro.HandlerFunc(r.dispatch), micro.WithEndpointSubject(ep.Subject)); err != nil {
-		_ = svc.Stop()
-		return nil, fmt.Errorf("micro endpoint %s: %w", ep.Subject, err)
+	if h != nil {
+		if err := svc.AddEndpoint("create", micro.HandlerFunc(r.dispatch), micro.WithEndpointSubject(ep.Subject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("micro endpoint %s: %w", ep.Subject, err)
+		}
+	}
+	for _, c := range controls {
+		if err := addControl(svc, c, log); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
 	}
 	r.svc = svc
 	if nc.IsConnected() {
@@ -90,25 +98,19 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger) (*Responder,
 	return r, nil
 }
 
-// ResponderStats is the endpoint's own accounting, shown in `nats micro stats` data. micro's
-// num_errors stays 0 and its processing time covers only the hand-off, because handlers answer
-// from their own goroutines: these are the real counts.
-type ResponderStats struct {
-	Handled       int64 `json:"handled"`
-	Errors        int64 `json:"errors"`
-	MaxConcurrent uint  `json:"max_concurrent"`
-	Circuits      any   `json:"circuits,omitempty"`
-	Chaos         any   `json:"chaos,omitempty"`
-}
+// Handled counts the requests answered, errors included.
+func (r *Responder) Handled() int64 { return r.handled.Load() }
 
-// Stats returns the endpoint's accounting.
-func (r *Responder) Stats() ResponderStats {
-	s := ResponderStats{Handled: r.handled.Load(), Errors: r.failed.Load(), MaxConcurrent: r.ep.MaxConcurrent}
-	if r.ep.Circuits != nil {
-		s.Circuits = r.ep.Circuits()
+// endpointStats is the stats data of each endpoint in `nats micro stats`: the service's Info, and
+// for the request endpoint its own accounting (micro's num_errors stays 0 and its processing time
+// covers only the hand-off, because handlers answer from their own goroutines).
+func (r *Responder) endpointStats(e *micro.Endpoint) any {
+	s := map[string]any{}
+	if r.ep.Info != nil {
+		s = r.ep.Info()
 	}
-	if r.ep.Chaos != nil {
-		s.Chaos = r.ep.Chaos()
+	if e.Subject == r.ep.Subject && r.handle != nil {
+		s["handled"], s["errors"], s["max_concurrent"] = r.handled.Load(), r.failed.Load(), r.ep.MaxConcurrent
 	}
 	return s
 }

@@ -182,7 +182,7 @@ func TestHangingShipmentDoesNotTimeOutOrder(t *testing.T) {
 	}
 	// Shipment gave up when its deadline passed, before saving anything.
 	testkit.Eventually(t, 5*time.Second, "shipment to finish with the request", func() bool {
-		return s.Responder.Stats().Handled == 1
+		return s.Responder.Handled() == 1
 	})
 	if n := w.count(shipment.Collection, nil); n != 0 {
 		t.Errorf("%d shipments saved by a hop whose caller had given up, want 0", n)

@@ -64,7 +64,7 @@ type Parts struct {
 type Running struct {
 	Addr      string               // the HTTP listener's address
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
-	Responder *messaging.Responder // its NATS endpoint; nil for order
+	Responder *messaging.Responder // its NATS endpoints; nil when it has none (order without CHAOS)
 	Metrics   *metrics.Service
 	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
@@ -73,9 +73,8 @@ type Running struct {
 	mongo     *mongo.Client
 	served    chan error
 	chaos     *chaos.Controller
-	controls  *messaging.Controls // order's chaos endpoint (payment and shipment add it to their Responder)
-	stopBg    context.CancelFunc  // ends Parts.Background
-	bgDone    chan struct{}       // closed when it has returned
+	stopBg    context.CancelFunc // ends Parts.Background
+	bgDone    chan struct{}      // closed when it has returned
 }
 
 // Start connects and starts svc with cfg. log should already name the service.
@@ -123,23 +122,16 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	ep := messaging.Endpoint{
 		Service: svc.Name, Version: Version, Description: svc.Description,
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
-		Circuits: func() any { return r.circuits() },
-		Chaos:    func() any { return r.chaos.State() },
+		Info: func() map[string]any { return map[string]any{"circuits": r.circuits(), "chaos": r.chaos.State()} },
 	}
-	if parts.Handle != nil {
-		if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log); err != nil {
-			return nil, err
-		}
-	}
+	var controls []messaging.Control
 	if cfg.Chaos {
 		// Only when chaos is on does anything listen on chaos.<service>: off, the subject does
 		// not exist and needs no permission.
-		if r.Responder != nil {
-			err = r.Responder.AddControl(r.chaos.Control())
-		} else {
-			r.controls, err = messaging.ServeControls(r.nc, ep, log, r.chaos.Control())
-		}
-		if err != nil {
+		controls = append(controls, r.chaos.Control())
+	}
+	if parts.Handle != nil || len(controls) > 0 {
+		if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log, controls...); err != nil {
 			return nil, err
 		}
 	}
@@ -264,9 +256,6 @@ func (r *Running) teardown(ctx context.Context) error {
 	}
 	if r.Responder != nil {
 		errs = append(errs, r.Responder.Stop(ctx))
-	}
-	if r.controls != nil {
-		errs = append(errs, r.controls.Stop())
 	}
 	if r.nc != nil {
 		errs = append(errs, drain(ctx, r.nc))
