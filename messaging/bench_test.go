@@ -24,7 +24,7 @@ func benchTarget(b *testing.B) *nats.Conn {
 	b.Cleanup(serve.Close)
 	r, err := messaging.Serve(serve, messaging.Endpoint{Service: "target", Version: "1.0.0", Subject: "target.create"},
 		func(context.Context, []byte) (messaging.Reply, error) {
-			return messaging.Handled("target", time.Now(), false, nil), nil
+			return messaging.ReplyDone("target", time.Now(), false, nil), nil
 		}, testkit.DiscardLogger())
 	if err != nil {
 		b.Fatal(err)

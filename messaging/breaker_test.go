@@ -61,14 +61,14 @@ func newTarget(t *testing.T, nc *nats.Conn, subject string) *target {
 		case answerUnknown:
 			return messaging.Reply{Service: "target", Outcome: "paid-twice"}, nil
 		case answerDeep:
-			deep := messaging.Handled("target", time.Now(), false, nil)
+			deep := messaging.ReplyDone("target", time.Now(), false, nil)
 			for range 1000 {
 				next := deep
-				deep = messaging.Handled("target", time.Now(), false, &next)
+				deep = messaging.ReplyDone("target", time.Now(), false, &next)
 			}
 			return deep, nil
 		}
-		return messaging.Handled("target", time.Now(), false, nil), nil
+		return messaging.ReplyDone("target", time.Now(), false, nil), nil
 	}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +382,7 @@ func TestOutOfTimeIsNotTheTargetsFault(t *testing.T) {
 	srv, err := messaging.Serve(nc, messaging.Endpoint{Service: "slowish", Version: "1.0.0", Subject: "ot.create"},
 		func(context.Context, []byte) (messaging.Reply, error) {
 			time.Sleep(5 * time.Millisecond)
-			return messaging.Handled("slowish", time.Now(), false, nil), nil
+			return messaging.ReplyDone("slowish", time.Now(), false, nil), nil
 		}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func Example() {
 	shipment, _ := messaging.Serve(nc, messaging.Endpoint{
 		Service: "shipment", Version: "1.0.0", Subject: "shipment.create",
 	}, func(ctx context.Context, body []byte) (messaging.Reply, error) {
-		return messaging.Handled("shipment", time.Now(), false, nil), nil
+		return messaging.ReplyDone("shipment", time.Now(), false, nil), nil
 	}, log)
 	defer shipment.Stop(context.Background())
 

@@ -67,9 +67,9 @@ func stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 // clock is the seed's "@minutes:seconds" stamp.
 func clock(t time.Time) string { return t.Format("04:05") }
 
-// Handled is the reply of a hop that did its work. next is the reply of the hop it called, or
+// ReplyDone is the reply of a hop that did its work. next is the reply of the hop it called, or
 // nil when the chain ends here; last marks an end forced by the JUMPS limit.
-func Handled(service string, now time.Time, last bool, next *Reply) Reply {
+func ReplyDone(service string, now time.Time, last bool, next *Reply) Reply {
 	r := Reply{Service: service, Time: stamp(now), Outcome: OutcomeOK, Next: next}
 	word := "Next"
 	if next == nil {
@@ -82,8 +82,8 @@ func Handled(service string, now time.Time, last bool, next *Reply) Reply {
 	return r
 }
 
-// Failed is the reply a caller writes on behalf of a hop that did not answer well.
-func Failed(service string, now time.Time, outcome Outcome, reason string) Reply {
+// ReplyFailed is the reply a caller writes on behalf of a hop that did not answer well.
+func ReplyFailed(service string, now time.Time, outcome Outcome, reason string) Reply {
 	word := "unavailable"
 	if outcome == OutcomeRefused {
 		word = "refused"

@@ -118,7 +118,7 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 			reason = fmt.Sprintf("%s, %d attempts", reason, n)
 		}
 		r.events.emit(exec.Context(), EventFallback, r.State(), reason)
-		reply := Failed(r.route.To, time.Now(), out, reason)
+		reply := ReplyFailed(r.route.To, time.Now(), out, reason)
 		return &reply, nil
 	})
 	// The composition and why it is in this order: see the package doc.
@@ -165,7 +165,7 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 		if errors.Is(err, ErrNoTimeLeft) {
 			r.events.emit(ctx, EventOutOfTime, r.State(), reason)
 		}
-		return Failed(r.route.To, time.Now(), out, reason)
+		return ReplyFailed(r.route.To, time.Now(), out, reason)
 	}
 	if r.breaker.IsOpen() && r.breaker.RemainingDelay() > 0 {
 		// The executor would reject it too, at twice the cost: an open circuit should cost as
@@ -183,7 +183,7 @@ func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
 	if reply == nil {
 		// failsafe skips the fallback when the caller's context ends first.
 		out, reason := outcomeOf(err)
-		return Failed(r.route.To, time.Now(), out, reason)
+		return ReplyFailed(r.route.To, time.Now(), out, reason)
 	}
 	return *reply
 }
@@ -193,7 +193,7 @@ func (r *Requester) rejected(ctx context.Context) Reply {
 	r.events.emit(ctx, EventReject, "open", "")
 	out, reason := outcomeOf(circuitbreaker.ErrOpen)
 	r.events.emit(ctx, EventFallback, "open", reason)
-	return Failed(r.route.To, time.Now(), out, reason)
+	return ReplyFailed(r.route.To, time.Now(), out, reason)
 }
 
 // budget is how long this call may take: the breaker timeout, or less when the caller's

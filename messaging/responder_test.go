@@ -35,7 +35,7 @@ func (g *gate) handle(ctx context.Context, _ []byte) (messaging.Reply, error) {
 	case <-g.release:
 	case <-ctx.Done():
 	}
-	return messaging.Handled("gate", time.Now(), false, nil), nil
+	return messaging.ReplyDone("gate", time.Now(), false, nil), nil
 }
 
 // A micro endpoint runs its handler one request at a time; the Responder hands each request to
@@ -95,7 +95,7 @@ func TestResponderDistrustsHeaders(t *testing.T) {
 	r, err := messaging.Serve(nc, messaging.Endpoint{Service: "hdr", Version: "1.0.0", Subject: "hdr.create"},
 		func(ctx context.Context, _ []byte) (messaging.Reply, error) {
 			calls <- messaging.CallFrom(ctx)
-			return messaging.Handled("hdr", time.Now(), false, nil), nil
+			return messaging.ReplyDone("hdr", time.Now(), false, nil), nil
 		}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func newScripted(t *testing.T, nc *nats.Conn, subject string, answer func(ctx co
 	return s
 }
 
-func ok() (messaging.Reply, error) { return messaging.Handled("target", time.Now(), false, nil), nil }
+func ok() (messaging.Reply, error) { return messaging.ReplyDone("target", time.Now(), false, nil), nil }
 
 func injected() (messaging.Reply, error) {
 	return messaging.Reply{}, problem.Errorf(502, "injected error")

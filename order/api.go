@@ -30,19 +30,19 @@ var Service = service.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Next:        "payment",
-	Collections: []string{Collection, OutcomesCollection},
+	Collections: []string{Collection, ResultsCollection},
 	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
 		if err != nil {
 			return service.Parts{}, err
 		}
-		b := &books{
+		b := &ledger{
 			orders:   store.NewCollection[record](d.DB, Collection),
-			outcomes: store.NewCollection[outcome](d.DB, OutcomesCollection),
+			results: store.NewCollection[result](d.DB, ResultsCollection),
 			queue:    q,
 			redrive:  d.Config.Redrive,
 		}
-		a := &api{hop: d.Hop, books: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
+		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
 		m := newRedriveMetrics(d.Metrics.Registry(), q)
 		parts := service.Parts{Routes: a.routes}
 		if d.Config.Redrive.Rate > 0 {
@@ -70,7 +70,7 @@ func firstTimer(b messaging.BreakerSettings, after time.Duration) time.Duration 
 
 type api struct {
 	hop *service.Hop
-	*books
+	*ledger
 	log        *slog.Logger
 	firstTimer time.Duration
 }
@@ -161,7 +161,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !created {
-		if err := a.resolve(ctx, rec); err != nil {
+		if err := a.loadState(ctx, rec); err != nil {
 			a.fail(w, req, lookupError(err))
 			return
 		}
@@ -194,24 +194,24 @@ func lookupError(err error) error {
 // answers.
 func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, o.Payment)
-	out := newOutcome(rec.ID, 1, "", &reply, ferr)
-	_, err := a.record(ctx, out, rec.CreatedAt)
+	out := newResult(rec.ID, 1, "", &reply, ferr)
+	_, err := a.saveResult(ctx, out, rec.CreatedAt)
 	if err == nil && out.final() {
 		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
 	}
-	rec.apply(out)
+	rec.setResult(out)
 	if err != nil && out.final() {
 		// Payment and shipment answered, but what they said is not written down. The order stays
 		// queued (its first timer, or this sooner one) and a re-drive records it: their work is
 		// done once, a second run of the chain is a replay.
 		a.log.ErrorContext(ctx, "order outcome not recorded; queued for a re-drive", "id", rec.ID, "err", err)
-		out = &outcome{ID: rec.ID, Status: StatusPending, Hops: out.Hops, Attempts: 1,
+		out = &result{ID: rec.ID, Status: StatusPending, Hops: out.Hops, Attempts: 1,
 			Reason: "saved, but its outcome could not be recorded yet: it will be, by itself (" + out.Status + " so far)"}
 		out.LastError = out.Reason
-		if _, qerr := a.record(ctx, out, rec.CreatedAt); qerr != nil {
+		if _, qerr := a.saveResult(ctx, out, rec.CreatedAt); qerr != nil {
 			a.log.WarnContext(ctx, "re-drive not brought forward; the order's first timer stays", "id", rec.ID, "err", qerr)
 		}
-		rec.apply(out)
+		rec.setResult(out)
 	} else if err != nil {
 		a.log.WarnContext(ctx, "pending order's next re-drive not set; its first timer stays", "id", rec.ID, "err", err)
 	}
@@ -230,7 +230,7 @@ func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request,
 func (a *api) get(w http.ResponseWriter, req *http.Request) {
 	rec, err := a.orders.Get(req.Context(), chi.URLParam(req, "id"))
 	if err == nil {
-		err = a.resolve(req.Context(), rec)
+		err = a.loadState(req.Context(), rec)
 	}
 	if err != nil {
 		a.fail(w, req, lookupError(err))

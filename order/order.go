@@ -52,7 +52,7 @@ func (o *Order) Validate(prefix string) error {
 	case o.Payment == nil:
 		return wire.Invalid(prefix+"payment", "is required")
 	}
-	if err := wire.Free(prefix+"items", o.Items); err != nil {
+	if err := wire.FreeForm(prefix+"items", o.Items); err != nil {
 		return err
 	}
 	return o.Payment.Validate(prefix + "payment.")
@@ -70,7 +70,7 @@ const (
 
 // record is an order as stored in the orders collection: inserted once, never changed. Status
 // and Reason are the order's state when it was saved (pending, in progress); what became of it
-// since is its outcome (see outcome), applied by books.resolve along with the fields below.
+// since is its outcome (see outcome), applied by ledger.loadState along with the fields below.
 type record struct {
 	store.Meta `bson:",inline"`
 	Date       *time.Time    `bson:"date,omitempty"`
@@ -93,11 +93,11 @@ type paymentRecord struct {
 	Directions string  `bson:"directions"`
 }
 
-// outcome is what became of an order's chain. A final one (completed, rejected) is inserted once
+// result is what became of an order's chain (messaging.Outcome is one hop's, in a reply). A final one (completed, rejected) is inserted once
 // into order_outcomes, kept apart from the order so that the order is written once and the
-// outcome is an insert (a duplicate is a concurrent run that ended the same way). A pending one
+// result is an insert (a duplicate is a concurrent run that ended the same way). A pending one
 // is never stored: it rides in the order's timer in the queue (see queue.go).
-type outcome struct {
+type result struct {
 	ID        string     `bson:"_id"`
 	Status    string     `bson:"status"`
 	Reason    string     `bson:"reason,omitempty"`
@@ -107,15 +107,15 @@ type outcome struct {
 	LastError string     `bson:"last_error,omitempty"`
 }
 
-// OutcomesCollection holds the final outcomes of orders, inserted once.
-const OutcomesCollection = "order_outcomes"
+// ResultsCollection holds the final results of orders, inserted once (its name is older than the type's).
+const ResultsCollection = "order_outcomes"
 
-// newOutcome is the outcome of an order's attempt-th run of the chain, which answered reply (or
+// newResult is the result of an order's attempt-th run of the chain, which answered reply (or
 // failed with ferr before it could call). lastError is the previous run's, kept when this one
 // completes: it tells why the order needed more than one.
-func newOutcome(id string, attempt int, lastError string, reply *messaging.Reply, ferr error) *outcome {
-	out := &outcome{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
-	out.Status, out.Reason = verdict(reply)
+func newResult(id string, attempt int, lastError string, reply *messaging.Reply, ferr error) *result {
+	out := &result{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
+	out.Status, out.Reason = statusOf(reply)
 	if ferr != nil {
 		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+problem.From(ferr).Description, nil
 	}
@@ -126,11 +126,11 @@ func newOutcome(id string, attempt int, lastError string, reply *messaging.Reply
 	return out
 }
 
-// final reports whether an order with this outcome will never change.
-func (o *outcome) final() bool { return o.Status != StatusPending }
+// final reports whether an order with this result will never change.
+func (o *result) final() bool { return o.Status != StatusPending }
 
-// apply makes rec show o.
-func (rec *record) apply(o *outcome) {
+// setResult makes rec show o.
+func (rec *record) setResult(o *result) {
 	rec.Status, rec.Reason, rec.Hops, rec.UpdatedAt = o.Status, o.Reason, o.Hops, o.UpdatedAt
 	rec.Attempts, rec.LastError = o.Attempts, o.LastError
 }
@@ -186,8 +186,8 @@ func (h *hopRecord) reply() *messaging.Reply {
 		Reason: h.Reason, Line: h.Line, Next: h.Next.reply()}
 }
 
-// verdict is the status and reason a chain's reply gives an order.
-func verdict(r *messaging.Reply) (status, reason string) {
+// statusOf is the status and reason a chain's reply gives an order.
+func statusOf(r *messaging.Reply) (status, reason string) {
 	p := r.Problem()
 	switch {
 	case p == nil:

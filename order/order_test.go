@@ -64,21 +64,21 @@ func fieldOf(se *problem.Error) string {
 // A chain's reply decides the order's status: completed only when every hop did its work.
 func TestVerdict(t *testing.T) {
 	now := time.Now()
-	ship := messaging.Handled("shipment", now, false, nil)
-	pay := messaging.Handled("payment", now, false, &ship)
-	ok := messaging.Handled("order", now, false, &pay)
-	if s, r := verdict(&ok); s != StatusCompleted || r != "" {
+	ship := messaging.ReplyDone("shipment", now, false, nil)
+	pay := messaging.ReplyDone("payment", now, false, &ship)
+	ok := messaging.ReplyDone("order", now, false, &pay)
+	if s, r := statusOf(&ok); s != StatusCompleted || r != "" {
 		t.Errorf("all ok: %s %q", s, r)
 	}
-	last := messaging.Handled("payment", now, true, nil)
-	jumped := messaging.Handled("order", now, false, &last)
-	if s, _ := verdict(&jumped); s != StatusCompleted {
+	last := messaging.ReplyDone("payment", now, true, nil)
+	jumped := messaging.ReplyDone("order", now, false, &last)
+	if s, _ := statusOf(&jumped); s != StatusCompleted {
 		t.Errorf("stopped by JUMPS: %s, want completed", s)
 	}
-	down := messaging.Failed("shipment", now, messaging.OutcomeRejected, "circuit open")
-	pay2 := messaging.Handled("payment", now, false, &down)
-	pending := messaging.Handled("order", now, false, &pay2)
-	if s, r := verdict(&pending); s != StatusPending || r != "shipment rejected: circuit open" {
+	down := messaging.ReplyFailed("shipment", now, messaging.OutcomeRejected, "circuit open")
+	pay2 := messaging.ReplyDone("payment", now, false, &down)
+	pending := messaging.ReplyDone("order", now, false, &pay2)
+	if s, r := statusOf(&pending); s != StatusPending || r != "shipment rejected: circuit open" {
 		t.Errorf("shipment rejected: %s %q", s, r)
 	}
 	if got := toHops(&pending).reply(); got.Text() != pending.Text() {

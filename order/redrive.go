@@ -46,19 +46,19 @@ func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// books are where orders and what became of them are kept: the orders and their final outcomes
+// ledger are where orders and what became of them are kept: the orders and their final outcomes
 // in the store, the orders not final yet in the queue.
-type books struct {
+type ledger struct {
 	orders   *store.Collection[record]
-	outcomes *store.Collection[outcome]
+	results *store.Collection[result]
 	queue    *queue
 	redrive  config.Redrive
 }
 
-// resolve applies to rec what became of it: its final outcome, else its entry in the queue,
+// loadState applies to rec what became of it: its final outcome, else its entry in the queue,
 // else nothing (its chain has not answered yet).
-func (b *books) resolve(ctx context.Context, rec *record) error {
-	if err := b.resolveFinal(ctx, rec); err != nil || rec.Status != StatusPending {
+func (b *ledger) loadState(ctx context.Context, rec *record) error {
+	if err := b.loadFinal(ctx, rec); err != nil || rec.Status != StatusPending {
 		return err
 	}
 	e, ok, err := b.queue.pending(ctx, rec.ID)
@@ -72,12 +72,12 @@ func (b *books) resolve(ctx context.Context, rec *record) error {
 	return nil
 }
 
-// record keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
+// saveResult keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
 // duplicate is a concurrent run that finished first, equally true); a pending one becomes the
 // order's timer, due after the backoff of its attempt. since is when the order was first queued.
-func (b *books) record(ctx context.Context, out *outcome, since time.Time) (due time.Time, err error) {
+func (b *ledger) saveResult(ctx context.Context, out *result, since time.Time) (due time.Time, err error) {
 	if out.final() {
-		if err := b.outcomes.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
+		if err := b.results.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
 			return time.Time{}, err
 		}
 		return time.Time{}, nil
@@ -138,7 +138,7 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 
 // redriver takes due orders from the queue and runs their chain again (see the package doc).
 type redriver struct {
-	*books
+	*ledger
 	hop      *service.Hop
 	consumer jetstream.Consumer
 	limiter  ratelimiter.RateLimiter[any]
@@ -161,7 +161,7 @@ func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 	}
 }
 
-func newRedriver(ctx context.Context, b *books, hop *service.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
+func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
 	var c jetstream.Consumer
 	err := whileStarting(ctx, func(ctx context.Context) (err error) {
 		c, err = b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))
@@ -170,7 +170,7 @@ func newRedriver(ctx context.Context, b *books, hop *service.Hop, ackWait time.D
 	if err != nil {
 		return nil, fmt.Errorf("JetStream consumer %s: %w", ConsumerName, err)
 	}
-	return &redriver{books: b, hop: hop, consumer: c,
+	return &redriver{ledger: b, hop: hop, consumer: c,
 		limiter: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
 		log: log.With("redriver", true)}, nil
 }
@@ -255,7 +255,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	log := d.log.With("id", e.ID)
 	rec, err := d.orders.Get(ctx, e.ID)
 	if err == nil {
-		err = d.resolveFinal(ctx, rec)
+		err = d.loadFinal(ctx, rec)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < insertHorizon:
@@ -296,14 +296,14 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		d.giveBack(ctx, msg, max(d.circuitWait(), d.redrive.Backoff), "", nil)
 		return
 	}
-	out := newOutcome(e.ID, attempt, e.LastError, &reply, ferr)
+	out := newResult(e.ID, attempt, e.LastError, &reply, ferr)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
 	since := e.Since
 	if since.IsZero() {
 		since = rec.CreatedAt
 	}
 	_ = msg.InProgress()
-	next, err := d.record(ctx, out, since)
+	next, err := d.saveResult(ctx, out, since)
 	if err != nil {
 		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
 		return
@@ -320,12 +320,12 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-// resolveFinal applies rec's final outcome, if it has one.
-func (b *books) resolveFinal(ctx context.Context, rec *record) error {
-	out, err := b.outcomes.Get(ctx, rec.ID)
+// loadFinal applies rec's final outcome, if it has one.
+func (b *ledger) loadFinal(ctx context.Context, rec *record) error {
+	out, err := b.results.Get(ctx, rec.ID)
 	switch {
 	case err == nil:
-		rec.apply(out)
+		rec.setResult(out)
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil

@@ -86,14 +86,14 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 		t.Errorf("a client was answered %d by a process killed before payment could answer", code)
 	}
 	saved := count(order.Collection, nil)
-	if n := count(order.OutcomesCollection, nil); n != 0 {
+	if n := count(order.ResultsCollection, nil); n != 0 {
 		t.Fatalf("%d outcomes recorded before the kill, want none: the test must kill mid-chain", n)
 	}
 
 	startOrder(t, ns.URL(), uri, db)
 	completed := bson.D{{Key: "status", Value: order.StatusCompleted}}
 	testkit.Eventually(t, 60*time.Second, "every saved order to complete by itself", func() bool {
-		return count(order.OutcomesCollection, completed) == saved
+		return count(order.ResultsCollection, completed) == saved
 	})
 	if p, s := count(payment.Collection, nil), count(shipment.Collection, nil); p != saved || s != saved {
 		t.Errorf("%d orders saved, %d payments, %d shipments: want one each, exactly once", saved, p, s)

@@ -389,7 +389,7 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 
 // The all-in-one's banner shows external servers' URLs without their passwords.
 func TestBannerMasksPasswords(t *testing.T) {
-	s := &allinone.Stack{NATSURL: "nats://u:s3cret-n@nats:4222", MongoURL: "mongodb://app:s3cret-m@mongo:27017/"}
+	s := &allinone.Running{NATSURL: "nats://u:s3cret-n@nats:4222", MongoURL: "mongodb://app:s3cret-m@mongo:27017/"}
 	b := s.Banner()
 	if strings.Contains(b, "s3cret") || !strings.Contains(b, "nats://u:xxxxx@nats:4222") || !strings.Contains(b, "mongodb://app:xxxxx@mongo") {
 		t.Errorf("banner:\n%s", b)

@@ -40,13 +40,13 @@ const (
 	FirstPort = 3000
 )
 
-// Stack is a running all-in-one.
-type Stack struct {
+// Running is a running all-in-one.
+type Running struct {
 	NATSURL  string
 	MongoURL string
 	DataDir  string             // where the embedded servers keep their files; "" when none is embedded
 	Services []*service.Running // in the order of the services given to Start; none with the servers alone
-	Configs  []config.Service   // the services', whether they run here or not
+	Configs  []config.Settings   // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
@@ -54,10 +54,10 @@ type Stack struct {
 	unlock     func() // gives up DATA_DIR; nil when nothing embedded uses it
 }
 
-// Start starts the stack. services are the chain, upstream first (order, payment, shipment); with
+// Start starts the all-in-one. services are the chain, upstream first (order, payment, shipment); with
 // run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
 // the servers start (`breakerchain servers`). debug un-silences the embedded servers.
-func Start(ctx context.Context, services []service.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Stack, err error) {
+func Start(ctx context.Context, services []service.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
 	env := config.NewSource("", lookup)
 	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
 	mongoURL := env.MongoURL("MONGO_URL")
@@ -80,7 +80,7 @@ func Start(ctx context.Context, services []service.Service, run bool, lookup con
 		return nil, err
 	}
 
-	s := &Stack{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs, NATSConfig: natsConfig}
+	s := &Running{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs, NATSConfig: natsConfig}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -166,7 +166,7 @@ func Start(ctx context.Context, services []service.Service, run bool, lookup con
 // PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
 // prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
 // NATS_USER or NATS_CREDS of its own connects as the user named after it.
-func Configs(services []service.Service, lookup config.Lookup) ([]config.Service, error) {
+func Configs(services []service.Service, lookup config.Lookup) ([]config.Settings, error) {
 	env := config.NewSource("", lookup)
 	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
 	ownUsers := env.String("NATS_CONFIG", "") != ""
@@ -177,7 +177,7 @@ func Configs(services []service.Service, lookup config.Lookup) ([]config.Service
 		}
 		return lookup(name)
 	}
-	cfgs := make([]config.Service, len(services))
+	cfgs := make([]config.Settings, len(services))
 	for i, svc := range services {
 		port := base
 		if base != 0 {
@@ -214,7 +214,7 @@ func ownUser(service string, lookup config.Lookup) config.Lookup {
 }
 
 // Wait blocks until ctx ends or a service's HTTP server fails.
-func (s *Stack) Wait(ctx context.Context) error {
+func (s *Running) Wait(ctx context.Context) error {
 	errc := make(chan error, len(s.Services))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -231,7 +231,7 @@ func (s *Stack) Wait(ctx context.Context) error {
 
 // Stop stops the services upstream first (no new work enters while the rest finish), then the
 // embedded store and NATS, within ctx.
-func (s *Stack) Stop(ctx context.Context) error {
+func (s *Running) Stop(ctx context.Context) error {
 	var errs []error
 	for _, r := range s.Services {
 		if r != nil {
@@ -251,7 +251,7 @@ func (s *Stack) Stop(ctx context.Context) error {
 }
 
 // Banner tells where everything listens and how to try it.
-func (s *Stack) Banner() string {
+func (s *Running) Banner() string {
 	var b strings.Builder
 	what, nats := "breakerchain all-in-one", "NATS without auth"
 	if len(s.Services) == 0 {
@@ -279,7 +279,7 @@ func (s *Stack) Banner() string {
 	natsNote, storeNote := "(external)", "(external)"
 	if s.nats != nil {
 		natsNote = "(embedded, JetStream in " + filepath.Join(s.DataDir, "jetstream") + ") watch it: " + watcher + " sub 'breaker.>'"
-		if len(s.Services) > 0 && slices.ContainsFunc(s.Configs, func(c config.Service) bool { return c.Chaos }) {
+		if len(s.Services) > 0 && slices.ContainsFunc(s.Configs, func(c config.Settings) bool { return c.Chaos }) {
 			natsNote += " · " + watcher + " sub 'chaos.>'"
 		}
 	}

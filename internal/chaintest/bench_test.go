@@ -112,9 +112,9 @@ func BenchmarkStoreInsert(b *testing.B) {
 
 // benchChain starts the three services logging as in production (info level, formatted, then
 // discarded) with env, and returns order and the services whose store writes are counted.
-func benchChain(b *testing.B, env testkit.Env) (*world, *testkit.Service, []*testkit.Service) {
+func benchChain(b *testing.B, env testkit.Env) (*world, *testkit.Instance, []*testkit.Instance) {
 	w := newWorld(b)
-	var started []*testkit.Service
+	var started []*testkit.Instance
 	for _, svc := range []service.Service{shipment.Service, payment.Service, order.Service} {
 		started = append(started, testkit.StartLogged(b, svc, w.natsURL, w.uri, w.db, env, testkit.DiscardLogger()))
 	}
@@ -123,7 +123,7 @@ func benchChain(b *testing.B, env testkit.Env) (*world, *testkit.Service, []*tes
 
 // reportWrites reports the store writes (inserts, updates, deletes) the services made per order
 // and the time per order they spent waiting for the store, read from their own /metrics.
-func reportWrites(b *testing.B, services []*testkit.Service) {
+func reportWrites(b *testing.B, services []*testkit.Instance) {
 	b.Helper()
 	const prefix = "breakerchain_store_operation_duration_seconds_"
 	var writes, seconds float64
@@ -143,7 +143,7 @@ func reportWrites(b *testing.B, services []*testkit.Service) {
 }
 
 // createOrder posts a seed order with id and checks the answer's status code.
-func createOrder(o *testkit.Service, id string, want int) error {
+func createOrder(o *testkit.Instance, id string, want int) error {
 	res, err := client.Post(o.URL()+"/create", "application/json", strings.NewReader(seedOrder(id)))
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func BenchmarkDrain(b *testing.B) {
 	w.start(shipment.Service, testkit.Env{"LOG_LEVEL": "warn"})
 	env := testkit.Env{"REDRIVE_RATE": "10000", "REDRIVE_BACKOFF": "1ms", "BREAKER_MIN_CALLS": "1",
 		"BREAKER_DELAY": "100ms", "LOG_LEVEL": "warn"}
-	instances := []*testkit.Service{w.start(order.Service, env), w.start(order.Service, env)}
+	instances := []*testkit.Instance{w.start(order.Service, env), w.start(order.Service, env)}
 	prefix := runPrefix("drain")
 	for i := range b.N {
 		if err := createOrder(instances[i%2], prefix+strconv.Itoa(i), http.StatusAccepted); err != nil {
@@ -203,9 +203,9 @@ func BenchmarkDrain(b *testing.B) {
 	start := time.Now()
 	w.start(payment.Service, testkit.Env{"LOG_LEVEL": "warn"})
 	completed := bson.D{{Key: "status", Value: order.StatusCompleted}}
-	for w.count(order.OutcomesCollection, completed) < int64(b.N) {
+	for w.count(order.ResultsCollection, completed) < int64(b.N) {
 		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("%d of %d orders completed in 5 minutes", w.count(order.OutcomesCollection, completed), b.N)
+			b.Fatalf("%d of %d orders completed in 5 minutes", w.count(order.ResultsCollection, completed), b.N)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -238,7 +238,7 @@ func BenchmarkLookup(b *testing.B) {
 				if _, err := db.Collection(order.Collection).InsertMany(context.Background(), orders); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := db.Collection(order.OutcomesCollection).InsertMany(context.Background(), outcomes); err != nil {
+				if _, err := db.Collection(order.ResultsCollection).InsertMany(context.Background(), outcomes); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -89,10 +89,10 @@ func TestNATSNodeLost(t *testing.T) {
 	}
 	// Every order saved completes: the accepted ones, and any whose answer was lost in between.
 	testkit.Eventually(t, 90*time.Second, "every saved order to complete", func() bool {
-		return w.count(order.OutcomesCollection, bson.D{{Key: "status", Value: order.StatusCompleted}}) == w.count(order.Collection, nil)
+		return w.count(order.ResultsCollection, bson.D{{Key: "status", Value: order.StatusCompleted}}) == w.count(order.Collection, nil)
 	})
 	for _, id := range ids {
-		if n := w.count(order.OutcomesCollection, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: order.StatusCompleted}}); n != 1 {
+		if n := w.count(order.ResultsCollection, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: order.StatusCompleted}}); n != 1 {
 			t.Errorf("order %s was accepted but is not completed", id)
 		}
 	}

@@ -166,7 +166,7 @@ func TestNATSLostAndBack(t *testing.T) {
 	})
 }
 
-func connected(s *testkit.Service) bool {
+func connected(s *testkit.Instance) bool {
 	r, err := http.Get(s.URL() + "/readyz")
 	if err != nil {
 		return false
@@ -449,7 +449,7 @@ func TestSteppingDownStoreIsUnavailable(t *testing.T) {
 // queued and a re-drive records it: completed, with one payment and one shipment.
 func TestUnrecordedOutcomeCompletesByItself(t *testing.T) {
 	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
-	if err := px.FailNextInserts(order.OutcomesCollection, 1, notPrimary); err != nil {
+	if err := px.FailNextInserts(order.ResultsCollection, 1, notPrimary); err != nil {
 		t.Fatal(err)
 	}
 	res := post(t, o, seedOrder("unrecorded"))
@@ -490,7 +490,7 @@ func TestUnknownInsertCompletesByItself(t *testing.T) {
 
 // chainBehindProxy starts the chain with order's store connection through a testkit.Proxy, so a
 // test can drop or refuse what order writes.
-func chainBehindProxy(t *testing.T, orderEnv testkit.Env) (*world, *testkit.Service, *testkit.Proxy) {
+func chainBehindProxy(t *testing.T, orderEnv testkit.Env) (*world, *testkit.Instance, *testkit.Proxy) {
 	t.Helper()
 	w := newWorld(t)
 	u, err := url.Parse(w.uri)

@@ -44,7 +44,7 @@ func newWorld(t testing.TB) *world {
 // is not a timeout must not see one because -race on 2 cores made a store write slow. Retries
 // and the re-driver are off unless a test turns them on: a test of the circuit counts calls,
 // and one that checks an order pending must not see it completed behind its back.
-func (w *world) start(svc service.Service, env testkit.Env) *testkit.Service {
+func (w *world) start(svc service.Service, env testkit.Env) *testkit.Instance {
 	full := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}
 	for k, v := range env {
 		full[k] = v
@@ -53,7 +53,7 @@ func (w *world) start(svc service.Service, env testkit.Env) *testkit.Service {
 }
 
 // chain starts shipment, payment and order with env and returns order.
-func (w *world) chain(env testkit.Env) (o, p, s *testkit.Service) {
+func (w *world) chain(env testkit.Env) (o, p, s *testkit.Instance) {
 	s = w.start(shipment.Service, env)
 	p = w.start(payment.Service, env)
 	o = w.start(order.Service, env)
@@ -81,7 +81,7 @@ type orderState struct {
 func (w *world) orderStates() map[string]orderState {
 	w.t.Helper()
 	out := map[string]orderState{}
-	for _, coll := range []string{order.Collection, order.OutcomesCollection} {
+	for _, coll := range []string{order.Collection, order.ResultsCollection} {
 		cur, err := w.client.Database(w.db).Collection(coll).Find(context.Background(), bson.D{})
 		if err != nil {
 			w.t.Fatal(err)
@@ -212,7 +212,7 @@ func do(t testing.TB, method, url, body string, header ...string) response {
 	return response{code: res.StatusCode, body: b, header: res.Header}
 }
 
-func post(t testing.TB, o *testkit.Service, body string, header ...string) response {
+func post(t testing.TB, o *testkit.Instance, body string, header ...string) response {
 	t.Helper()
 	return do(t, http.MethodPost, o.URL()+"/create", body, header...)
 }
@@ -232,7 +232,7 @@ func app_subject(name string) string { return messaging.Subject(name) }
 
 // completed waits, up to 20 s, until GET /orders/{id} on o shows the order completed (by itself:
 // the test never replays it), and returns what it shows.
-func completed(t *testing.T, o *testkit.Service, id string) order.Detail {
+func completed(t *testing.T, o *testkit.Instance, id string) order.Detail {
 	t.Helper()
 	var d order.Detail
 	testkit.Eventually(t, 20*time.Second, "order "+id+" to complete by itself", func() bool {

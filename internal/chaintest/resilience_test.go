@@ -132,7 +132,7 @@ func TestChaosAtRuntime(t *testing.T) {
 		}
 		return v
 	}
-	breakers := func(svc *testkit.Service) service.Breakers {
+	breakers := func(svc *testkit.Instance) service.Breakers {
 		var b service.Breakers
 		if r := do(t, http.MethodGet, svc.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil {
 			t.Fatalf("/breakers: %s", r.body)
@@ -266,7 +266,7 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 	w.start(shipment.Service, nil)
 	env := testkit.Env{"REDRIVE_RATE": "1000", "REDRIVE_BACKOFF": "100ms",
 		"RETRY_MAX": "1", "RETRY_BACKOFF": "10ms", "BREAKER_MIN_CALLS": "3", "BREAKER_DELAY": "200ms", "LOG_LEVEL": "warn"}
-	replicas := []*testkit.Service{w.start(order.Service, env), w.start(order.Service, env)}
+	replicas := []*testkit.Instance{w.start(order.Service, env), w.start(order.Service, env)}
 
 	// Payment is down: every order is saved and answered 202 pending.
 	var wg sync.WaitGroup
@@ -298,7 +298,7 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 
 	// While payment stays down, each instance's re-driver only probes, once per open delay:
 	// the circuit never has to reject one of its calls.
-	metric := func(o *testkit.Service, series string) float64 { return scrape(t, o.URL())[series] }
+	metric := func(o *testkit.Instance, series string) float64 { return scrape(t, o.URL())[series] }
 	const rejected = `breakerchain_circuit_calls_total{outcome="rejected",service="order",target="payment"}`
 	const probes = `breakerchain_redrive_attempts_total{service="order",status="pending"}`
 	var before [2][2]float64
@@ -325,7 +325,7 @@ func TestPendingOrdersCompleteThemselves(t *testing.T) {
 	})
 	drained := time.Since(start)
 
-	if n := w.count(order.OutcomesCollection, bson.D{{Key: "status", Value: order.StatusCompleted}}); n != int64(orders) {
+	if n := w.count(order.ResultsCollection, bson.D{{Key: "status", Value: order.StatusCompleted}}); n != int64(orders) {
 		t.Errorf("%d orders completed, want %d", n, orders)
 	}
 	if got := w.counts(); got != [3]int64{int64(orders), int64(orders), int64(orders)} {

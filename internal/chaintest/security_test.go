@@ -221,7 +221,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		}
 	}
 
-	for _, svc := range []*testkit.Service{o, p, s} {
+	for _, svc := range []*testkit.Instance{o, p, s} {
 		if errs := svc.LoggedErrors(); len(errs) > 0 {
 			t.Errorf("%s logged errors: %q", svc.Config.Name, errs)
 		}
@@ -355,7 +355,7 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 		}
 	}
 
-	for _, svc := range []*testkit.Service{o, p, s} {
+	for _, svc := range []*testkit.Instance{o, p, s} {
 		if errs := svc.LoggedErrors(); len(errs) > 0 {
 			t.Errorf("%s logged errors: %q", svc.Config.Name, errs)
 		}

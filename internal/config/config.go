@@ -325,8 +325,8 @@ type redacted struct {
 func (r *redacted) Error() string { return r.msg }
 func (r *redacted) Unwrap() error { return r.err }
 
-// Service is the configuration of one service.
-type Service struct {
+// Settings is the configuration of one service.
+type Settings struct {
 	Name          string // the role: order, payment or shipment
 	ID            string // name in messages and logs
 	Host          string // HTTP listen address; "" is every interface
@@ -387,10 +387,10 @@ var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second}
 
 // Load reads the configuration of the service name; host and port are its defaults for HOST and
 // PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
-func Load(name, host string, port int, lookup Lookup) (Service, error) {
+func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 	s := NewSource(name, lookup)
 	d := messaging.DefaultBreakerSettings
-	c := Service{
+	c := Settings{
 		Name:          name,
 		ID:            s.String("ID", name),
 		Host:          s.String("HOST", host),
@@ -527,7 +527,7 @@ func validOrigin(o string) bool {
 }
 
 // Secrets lists every secret in the configuration, for redacting error texts.
-func (c Service) Secrets() []string {
+func (c Settings) Secrets() []string {
 	out := append(urlSecrets(c.MongoURL), urlSecrets(c.NatsURL)...)
 	if c.NATS.Password != "" {
 		out = append(out, c.NATS.Password)
@@ -553,7 +553,7 @@ func (a NATSAuth) LogValue() slog.Value {
 }
 
 // LogValue shows the configuration once at start, passwords masked.
-func (c Service) LogValue() slog.Value {
+func (c Settings) LogValue() slog.Value {
 	b := c.Breaker
 	attrs := []slog.Attr{
 		slog.String("id", c.ID), slog.String("host", c.Host), slog.Int("port", c.Port), slog.Int("jumps", c.Jumps),

@@ -26,8 +26,8 @@ import (
 // States a circuit can be in, as the state label says them.
 var States = []string{"closed", "open", "half-open"}
 
-// Service holds one service's metrics.
-type Service struct {
+// Recorder holds one service's metrics.
+type Recorder struct {
 	service     string
 	registry    *prometheus.Registry
 	calls       *prometheus.CounterVec
@@ -41,9 +41,9 @@ type Service struct {
 }
 
 // New makes the metrics of service (its role: order, payment, shipment).
-func New(service string) *Service {
+func New(service string) *Recorder {
 	labels := prometheus.Labels{"service": service}
-	m := &Service{
+	m := &Recorder{
 		service:  service,
 		registry: prometheus.NewRegistry(),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,17 +83,17 @@ func New(service string) *Service {
 }
 
 // Handler serves the registry for GET /metrics.
-func (m *Service) Handler() http.Handler {
+func (m *Recorder) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
 // Registry is the service's registry.
-func (m *Service) Registry() *prometheus.Registry { return m.registry }
+func (m *Recorder) Registry() *prometheus.Registry { return m.registry }
 
 // TrackState shows the state of the circuit towards target, read from state at every scrape:
 // right from the start (failsafe-go fires no event for the initial state), and never left
 // stale by two transitions' listeners interleaving.
-func (m *Service) TrackState(target string, state func() string) {
+func (m *Recorder) TrackState(target string, state func() string) {
 	for _, s := range States {
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "breakerchain_circuit_state",
@@ -109,7 +109,7 @@ func (m *Service) TrackState(target string, state func() string) {
 }
 
 // Observe counts a breaker event; pass it to messaging.WithObserver.
-func (m *Service) Observe(e messaging.BreakerEvent) {
+func (m *Recorder) Observe(e messaging.BreakerEvent) {
 	switch e.Event {
 	case messaging.EventSuccess:
 		m.calls.WithLabelValues(e.Target, "success").Inc()
@@ -132,7 +132,7 @@ func (m *Service) Observe(e messaging.BreakerEvent) {
 
 // TrackFaults shows the injected faults in force (they may change at runtime, with CHAOS=1),
 // read from faults at every scrape.
-func (m *Service) TrackFaults(faults func() (errorRate float64, latency time.Duration)) {
+func (m *Recorder) TrackFaults(faults func() (errorRate float64, latency time.Duration)) {
 	labels := prometheus.Labels{"service": m.service}
 	m.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -148,7 +148,7 @@ func (m *Service) TrackFaults(faults func() (errorRate float64, latency time.Dur
 
 // HTTP is a chi middleware timing every request by its route pattern (never the raw path, so
 // ids do not explode the series).
-func (m *Service) HTTP(next http.Handler) http.Handler {
+func (m *Recorder) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
@@ -176,7 +176,7 @@ func method(m string) string {
 }
 
 // CommandMonitor times every store command; give it to the Mongo client.
-func (m *Service) CommandMonitor() *event.CommandMonitor {
+func (m *Recorder) CommandMonitor() *event.CommandMonitor {
 	return &event.CommandMonitor{
 		Started: func(_ context.Context, e *event.CommandStartedEvent) {
 			// The collection is the value of the command's first element: {insert: "orders", …}.
@@ -196,7 +196,7 @@ func (m *Service) CommandMonitor() *event.CommandMonitor {
 	}
 }
 
-func (m *Service) observeCommand(id int64, name, result string, d time.Duration) {
+func (m *Recorder) observeCommand(id int64, name, result string, d time.Duration) {
 	coll, ok := m.commands.LoadAndDelete(id)
 	if !ok || strings.HasPrefix(name, "isMaster") || name == "hello" || name == "ping" || name == "endSessions" {
 		return // handshakes and pings are not store operations

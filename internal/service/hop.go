@@ -36,17 +36,17 @@ func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 		return messaging.Reply{}, problem.Errorf(502, "injected error")
 	}
 	if h.Next == nil {
-		return messaging.Handled(h.ID, now, false, nil), nil
+		return messaging.ReplyDone(h.ID, now, false, nil), nil
 	}
 	if messaging.CallFrom(ctx).Hop >= h.Jumps {
-		return messaging.Handled(h.ID, now, true, nil), nil
+		return messaging.ReplyDone(h.ID, now, true, nil), nil
 	}
 	body, err := json.Marshal(next)
 	if err != nil {
 		return messaging.Reply{}, err
 	}
 	reply := h.Next.Request(ctx, body)
-	return messaging.Handled(h.ID, now, false, &reply), nil
+	return messaging.ReplyDone(h.ID, now, false, &reply), nil
 }
 
 // Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of the

@@ -48,7 +48,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 // router serves the ops routes every service has, plus the service's own. Middleware, outermost
 // first: request id, metrics (they see the 500 of a panic), the JSON recoverer, CORS when
 // configured, the body limit.
-func (r *Running) router(cfg config.Service, routes func(chi.Router)) http.Handler {
+func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
 	m.Use(requestID, r.Metrics.HTTP, recoverer(r.log))
 	if len(cfg.CORSOrigins) > 0 {

@@ -39,7 +39,7 @@ var probe = service.Service{
 	},
 }
 
-func startProbe(t *testing.T, env testkit.Env) *testkit.Service {
+func startProbe(t *testing.T, env testkit.Env) *testkit.Instance {
 	uri, db := testkit.Database(t)
 	return testkit.Start(t, probe, testkit.NATS(t).URL(), uri, db, env)
 }

@@ -43,12 +43,12 @@ type Service struct {
 
 // Deps is what Start hands a service.
 type Deps struct {
-	Config  config.Service
+	Config  config.Settings
 	Log     *slog.Logger
 	DB      *mongo.Database
 	NATS    *nats.Conn // for a service's own use of NATS beyond its hop (order's JetStream queue)
 	Hop     *Hop
-	Metrics *metrics.Service // to register the service's own metrics on
+	Metrics *metrics.Recorder // to register the service's own metrics on
 }
 
 // Parts is what a service adds to the common plumbing.
@@ -65,7 +65,7 @@ type Running struct {
 	Addr      string               // the HTTP listener's address
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
 	Responder *messaging.Responder // its NATS endpoints; nil when it has none (order without CHAOS)
-	Metrics   *metrics.Service
+	Metrics   *metrics.Recorder
 	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
 	http      *http.Server
@@ -78,7 +78,7 @@ type Running struct {
 }
 
 // Start connects and starts svc with cfg. log should already name the service.
-func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logger) (_ *Running, err error) {
+func Start(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logger) (_ *Running, err error) {
 	r := &Running{log: log, served: make(chan error, 1), Metrics: metrics.New(svc.Name)}
 	defer func() {
 		if err != nil {
@@ -156,7 +156,7 @@ func Start(ctx context.Context, svc Service, cfg config.Service, log *slog.Logge
 	return r, nil
 }
 
-func connectNATS(cfg config.Service, log *slog.Logger) (*nats.Conn, error) {
+func connectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(cfg.ID),
 		nats.CustomInboxPrefix(messaging.InboxPrefix(cfg.Name)),
@@ -288,7 +288,7 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 }
 
 // Run starts svc, serves until ctx ends, then stops within stopTimeout.
-func Run(ctx context.Context, svc Service, cfg config.Service, log *slog.Logger, stopTimeout time.Duration) error {
+func Run(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logger, stopTimeout time.Duration) error {
 	r, err := Start(ctx, svc, cfg, log)
 	if err != nil {
 		return err

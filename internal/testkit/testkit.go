@@ -285,10 +285,10 @@ type Env map[string]string
 // Lookup is Env as a config.Lookup.
 func (e Env) Lookup(name string) (string, bool) { v, ok := e[name]; return v, ok }
 
-// Service is a service started by Start.
-type Service struct {
+// Instance is a service started by Start.
+type Instance struct {
 	*service.Running
-	Config config.Service
+	Config config.Settings
 	stop   func()
 	errMu  sync.Mutex
 	errs   []string
@@ -296,21 +296,21 @@ type Service struct {
 
 // LoggedErrors returns what the service logged at level ERROR so far, one line per record (a
 // NATS permission violation is one: the connection's error handler logs it).
-func (s *Service) LoggedErrors() []string {
+func (s *Instance) LoggedErrors() []string {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
 	return slices.Clone(s.errs)
 }
 
 // Stop stops the service now (it is stopped when the test ends otherwise).
-func (s *Service) Stop() { s.stop() }
+func (s *Instance) Stop() { s.stop() }
 
 // URL is the service's HTTP base URL.
-func (s *Service) URL() string { return "http://" + s.Addr }
+func (s *Instance) URL() string { return "http://" + s.Addr }
 
 // Start starts svc with the configuration env gives it (unprefixed or prefixed names), listening
 // on 127.0.0.1 on a free port, and stops it when the test ends.
-func Start(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env) *Service {
+func Start(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env) *Instance {
 	t.Helper()
 	level := slog.LevelDebug
 	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
@@ -320,7 +320,7 @@ func Start(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env 
 }
 
 // StartLogged is Start with the service logging to log.
-func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Service {
+func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Instance {
 	t.Helper()
 	full := Env{"NATS_URL": natsURL, "MONGO_URL": mongoURL, "MONGO_DB": db, "PORT": "0"}
 	for k, v := range env {
@@ -336,7 +336,7 @@ func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string
 			t.Fatalf("index %s's collections: %v", svc.Name, err)
 		}
 	}
-	s := &Service{Config: cfg}
+	s := &Instance{Config: cfg}
 	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}
 	r, err := service.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
 	if err != nil {

@@ -167,11 +167,11 @@ func fieldType(t reflect.Type, k string) (reflect.Type, bool) {
 // MaxDepth is how deeply a free-form value may nest.
 const MaxDepth = 10
 
-// Free checks a free-form JSON array (order items) that will be stored as is: it nests at most
+// FreeForm checks a free-form JSON array (order items) that will be stored as is: it nests at most
 // MaxDepth deep, holds no array directly inside an array (the embedded store refuses those),
 // and its object keys are ones a MongoDB store accepts (not empty, no leading '$', no '.', no
 // NUL). field names it in errors.
-func Free(field string, items []any) error { return free(field, items, 0) }
+func FreeForm(field string, items []any) error { return free(field, items, 0) }
 
 func free(field string, v any, depth int) error {
 	if depth > MaxDepth {
