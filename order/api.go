@@ -37,10 +37,10 @@ var Service = service.Service{
 			return service.Parts{}, err
 		}
 		b := &ledger{
-			orders:   store.NewCollection[record](d.DB, Collection),
+			orders:  store.NewCollection[record](d.DB, Collection),
 			results: store.NewCollection[result](d.DB, ResultsCollection),
-			queue:    q,
-			redrive:  d.Config.Redrive,
+			queue:   q,
+			redrive: d.Config.Redrive,
 		}
 		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
 		m := newRedriveMetrics(d.Metrics.Registry(), q)

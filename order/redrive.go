@@ -49,10 +49,10 @@ func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 // ledger are where orders and what became of them are kept: the orders and their final outcomes
 // in the store, the orders not final yet in the queue.
 type ledger struct {
-	orders   *store.Collection[record]
+	orders  *store.Collection[record]
 	results *store.Collection[result]
-	queue    *queue
-	redrive  config.Redrive
+	queue   *queue
+	redrive config.Redrive
 }
 
 // loadState applies to rec what became of it: its final outcome, else its entry in the queue,

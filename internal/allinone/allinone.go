@@ -46,7 +46,7 @@ type Running struct {
 	MongoURL string
 	DataDir  string             // where the embedded servers keep their files; "" when none is embedded
 	Services []*service.Running // in the order of the services given to Start; none with the servers alone
-	Configs  []config.Settings   // the services', whether they run here or not
+	Configs  []config.Settings  // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
