@@ -53,7 +53,7 @@ func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 // validated request v, the origin and request id of the call, and the time.
 func Meta(ctx context.Context, id string, v any) store.Meta {
 	call := messaging.CallFrom(ctx)
-	return store.Meta{ID: id, Print: wire.Fingerprint(v), Origin: call.Origin, RequestID: call.RequestID,
+	return store.Meta{ID: id, Fingerprint: wire.Fingerprint(v), Origin: call.Origin, RequestID: call.RequestID,
 		CreatedAt: time.Now().UTC()}
 }
 
@@ -80,17 +80,17 @@ func Save[T any, P interface {
 	*T
 	store.Record
 }](ctx context.Context, h *Hop, c *store.Collection[T], rec P) (P, bool, error) {
-	log := h.Log.With("id", rec.Key())
+	log := h.Log.With("id", rec.Metadata().ID)
 	log.InfoContext(ctx, "🍀 saving "+h.ID+"...")
 	stored, created, err := store.InsertOnce(ctx, c, rec)
 	switch {
-	case errors.Is(err, store.ErrConflict) && stored.OriginID() != rec.OriginID():
+	case errors.Is(err, store.ErrConflict) && stored.Metadata().Origin != rec.Metadata().Origin:
 		// Never name the other order: it is someone else's.
-		log.InfoContext(ctx, "⛔ "+h.ID+" id already used by another order", "origin", rec.OriginID())
-		return nil, false, problem.Errorf(409, "%s id %q already belongs to another order", h.ID, rec.Key())
+		log.InfoContext(ctx, "⛔ "+h.ID+" id already used by another order", "origin", rec.Metadata().Origin)
+		return nil, false, problem.Errorf(409, "%s id %q already belongs to another order", h.ID, rec.Metadata().ID)
 	case errors.Is(err, store.ErrConflict):
 		log.InfoContext(ctx, "⛔ "+h.ID+" id already used with a different body")
-		return nil, false, problem.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Key())
+		return nil, false, problem.Errorf(409, "%s id %q was already used with a different body", c.Name(), rec.Metadata().ID)
 	case err != nil && ctx.Err() != nil:
 		// The caller stopped waiting mid-write: nobody is left to tell, and the write may have
 		// landed; a retry of the same id will find out.

@@ -107,7 +107,7 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 	created := make(chan bool, n)
 	for i := range n {
 		wg.Go(func() {
-			d := &doc{Meta: store.Meta{ID: fmt.Sprintf("d%d", i), Print: "p"}}
+			d := &doc{Meta: store.Meta{ID: fmt.Sprintf("d%d", i), Fingerprint: "p"}}
 			_, ok, err := store.InsertOnce(context.Background(), coll, d)
 			if err != nil {
 				t.Errorf("d%d: %v", i, err)

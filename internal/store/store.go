@@ -174,20 +174,14 @@ func isWriteConcernError(err error) bool {
 // and the time. Records embed it inline.
 type Meta struct {
 	ID        string    `bson:"_id"`
-	Print     string    `bson:"fingerprint"`
+	Fingerprint     string    `bson:"fingerprint"` // wire.Fingerprint of the request
 	Origin    string    `bson:"origin,omitempty"`
 	RequestID string    `bson:"request_id,omitempty"`
 	CreatedAt time.Time `bson:"created_at"`
 }
 
-// Key returns the record's id.
-func (m *Meta) Key() string { return m.ID }
-
-// Fingerprint returns the fingerprint of the request that created the record.
-func (m *Meta) Fingerprint() string { return m.Print }
-
-// OriginID returns the business id the record was made for.
-func (m *Meta) OriginID() string { return m.Origin }
+// Metadata returns m: a record embeds Meta and so is a Record.
+func (m *Meta) Metadata() *Meta { return m }
 
 // Collection is a collection of T documents whose _id is the business id.
 type Collection[T any] struct {
@@ -240,15 +234,14 @@ func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
 // Record is a stored document that knows its id, the fingerprint of the request that created it
 // and the origin it was made for, so a repeat can be told from a conflict.
 type Record interface {
-	Key() string
-	Fingerprint() string
-	OriginID() string
+	Metadata() *Meta
 }
 
 // sameRequest reports whether a and b were made by the same request: the same body for the
 // same origin. The same body for another origin (a payment id reused by another order) is not.
 func sameRequest(a, b Record) bool {
-	return a.Fingerprint() == b.Fingerprint() && a.OriginID() == b.OriginID()
+	ma, mb := a.Metadata(), b.Metadata()
+	return ma.Fingerprint == mb.Fingerprint && ma.Origin == mb.Origin
 }
 
 // InsertOnce stores doc unless its id is taken. If it is, the stored document is returned with
@@ -276,7 +269,7 @@ func InsertOnce[T any, P interface {
 		case err == nil:
 			return doc, true, nil
 		case errors.Is(err, ErrDuplicate):
-			found, gerr := c.Get(ctx, doc.Key())
+			found, gerr := c.Get(ctx, doc.Metadata().ID)
 			switch {
 			case gerr != nil:
 				return nil, false, fmt.Errorf("%w: %v", ErrUnknown, gerr)
@@ -290,7 +283,7 @@ func InsertOnce[T any, P interface {
 	if !errors.Is(err, ErrDuplicate) {
 		return doc, err == nil, err
 	}
-	existing, err := c.Get(ctx, doc.Key())
+	existing, err := c.Get(ctx, doc.Metadata().ID)
 	if err != nil {
 		return nil, false, err
 	}
