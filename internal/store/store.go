@@ -173,11 +173,11 @@ func isWriteConcernError(err error) bool {
 // that created it, the origin it was made for (the order, see messaging.Call), the request id
 // and the time. Records embed it inline.
 type Meta struct {
-	ID        string    `bson:"_id"`
-	Fingerprint     string    `bson:"fingerprint"` // wire.Fingerprint of the request
-	Origin    string    `bson:"origin,omitempty"`
-	RequestID string    `bson:"request_id,omitempty"`
-	CreatedAt time.Time `bson:"created_at"`
+	ID          string    `bson:"_id"`
+	Fingerprint string    `bson:"fingerprint"` // wire.Fingerprint of the request
+	Origin      string    `bson:"origin,omitempty"`
+	RequestID   string    `bson:"request_id,omitempty"`
+	CreatedAt   time.Time `bson:"created_at"`
 }
 
 // Metadata returns m: a record embeds Meta and so is a Record.
