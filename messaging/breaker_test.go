@@ -129,7 +129,7 @@ func call(r *messaging.Requester, tg *target, m mode, n int) messaging.Reply {
 	return reply
 }
 
-// TestSeedBreakerCases walks the seed's eight cases (seed/breaker-cases.png) against a real
+// TestSeedBreakerCases walks the seed's eight cases (docs/seed-breaker-cases.png) against a real
 // responder: each row brings a fresh breaker to its starting state (Given), makes one call
 // (When) and checks the state, whether the call reached the target and the reply (Then).
 func TestSeedBreakerCases(t *testing.T) {

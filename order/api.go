@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -29,8 +30,8 @@ const Collection = "orders"
 var Service = service.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
-	Next:        "payment",
 	Collections: []string{Collection, ResultsCollection},
+	Check:       service.Check(Decode),
 	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
 		if err != nil {
@@ -92,21 +93,13 @@ type View struct {
 // times its chain ran.
 type Detail struct {
 	View
-	Items       []any       `json:"items"`
-	Payment     PaymentView `json:"payment"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
-	Attempts    int         `json:"attempts"`               // runs of the chain that answered: the first, then re-drives
-	LastError   string      `json:"last_error,omitempty"`   // why the last run that did not complete did not
-	NextAttempt *time.Time  `json:"next_attempt,omitempty"` // a pending order's next re-drive, at the earliest
-}
-
-// PaymentView is the stored payment of an order.
-type PaymentView struct {
-	ID         string  `json:"id"`
-	Amount     float64 `json:"amount"`
-	ShipmentID string  `json:"shipment_id"`
-	Directions string  `json:"directions"`
+	Items       []any           `json:"items"`
+	Payment     json.RawMessage `json:"payment"` // the body sent to payment, as sent
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	Attempts    int             `json:"attempts"`               // runs of the chain that answered: the first, then re-drives
+	LastError   string          `json:"last_error,omitempty"`   // why the last run that did not complete did not
+	NextAttempt *time.Time      `json:"next_attempt,omitempty"` // a pending order's next re-drive, at the earliest
 }
 
 func summary(r *record) View {
@@ -130,11 +123,12 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	o, err := Decode(body)
+	b, err := service.Split(a.hop.After, body, Decode)
 	if err != nil {
 		a.fail(w, req, err)
 		return
 	}
+	o := b.Own
 	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context()), Origin: o.ID})
 	if err := a.hop.Faults.Delay(ctx); err != nil {
 		return // the client left during the injected latency; nothing was saved
@@ -151,7 +145,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
 		return
 	}
-	rec, created, err := service.Save(ctx, a.hop, a.orders, newRecord(ctx, o))
+	rec, created, err := service.Save(ctx, a.hop, a.orders, newRecord(ctx, b))
 	if err != nil {
 		if problem.From(err).Code < http.StatusInternalServerError {
 			_ = a.queue.deleteTimer(ctx, timer) // refused (409, 422): nothing of ours was saved
@@ -178,7 +172,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 			a.log.WarnContext(ctx, "order's own timer not set; an earlier one stays", "id", o.ID, "err", err)
 		}
 	}
-	a.run(ctx, w, req, o, rec, timer)
+	a.run(ctx, w, req, rec, timer)
 }
 
 // lookupError is what a client is told when reading an order failed: the store's errors as
@@ -192,8 +186,8 @@ func lookupError(err error) error {
 
 // run calls the chain for a new order whose timer is at sequence timer, records the outcome and
 // answers.
-func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, o Order, rec *record, timer uint64) {
-	reply, ferr := a.hop.Forward(ctx, o.Payment)
+func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
+	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
 	_, err := a.saveResult(ctx, out, rec.CreatedAt)
 	if err == nil && out.final() {
@@ -236,10 +230,9 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 		a.fail(w, req, lookupError(err))
 		return
 	}
-	p := rec.Payment
 	d := Detail{
 		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
-		Payment:  PaymentView{ID: p.ID, Amount: p.Amount, ShipmentID: p.ShipmentID, Directions: p.Directions},
+		Payment:  json.RawMessage(rec.paymentBody()),
 		Attempts: rec.Attempts, LastError: rec.LastError, NextAttempt: rec.NextAttempt,
 	}
 	if d.Items == nil {

@@ -10,16 +10,15 @@ import (
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
-	"github.com/breakerchain/breakerchain/payment"
-	"github.com/breakerchain/breakerchain/shipment"
 )
 
-// Order is the body of POST /create, the seed's shape.
+// Order is order's own part of the body of POST /create, the seed's shape. The body also nests
+// the next service's ("payment"), which order checks with that service's rules and keeps as sent
+// (see service.Split), without reading it.
 type Order struct {
-	ID      string           `json:"id"`
-	Date    *Date            `json:"date,omitempty"`
-	Items   []any            `json:"items"`
-	Payment *payment.Payment `json:"payment"`
+	ID    string `json:"id"`
+	Date  *Date  `json:"date,omitempty"`
+	Items []any  `json:"items"`
 }
 
 // Date is the seed's optional order date, an RFC 3339 time.
@@ -39,26 +38,21 @@ func (d *Date) UnmarshalJSON(b []byte) error {
 // MaxItems is the most items an order may have.
 const MaxItems = 1000
 
-// Validate checks o and everything it nests; an order is a whole body, so prefix is "".
-func (o *Order) Validate(prefix string) error {
-	if err := wire.ID(prefix+"id", o.ID); err != nil {
+// Validate checks o's own fields.
+func (o *Order) Validate() error {
+	if err := wire.ID("id", o.ID); err != nil {
 		return err
 	}
 	switch {
 	case o.Items == nil:
-		return wire.Invalid(prefix+"items", "is required (an array, may be empty)")
+		return wire.Invalid("items", "is required (an array, may be empty)")
 	case len(o.Items) > MaxItems:
-		return wire.Invalid(prefix+"items", "must have at most %d items", MaxItems)
-	case o.Payment == nil:
-		return wire.Invalid(prefix+"payment", "is required")
+		return wire.Invalid("items", "must have at most %d items", MaxItems)
 	}
-	if err := wire.FreeForm(prefix+"items", o.Items); err != nil {
-		return err
-	}
-	return o.Payment.Validate(prefix + "payment.")
+	return wire.FreeForm("items", o.Items)
 }
 
-// Decode reads and validates an order request body.
+// Decode reads and validates order's own fields.
 func Decode(data []byte) (Order, error) { return wire.DecodeValid[Order](data) }
 
 // Status of an order.
@@ -73,24 +67,40 @@ const (
 // since is its outcome (see outcome), applied by ledger.loadState along with the fields below.
 type record struct {
 	store.Meta `bson:",inline"`
-	Date       *time.Time    `bson:"date,omitempty"`
-	Items      []any         `bson:"items"`
-	Payment    paymentRecord `bson:"payment"`
-	Status     string        `bson:"status"`
-	Reason     string        `bson:"reason,omitempty"`
-	Hops       *hopRecord    `bson:"hops,omitempty"`
-	UpdatedAt  time.Time     `bson:"updated_at"`
+	Date       *time.Time `bson:"date,omitempty"`
+	Items      []any      `bson:"items"`
+	// PaymentBody is the body order sends payment, as it sent it first, so a re-drive sends the
+	// same bytes (payment recognises them as a replay).
+	PaymentBody string         `bson:"payment_body"`
+	Legacy      *legacyPayment `bson:"payment,omitempty"` // an order saved before payment_body (see legacyBody)
+	Status      string         `bson:"status"`
+	Reason      string         `bson:"reason,omitempty"`
+	Hops        *hopRecord     `bson:"hops,omitempty"`
+	UpdatedAt   time.Time      `bson:"updated_at"`
 	// From the outcome, never stored with the order.
 	Attempts    int        `bson:"-"` // runs of the chain that answered: the first, then re-drives
 	LastError   string     `bson:"-"` // why the last run that did not complete did not
 	NextAttempt *time.Time `bson:"-"` // when a pending order is re-driven next, at the earliest
 }
 
-type paymentRecord struct {
+// legacyPayment is the payment as orders saved before payment_body stored it, flattened.
+type legacyPayment struct {
 	ID         string  `bson:"id"`
 	Amount     float64 `bson:"amount"`
 	ShipmentID string  `bson:"shipment_id"`
 	Directions string  `bson:"directions"`
+}
+
+// paymentBody is the body to send payment for rec: as first sent, or, for an order saved by an
+// older version, rebuilt in the shape that version sent (so payment sees the same fingerprint).
+func (rec *record) paymentBody() []byte {
+	if rec.PaymentBody != "" || rec.Legacy == nil {
+		return []byte(rec.PaymentBody)
+	}
+	p := rec.Legacy
+	b, _ := json.Marshal(map[string]any{"id": p.ID, "amount": p.Amount,
+		"shipment": map[string]string{"id": p.ShipmentID, "directions": p.Directions}})
+	return b
 }
 
 // result is what became of an order's chain (messaging.Outcome is one hop's, in a reply). A final one (completed, rejected) is inserted once
@@ -149,25 +159,17 @@ type hopRecord struct {
 // process die there, it stays the truth: nobody knows yet whether payment happened.
 const ReasonInProgress = "in progress: payment has not answered yet"
 
-func newRecord(ctx context.Context, o Order) *record {
-	p := o.Payment
+func newRecord(ctx context.Context, b service.Body[Order]) *record {
+	o := b.Own
 	var date *time.Time
 	if o.Date != nil {
 		date = &o.Date.Time
 	}
-	meta := service.Meta(ctx, o.ID, o)
+	meta := service.Meta(ctx, o.ID, b.Canonical)
 	return &record{
-		Meta: meta, Date: date, Items: o.Items,
-		Payment: paymentRecord{ID: p.ID, Amount: *p.Amount, ShipmentID: p.Shipment.ID, Directions: p.Shipment.Directions},
-		Status:  StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
+		Meta: meta, Date: date, Items: o.Items, PaymentBody: string(b.Next),
+		Status: StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
 	}
-}
-
-// payment is the order's payment, rebuilt from the record as order first sent it: the same
-// fields, so payment recognises a re-drive as a replay of the same payment (same fingerprint).
-func (p paymentRecord) payment() *payment.Payment {
-	amount := p.Amount
-	return &payment.Payment{ID: p.ID, Amount: &amount, Shipment: &shipment.Shipment{ID: p.ShipmentID, Directions: p.Directions}}
 }
 
 func toHops(r *messaging.Reply) *hopRecord {

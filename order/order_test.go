@@ -7,12 +7,19 @@ import (
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
 )
 
 const seed = `{"id":"1","items":[],"payment":{"amount":0,"id":"1","shipment":{"id":"1","directions":"home"}}}`
 
-// Decode is the one validator for an order and everything it nests; each bad body names its field.
+// downstream is what follows order in the product's chain.
+var downstream = service.Chain{payment.Service, shipment.Service}
+
+// An order's body is checked whole, order's fields and everything it nests for the services
+// after it; each bad body names its field by its full path.
 func TestDecode(t *testing.T) {
 	rows := []struct {
 		name, body string
@@ -36,13 +43,13 @@ func TestDecode(t *testing.T) {
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			o, err := Decode([]byte(row.body))
+			b, err := service.Split(downstream, []byte(row.body), Decode)
 			if row.code == 0 {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
-				if o.ID != "1" || o.Payment.Shipment.Directions != "home" {
-					t.Fatalf("decoded %+v", o)
+				if b.Own.ID != "1" || !strings.Contains(string(b.Next), `"directions":"home"`) {
+					t.Fatalf("decoded %+v", b)
 				}
 				return
 			}
@@ -51,6 +58,23 @@ func TestDecode(t *testing.T) {
 				t.Fatalf("got %v (field %q), want %d on field %q", err, fieldOf(se), row.code, row.field)
 			}
 		})
+	}
+}
+
+// The canonical form of a body is what the fingerprint of a record is of: for the seed's order,
+// the JSON the earlier versions fingerprinted (payment nested in order, shipment in payment,
+// struct fields in order), so orders saved before still replay rather than conflict.
+func TestCanonicalKeepsEarlierFingerprints(t *testing.T) {
+	b, err := service.Split(downstream, []byte(seed), Decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"1","items":[],"payment":{"id":"1","amount":0,"shipment":{"id":"1","directions":"home"}}}`
+	if string(b.Canonical) != want {
+		t.Errorf("canonical %s\nwant      %s", b.Canonical, want)
+	}
+	if want := `{"id":"1","amount":0,"shipment":{"id":"1","directions":"home"}}`; string(b.Next) != want {
+		t.Errorf("payment's body %s, want %s", b.Next, want)
 	}
 }
 

@@ -289,7 +289,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	log = log.With("attempt", attempt)
 	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", e.LastError)
 	_ = msg.InProgress()
-	reply, ferr := d.hop.Forward(cctx, rec.Payment.payment())
+	reply, ferr := d.hop.Forward(cctx, rec.paymentBody())
 	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
 		// Payment was not asked (another call took the trial, or the bulkhead is full): not an
 		// attempt. Back after the circuit's delay.

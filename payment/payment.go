@@ -1,6 +1,7 @@
 // Package payment is the middle service of the chain: it saves the payment it is asked for,
-// calls shipment through its breaker and answers with both hops. It serves payment.create on
-// NATS. A repeated payment id is a replay, never a second charge.
+// calls the next service through its breaker and answers with both hops. It serves
+// payment.create on NATS. A repeated payment id is a replay, never a second charge. It must not
+// know who calls it or who comes after it: the chain's order is the command's list.
 package payment
 
 import (
@@ -10,42 +11,38 @@ import (
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
-	"github.com/breakerchain/breakerchain/shipment"
 )
 
-// Payment is what order sends on: the amount to charge and the shipment to start.
+// Payment is what order sends on: the amount to charge. The body also nests the next service's
+// (see service.Split), which payment passes on without reading it.
 type Payment struct {
-	ID       string             `json:"id"`
-	Amount   *float64           `json:"amount"`
-	Shipment *shipment.Shipment `json:"shipment"`
+	ID     string   `json:"id"`
+	Amount *float64 `json:"amount"`
 }
 
-// Validate checks p; field names in errors start with prefix ("payment.").
-func (p *Payment) Validate(prefix string) error {
-	if err := wire.ID(prefix+"id", p.ID); err != nil {
+// Validate checks p's own fields (service.Split puts "payment." in front of their names).
+func (p *Payment) Validate() error {
+	if err := wire.ID("id", p.ID); err != nil {
 		return err
 	}
 	switch {
 	case p.Amount == nil:
-		return wire.Invalid(prefix+"amount", "is required")
+		return wire.Invalid("amount", "is required")
 	case math.IsNaN(*p.Amount) || math.IsInf(*p.Amount, 0) || *p.Amount < 0:
-		return wire.Invalid(prefix+"amount", "must be a number ≥ 0")
-	case p.Shipment == nil:
-		return wire.Invalid(prefix+"shipment", "is required")
+		return wire.Invalid("amount", "must be a number ≥ 0")
 	}
-	return p.Shipment.Validate(prefix + "shipment.")
+	return nil
 }
 
-// Decode reads and validates a payment request body.
+// Decode reads and validates payment's own fields.
 func Decode(data []byte) (Payment, error) { return wire.DecodeValid[Payment](data) }
 
 // record is a payment as stored in the payments collection.
 type record struct {
 	store.Meta `bson:",inline"`
 	Amount     float64 `bson:"amount"`
-	ShipmentID string  `bson:"shipment_id"`
 }
 
-func newRecord(ctx context.Context, p Payment) *record {
-	return &record{Meta: service.Meta(ctx, p.ID, p), Amount: *p.Amount, ShipmentID: p.Shipment.ID}
+func newRecord(ctx context.Context, b service.Body[Payment]) *record {
+	return &record{Meta: service.Meta(ctx, b.Own.ID, b.Canonical), Amount: *b.Own.Amount}
 }

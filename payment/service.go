@@ -10,17 +10,16 @@ import (
 // Collection is where payments are stored.
 const Collection = "payments"
 
-// Service is payment as the app runs it.
+// Service is payment as internal/service runs it.
 var Service = service.Service{
 	Name:        "payment",
 	Description: "Applies payments and starts their shipment: the middle hop of breakerchain",
-	Next:        "shipment",
 	Collections: []string{Collection},
+	Check:       service.Check(Decode),
 	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
 		step := &service.Step[Payment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,
-			Next: func(p Payment) any { return p.Shipment },
 		}
 		return service.Parts{Handle: step.Handle}, nil
 	},

@@ -1,5 +1,6 @@
 // Package shipment is the last service of the chain: it saves the shipment it is asked for and
-// answers. It serves shipment.create on NATS.
+// answers (were a service added after it, it would call that one: the chain's order is the
+// command's list, not shipment's business). It serves shipment.create on NATS.
 package shipment
 
 import (
@@ -19,15 +20,15 @@ type Shipment struct {
 // MaxDirections is the longest directions text accepted, in bytes.
 const MaxDirections = 1024
 
-// Validate checks s; field names in errors start with prefix ("payment.shipment.").
-func (s *Shipment) Validate(prefix string) error {
-	if err := wire.ID(prefix+"id", s.ID); err != nil {
+// Validate checks s's own fields.
+func (s *Shipment) Validate() error {
+	if err := wire.ID("id", s.ID); err != nil {
 		return err
 	}
-	return wire.Text(prefix+"directions", s.Directions, MaxDirections)
+	return wire.Text("directions", s.Directions, MaxDirections)
 }
 
-// Decode reads and validates a shipment request body.
+// Decode reads and validates shipment's own fields.
 func Decode(data []byte) (Shipment, error) { return wire.DecodeValid[Shipment](data) }
 
 // record is a shipment as stored in the shipments collection.
@@ -36,6 +37,6 @@ type record struct {
 	Directions string `bson:"directions"`
 }
 
-func newRecord(ctx context.Context, s Shipment) *record {
-	return &record{Meta: service.Meta(ctx, s.ID, s), Directions: s.Directions}
+func newRecord(ctx context.Context, b service.Body[Shipment]) *record {
+	return &record{Meta: service.Meta(ctx, b.Own.ID, b.Canonical), Directions: b.Own.Directions}
 }

@@ -14,6 +14,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -55,8 +56,8 @@ func startOrder(t *testing.T, natsURL, mongoURL, db string) (*exec.Cmd, string) 
 func TestKilledOrderLosesNothing(t *testing.T) {
 	ns := testkit.NATS(t)
 	uri, db := testkit.Database(t)
-	testkit.Start(t, shipment.Service, ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
-	testkit.Start(t, payment.Service, ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "400ms"})
+	testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "400ms"})
 	first, url := startOrder(t, ns.URL(), uri, db)
 
 	const inFlight = 20
@@ -132,4 +133,14 @@ func TestDataDirHasOneOwner(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "a new owner to start", func() bool { return strings.Contains(stdout.String(), "NATS_URL=") })
 	cancel2()
 	stopped(t, done, "servers")
+}
+
+// from is the chain from svc on: svc, then the services it calls.
+func from(svc service.Service) service.Chain {
+	for i := range services {
+		if services[i].Name == svc.Name {
+			return services[i:]
+		}
+	}
+	return service.Chain{svc}
 }

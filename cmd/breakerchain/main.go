@@ -23,8 +23,9 @@ import (
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
-// services in chain order, upstream first.
-var services = []service.Service{order.Service, payment.Service, shipment.Service}
+// services is the chain, upstream first: each service calls the one after it. This list is the
+// one place the order is written; a new service is a line here (and its NATS user).
+var services = service.Chain{order.Service, payment.Service, shipment.Service}
 
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
@@ -35,7 +36,7 @@ const usage = `usage: breakerchain [order|payment|shipment|servers]
   a service:   that service alone, against NATS_URL and MONGO_URL
   servers:     only the embedded NATS and store, for services run as separate processes
   probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
-Configuration is read from the environment; see README.md.`
+Configuration is read from the environment; see docs/configuration.md.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,9 +62,9 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 	case len(args) == 1 && args[0] == "servers":
 		return allInOne(ctx, false, lookup, log, level == slog.LevelDebug, stdout)
 	case len(args) == 1:
-		for _, svc := range services {
+		for i, svc := range services {
 			if args[0] == svc.Name {
-				return single(ctx, svc, lookup, log)
+				return single(ctx, services[i:], lookup, log)
 			}
 		}
 		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -93,7 +94,8 @@ func probe(ctx context.Context, url string) error {
 	return nil
 }
 
-func single(ctx context.Context, svc service.Service, lookup config.Lookup, log *slog.Logger) error {
+func single(ctx context.Context, c service.Chain, lookup config.Lookup, log *slog.Logger) error {
+	svc := c[0]
 	cfg, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
 	if err != nil {
 		return err
@@ -104,5 +106,5 @@ func single(ctx context.Context, svc service.Service, lookup config.Lookup, log 
 	if cfg.MongoURL == "" {
 		cfg.MongoURL = "mongodb://127.0.0.1:27017"
 	}
-	return service.Run(ctx, svc, cfg, log.With("service", cfg.ID), stopTimeout)
+	return service.Run(ctx, c, cfg, log.With("service", cfg.ID), stopTimeout)
 }

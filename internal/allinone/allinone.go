@@ -57,7 +57,7 @@ type Running struct {
 // Start starts the all-in-one. services are the chain, upstream first (order, payment, shipment); with
 // run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
 // the servers start (`breakerchain servers`). debug un-silences the embedded servers.
-func Start(ctx context.Context, services []service.Service, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
+func Start(ctx context.Context, services service.Chain, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
 	env := config.NewSource("", lookup)
 	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
 	mongoURL := env.MongoURL("MONGO_URL")
@@ -153,7 +153,7 @@ func Start(ctx context.Context, services []service.Service, run bool, lookup con
 		if c.MongoURL == "" {
 			c.MongoURL = s.MongoURL
 		}
-		r, err := service.Start(ctx, services[i], *c, log.With("service", c.ID))
+		r, err := service.Start(ctx, services[i:], *c, log.With("service", c.ID))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", services[i].Name, err)
 		}
@@ -166,7 +166,7 @@ func Start(ctx context.Context, services []service.Service, run bool, lookup con
 // PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
 // prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
 // NATS_USER or NATS_CREDS of its own connects as the user named after it.
-func Configs(services []service.Service, lookup config.Lookup) ([]config.Settings, error) {
+func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, error) {
 	env := config.NewSource("", lookup)
 	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
 	ownUsers := env.String("NATS_CONFIG", "") != ""

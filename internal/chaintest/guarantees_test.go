@@ -85,9 +85,9 @@ func TestStoreLostAndBack(t *testing.T) {
 	ns := testkit.NATS(t)
 	st := newOwnStore(t)
 	env := testkit.Env{"BREAKER_TIMEOUT": "5s"}
-	testkit.Start(t, shipment.Service, ns.URL(), st.st.URI(), "lost", env)
-	testkit.Start(t, payment.Service, ns.URL(), st.st.URI(), "lost", env)
-	o := testkit.Start(t, order.Service, ns.URL(), st.st.URI(), "lost", env)
+	testkit.Start(t, from(shipment.Service), ns.URL(), st.st.URI(), "lost", env)
+	testkit.Start(t, from(payment.Service), ns.URL(), st.st.URI(), "lost", env)
+	o := testkit.Start(t, from(order.Service), ns.URL(), st.st.URI(), "lost", env)
 	if res := post(t, o, seedOrder("before")); res.code != http.StatusCreated {
 		t.Fatalf("before: %d %s", res.code, res.body)
 	}
@@ -500,7 +500,7 @@ func chainBehindProxy(t *testing.T, orderEnv testkit.Env) (*world, *testkit.Inst
 	px := testkit.StartProxy(t, u.Host)
 	w.start(shipment.Service, nil)
 	w.start(payment.Service, nil)
-	return w, testkit.Start(t, order.Service, w.natsURL, "mongodb://"+px.Addr()+"/", w.db, orderEnv), px
+	return w, testkit.Start(t, from(order.Service), w.natsURL, "mongodb://"+px.Addr()+"/", w.db, orderEnv), px
 }
 
 // notPrimary is a MongoDB primary's answer while it steps down.

@@ -19,7 +19,6 @@ import (
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/internal/wire"
-	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
@@ -40,6 +39,19 @@ func newWorld(t testing.TB) *world {
 	return &world{t: t, natsURL: testkit.NATS(t).URL(), uri: uri, db: db, client: testkit.Client(t, uri)}
 }
 
+// product is the product's chain, as the command lists it.
+var product = service.Chain{order.Service, payment.Service, shipment.Service}
+
+// from is the product's chain from svc on: svc, then the services it calls.
+func from(svc service.Service) service.Chain {
+	for i := range product {
+		if product[i].Name == svc.Name {
+			return product[i:]
+		}
+	}
+	return service.Chain{svc}
+}
+
 // start starts svc. Unless env says otherwise the breaker timeout is 5s: a test whose subject
 // is not a timeout must not see one because -race on 2 cores made a store write slow. Retries
 // and the re-driver are off unless a test turns them on: a test of the circuit counts calls,
@@ -49,7 +61,7 @@ func (w *world) start(svc service.Service, env testkit.Env) *testkit.Instance {
 	for k, v := range env {
 		full[k] = v
 	}
-	return testkit.Start(w.t, svc, w.natsURL, w.uri, w.db, full)
+	return testkit.Start(w.t, from(svc), w.natsURL, w.uri, w.db, full)
 }
 
 // chain starts shipment, payment and order with env and returns order.
@@ -227,8 +239,6 @@ func hops(v order.View) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func app_subject(name string) string { return messaging.Subject(name) }
 
 // completed waits, up to 20 s, until GET /orders/{id} on o shows the order completed (by itself:
 // the test never replays it), and returns what it shows.

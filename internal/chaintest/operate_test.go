@@ -116,7 +116,7 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	su, _ := url.Parse(st.URI())
-	s := testkit.Start(t, shipment.Service, ns.URL(), st.URI(), "ready", nil)
+	s := testkit.Start(t, from(shipment.Service), ns.URL(), st.URI(), "ready", nil)
 	ready := func() (int, string) {
 		r := do(t, http.MethodGet, s.URL()+"/readyz", "")
 		return r.code, string(r.body)

@@ -430,7 +430,7 @@ func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
 		"BREAKER_TIMEOUT": "100ms", "BREAKER_MIN_CALLS": "1", "BREAKER_DELAY": delay.String(), "LOG_LEVEL": "warn"})
 	// Payment is down but its subject watched: every request sent is seen, and times out.
 	nc := w.conn()
-	seen, err := nc.SubscribeSync(app_subject("payment"))
+	seen, err := nc.SubscribeSync(messaging.Subject("payment"))
 	if err != nil {
 		t.Fatal(err)
 	}

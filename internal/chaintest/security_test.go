@@ -88,7 +88,7 @@ func refusedAtStart(t *testing.T, env testkit.Env) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := service.Start(t.Context(), shipment.Service, cfg, testkit.Logger(t))
+	r, err := service.Start(t.Context(), from(shipment.Service), cfg, testkit.Logger(t))
 	if err == nil {
 		_ = r.Stop(context.Background())
 		t.Fatal("started; want a refusal at start")
@@ -139,9 +139,9 @@ func TestNATSRefusesStrangers(t *testing.T) {
 func TestChainWithLeastPrivilege(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
-	s := testkit.Start(t, shipment.Service, url, uri, db, asUser(shipment.Service))
-	p := testkit.Start(t, payment.Service, url, uri, db, asUser(payment.Service))
-	o := testkit.Start(t, order.Service, url, uri, db, asUser(order.Service))
+	s := testkit.Start(t, from(shipment.Service), url, uri, db, asUser(shipment.Service))
+	p := testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
+	o := testkit.Start(t, from(order.Service), url, uri, db, asUser(order.Service))
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	// A person watching everything, plainly (nats sub '>'), takes nothing from the services.
@@ -248,9 +248,9 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 		env["CHAOS"] = "1"
 		return env
 	}
-	s := testkit.Start(t, shipment.Service, url, uri, db, withChaos(shipment.Service))
-	p := testkit.Start(t, payment.Service, url, uri, db, withChaos(payment.Service))
-	o := testkit.Start(t, order.Service, url, uri, db, withChaos(order.Service))
+	s := testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
+	p := testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
+	o := testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	ops, opsErrs := connectAs(t, url, "chaos")
@@ -531,7 +531,7 @@ func TestNATSOverTLS(t *testing.T) {
 	}
 	uri, db := testkit.Database(t)
 
-	testkit.Start(t, shipment.Service, url, uri, db, testkit.Env{"NATS_CA": caFile})
+	testkit.Start(t, from(shipment.Service), url, uri, db, testkit.Env{"NATS_CA": caFile})
 	nc, err := nats.Connect(url, nats.RootCAs(caFile))
 	if err != nil {
 		t.Fatal(err)
@@ -646,7 +646,7 @@ func TestNATSCredsFile(t *testing.T) {
 		t.Fatal("anonymous connected to a server that trusts an operator")
 	}
 	uri, db := testkit.Database(t)
-	s := testkit.Start(t, shipment.Service, ns.URL(), uri, db, testkit.Env{"NATS_CREDS": credsFile})
+	s := testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"NATS_CREDS": credsFile})
 	if got := do(t, http.MethodGet, s.URL()+"/readyz", ""); got.code != http.StatusOK {
 		t.Errorf("/readyz %d %s, want 200: connected with the credentials file", got.code, got.body)
 	}

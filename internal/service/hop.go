@@ -25,11 +25,12 @@ type Hop struct {
 	Next   *messaging.Requester // nil at the end of the chain
 	Log    *slog.Logger
 	Faults *chaos.Injector // the faults it injects
+	After  Chain           // the services after it, whose bodies its body nests (see Split)
 }
 
 // Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
-// limit, then the call to the next hop with next as its body.
-func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
+// limit, then the call to the next hop with next as its body (Body.Next).
+func (h *Hop) Forward(ctx context.Context, next []byte) (messaging.Reply, error) {
 	now := time.Now()
 	if h.Faults.Fail() {
 		h.Log.WarnContext(ctx, "💥 injected error")
@@ -41,19 +42,15 @@ func (h *Hop) Forward(ctx context.Context, next any) (messaging.Reply, error) {
 	if messaging.CallFrom(ctx).Hop >= h.Jumps {
 		return messaging.ReplyDone(h.ID, now, true, nil), nil
 	}
-	body, err := json.Marshal(next)
-	if err != nil {
-		return messaging.Reply{}, err
-	}
-	reply := h.Next.Request(ctx, body)
+	reply := h.Next.Request(ctx, next)
 	return messaging.ReplyDone(h.ID, now, false, &reply), nil
 }
 
-// Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of the
-// validated request v, the origin and request id of the call, and the time.
-func Meta(ctx context.Context, id string, v any) store.Meta {
+// Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of its
+// canonical body (Body.Canonical), the origin and request id of the call, and the time.
+func Meta(ctx context.Context, id string, canonical []byte) store.Meta {
 	call := messaging.CallFrom(ctx)
-	return store.Meta{ID: id, Fingerprint: wire.Fingerprint(v), Origin: call.Origin, RequestID: call.RequestID,
+	return store.Meta{ID: id, Fingerprint: wire.Fingerprint(json.RawMessage(canonical)), Origin: call.Origin, RequestID: call.RequestID,
 		CreatedAt: time.Now().UTC()}
 }
 
@@ -107,34 +104,29 @@ func Save[T any, P interface {
 	return stored, created, nil
 }
 
-// Step is the whole hop of a service that answers on NATS (payment, shipment): decode its
-// request, build the record to save and the body for the next hop.
+// Step is the whole hop of a service that answers on NATS (payment, shipment): split its
+// request (Split), save the record it makes, and pass the next service's body on.
 type Step[In, T any, P interface {
 	*T
 	store.Record
 }] struct {
 	Hop    *Hop
 	Store  *store.Collection[T]
-	Decode func(data []byte) (In, error)      // decode and validate; 4xx errors
-	Record func(ctx context.Context, in In) P // what to save
-	Next   func(in In) any                    // the next hop's body
+	Decode func(own []byte) (In, error)            // its own fields, decoded and validated; 4xx errors
+	Record func(ctx context.Context, b Body[In]) P // what to save
 }
 
 // Handle is the Step as a messaging.Handler.
 func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Reply, error) {
-	in, err := s.Decode(data)
+	b, err := Split(s.Hop.After, data, s.Decode)
 	if err != nil {
 		return messaging.Reply{}, err
 	}
 	if err := s.Hop.Faults.Delay(ctx); err != nil {
 		return messaging.Reply{}, err // the caller gave up during the injected latency
 	}
-	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, in)); err != nil {
+	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, b)); err != nil {
 		return messaging.Reply{}, err
 	}
-	var next any
-	if s.Next != nil {
-		next = s.Next(in)
-	}
-	return s.Hop.Forward(ctx, next)
+	return s.Hop.Forward(ctx, b.Next)
 }

@@ -41,7 +41,7 @@ var probe = service.Service{
 
 func startProbe(t *testing.T, env testkit.Env) *testkit.Instance {
 	uri, db := testkit.Database(t)
-	return testkit.Start(t, probe, testkit.NATS(t).URL(), uri, db, env)
+	return testkit.Start(t, service.Chain{probe}, testkit.NATS(t).URL(), uri, db, env)
 }
 
 func do(t *testing.T, req *http.Request) (*http.Response, string) {

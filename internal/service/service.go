@@ -31,15 +31,23 @@ import (
 // Version is the services' version, shown by `nats micro ls`.
 const Version = "1.0.0"
 
-// Service describes one service of the chain.
+// Service describes one service of the chain. Where it sits in the chain is not its business:
+// that is the Chain's order.
 type Service struct {
 	Name        string // order, payment or shipment: its subject is Name.create
 	Description string
-	Next        string   // the service it calls; "" at the end of the chain
 	Collections []string // the store collections it uses (the embedded store indexes them)
+	// Check decodes and validates the service's own part of a request body (without the next
+	// service's field; see Split), so the services before it can check a whole body up front.
+	Check func(own []byte) (any, error)
 	// Build makes the service from what Start connected; ctx bounds its start.
 	Build func(context.Context, Deps) (Parts, error)
 }
+
+// Chain is the services in the order a request passes them, upstream first: each calls the one
+// after it. The command's list is the one place this order is written. c[i:] is the chain from
+// the i-th service on.
+type Chain []Service
 
 // Deps is what Start hands a service.
 type Deps struct {
@@ -77,8 +85,10 @@ type Running struct {
 	bgDone    chan struct{}      // closed when it has returned
 }
 
-// Start connects and starts svc with cfg. log should already name the service.
-func Start(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logger) (_ *Running, err error) {
+// Start connects and starts the first service of c, calling the second, with cfg. log should
+// already name the service.
+func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) (_ *Running, err error) {
+	svc := c[0]
 	r := &Running{log: log, served: make(chan error, 1), Metrics: metrics.New(svc.Name)}
 	defer func() {
 		if err != nil {
@@ -99,7 +109,7 @@ func Start(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logg
 	if r.nc, err = connectNATS(cfg, log); err != nil {
 		return nil, err
 	}
-	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}}
+	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:]}
 	faults := chaos.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
 		faults.ErrorRate = cfg.InjectErrRate
@@ -108,11 +118,12 @@ func Start(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logg
 	r.Hop = hop
 	r.chaos = chaos.NewController(cfg.Chaos, svc.Name, cfg.ID, hop.Faults, r.nc, log)
 	r.Metrics.TrackFaults(func() (float64, time.Duration) { f := hop.Faults.Faults(); return f.ErrorRate, f.Latency })
-	if svc.Next != "" {
+	if len(c) > 1 {
+		next := c[1].Name
 		r.Requester = messaging.NewRequester(r.nc,
-			messaging.Route{From: svc.Name, To: svc.Next, Subject: messaging.Subject(svc.Next)}, cfg.Breaker, log,
+			messaging.Route{From: svc.Name, To: next, Subject: messaging.Subject(next)}, cfg.Breaker, log,
 			messaging.WithObserver(r.Metrics.Observe))
-		r.Metrics.TrackState(svc.Next, r.Requester.State)
+		r.Metrics.TrackState(next, r.Requester.State)
 		hop.Next = r.Requester
 	}
 	parts, err := svc.Build(ctx, Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), NATS: r.nc, Hop: hop, Metrics: r.Metrics})
@@ -287,9 +298,9 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 	}
 }
 
-// Run starts svc, serves until ctx ends, then stops within stopTimeout.
-func Run(ctx context.Context, svc Service, cfg config.Settings, log *slog.Logger, stopTimeout time.Duration) error {
-	r, err := Start(ctx, svc, cfg, log)
+// Run starts the first service of c, serves until ctx ends, then stops within stopTimeout.
+func Run(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger, stopTimeout time.Duration) error {
+	r, err := Start(ctx, c, cfg, log)
 	if err != nil {
 		return err
 	}

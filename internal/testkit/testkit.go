@@ -310,18 +310,19 @@ func (s *Instance) URL() string { return "http://" + s.Addr }
 
 // Start starts svc with the configuration env gives it (unprefixed or prefixed names), listening
 // on 127.0.0.1 on a free port, and stops it when the test ends.
-func Start(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env) *Instance {
+func Start(t testing.TB, c service.Chain, natsURL, mongoURL, db string, env Env) *Instance {
 	t.Helper()
 	level := slog.LevelDebug
 	if env["LOG_LEVEL"] == "warn" { // a load test's services: its own lines would cost more than the work
 		level = slog.LevelWarn
 	}
-	return StartLogged(t, svc, natsURL, mongoURL, db, env, leveledLogger(t, level))
+	return StartLogged(t, c, natsURL, mongoURL, db, env, leveledLogger(t, level))
 }
 
 // StartLogged is Start with the service logging to log.
-func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Instance {
+func StartLogged(t testing.TB, c service.Chain, natsURL, mongoURL, db string, env Env, log *slog.Logger) *Instance {
 	t.Helper()
+	svc := c[0]
 	full := Env{"NATS_URL": natsURL, "MONGO_URL": mongoURL, "MONGO_DB": db, "PORT": "0"}
 	for k, v := range env {
 		full[k] = v
@@ -338,7 +339,7 @@ func StartLogged(t testing.TB, svc service.Service, natsURL, mongoURL, db string
 	}
 	s := &Instance{Config: cfg}
 	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}
-	r, err := service.Start(t.Context(), svc, cfg, slog.New(h).With("service", cfg.ID))
+	r, err := service.Start(t.Context(), c, cfg, slog.New(h).With("service", cfg.ID))
 	if err != nil {
 		t.Fatalf("start %s: %v", svc.Name, err)
 	}

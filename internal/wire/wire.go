@@ -88,9 +88,9 @@ func decodeError(err error) error {
 	return Malformed("malformed JSON: %s", err.Error())
 }
 
-// Validator is a request type that checks itself; prefix is its place in the body ("payment.").
+// Validator is a request type that checks its own fields.
 type Validator interface {
-	Validate(prefix string) error
+	Validate() error
 }
 
 // DecodeValid decodes data into a T and validates it: the one way every service reads a body.
@@ -102,7 +102,7 @@ func DecodeValid[T any, P interface {
 	if err := Decode(data, &v); err != nil {
 		return v, err
 	}
-	return v, P(&v).Validate("")
+	return v, P(&v).Validate()
 }
 
 // withPath names an unknown field by its full path ("payment.shipment.colour"): encoding/json

@@ -1,0 +1,136 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/wire"
+)
+
+// A request body nests the next service's body under that service's name, as the seed's does:
+// order's body has a "payment", payment's a "shipment". Each service knows only its own fields;
+// which field is whose is the chain's order (Chain), so a new service after shipment touches no
+// existing service. The first service checks the whole body at once (Split), so bad input is
+// refused before anything is saved anywhere.
+
+// Body is a request body split at the next service.
+type Body[T any] struct {
+	Own  T               // this service's own part, decoded and valid
+	Next json.RawMessage // the next service's body, checked and canonical; nil at the end of the chain
+	// Canonical is the whole body in canonical form (own fields in struct order, the next
+	// service's body last): what a record's fingerprint is of, whatever whitespace, key order or
+	// key case the sender used.
+	Canonical []byte
+}
+
+// Split decodes data for a service with decode (its own fields) and checks what it nests for
+// every service after it (Hop.After). A bad field is a 422 naming its full path
+// ("payment.shipment.directions").
+func Split[T any](after Chain, data []byte, decode func([]byte) (T, error)) (Body[T], error) {
+	var b Body[T]
+	own, next, err := cut(data, after)
+	if err != nil {
+		return b, err
+	}
+	if b.Own, err = decode(own); err != nil {
+		return b, err
+	}
+	if len(after) > 0 {
+		if next == nil {
+			return b, wire.Invalid(after[0].Name, "is required")
+		}
+		if b.Next, err = canonical(after, next); err != nil {
+			return b, nested(after[0].Name, err)
+		}
+	}
+	b.Canonical, err = join(b.Own, after, b.Next)
+	return b, err
+}
+
+// cut takes the next service's body (the field named after after[0]) out of data.
+func cut(data []byte, after Chain) (own, next []byte, err error) {
+	if len(after) == 0 {
+		return data, nil, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := wire.Decode(data, &fields); err != nil {
+		return nil, nil, err
+	}
+	name := after[0].Name
+	key, found := name, false
+	if _, found = fields[name]; !found {
+		for k := range fields { // keys match case-insensitively, as encoding/json matches fields
+			if strings.EqualFold(k, name) {
+				key, found = k, true
+			}
+		}
+	}
+	if found && !bytes.Equal(fields[key], []byte("null")) {
+		next = fields[key]
+	}
+	delete(fields, key)
+	if fields == nil {
+		return []byte("null"), next, nil // let the service's own decoder say what is missing
+	}
+	own, err = json.Marshal(fields)
+	return own, next, err
+}
+
+// canonical checks data as the body of chain[0] and the services after it, and returns it in
+// canonical form.
+func canonical(chain Chain, data []byte) ([]byte, error) {
+	own, next, err := cut(data, chain[1:])
+	if err != nil {
+		return nil, err
+	}
+	v, err := chain[0].Check(own)
+	if err != nil {
+		return nil, err
+	}
+	var nextCanon []byte
+	if len(chain) > 1 {
+		if next == nil {
+			return nil, wire.Invalid(chain[1].Name, "is required")
+		}
+		if nextCanon, err = canonical(chain[1:], next); err != nil {
+			return nil, nested(chain[1].Name, err)
+		}
+	}
+	return join(v, chain[1:], nextCanon)
+}
+
+// join encodes own with the next service's body, if any, as its last field.
+func join(own any, after Chain, next []byte) ([]byte, error) {
+	b, err := json.Marshal(own)
+	if err != nil || len(after) == 0 {
+		return b, err
+	}
+	key, _ := json.Marshal(after[0].Name)
+	out := append(b[:len(b)-1:len(b)-1], ',')
+	if len(b) == 2 { // "{}"
+		out = out[:1]
+	}
+	out = append(append(append(out, key...), ':'), next...)
+	return append(out, '}'), nil
+}
+
+// nested puts an error about the body under field in front of its field's name.
+func nested(field string, err error) error {
+	pe, ok := err.(*problem.Error)
+	switch {
+	case !ok:
+		return err
+	case pe.Code == 400:
+		return wire.Invalid(field, "must be a JSON object (%s)", pe.Description)
+	case pe.Field != "":
+		return &problem.Error{Code: pe.Code, Field: field + "." + pe.Field, Description: field + "." + pe.Description}
+	}
+	return pe
+}
+
+// Check makes a service's Check from its typed decoder.
+func Check[T any](decode func([]byte) (T, error)) func([]byte) (any, error) {
+	return func(b []byte) (any, error) { return decode(b) }
+}
