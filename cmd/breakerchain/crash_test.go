@@ -111,7 +111,7 @@ func TestDataDirHasOneOwner(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	go func() { done <- run(ctx, []string{"servers"}, env.Environ(), &stdout, &stderr) }()
 	testkit.Eventually(t, 30*time.Second, "the first to start", func() bool { return strings.Contains(stdout.String(), "NATS_URL=") })
 
 	second := exec.Command(os.Args[0])
@@ -129,7 +129,7 @@ func TestDataDirHasOneOwner(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	stdout = syncBuffer{}
-	go func() { done <- run(ctx2, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	go func() { done <- run(ctx2, []string{"servers"}, env.Environ(), &stdout, &stderr) }()
 	testkit.Eventually(t, 30*time.Second, "a new owner to start", func() bool { return strings.Contains(stdout.String(), "NATS_URL=") })
 	cancel2()
 	stopped(t, done, "servers")

@@ -41,20 +41,20 @@ Configuration is read from the environment; see docs/configuration.md.`
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "breakerchain:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) error {
+// run runs the command args with the environment environ ("NAME=value" entries).
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
 	if len(args) == 2 && args[0] == "probe" {
 		return probe(ctx, args[1])
 	}
-	log, level, err := logging.New(stderr, lookup)
+	log, level, lookup, err := configure(args, environ, stderr)
 	if err != nil {
-		// Report every bad value at once, not one per try.
-		return config.Merge(err, checkConfig(args, lookup))
+		return err
 	}
 	switch {
 	case len(args) == 0:
@@ -73,6 +73,37 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		}
 	}
 	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+}
+
+// configure reads the whole configuration the command args would use, before anything starts:
+// every bad value at once (not one per try), and a warning for each variable set that looks like
+// one of ours but is not read. It returns the logger and the lookup to start with.
+func configure(args []string, environ []string, stderr io.Writer) (*slog.Logger, slog.Level, config.Lookup, error) {
+	env, set := config.FromEnviron(environ)
+	reads := config.Record(env)
+	log, level, err := logging.New(stderr, reads.Lookup)
+	if err := config.Merge(err, checkConfig(args, reads.Lookup)); err != nil {
+		return nil, level, nil, err
+	}
+	warnUnread(log, reads, set)
+	return log, level, env, nil
+}
+
+// warnUnread warns of each variable that looks like one of ours but was not read: a typo
+// (SHIPMNT_INJECT_ERR) or a name that does not exist (SHIPMENT_INJECT_ERROR) would otherwise be
+// silently ignored.
+func warnUnread(log *slog.Logger, reads *config.Reads, set []string) {
+	names := make([]string, len(services))
+	for i, svc := range services {
+		names[i] = svc.Name
+	}
+	for _, u := range reads.Unread(set, names) {
+		msg := "⚠️  " + u.Name + " is not a variable breakerchain reads here: ignored"
+		if u.Closest != "" {
+			msg += "; did you mean " + u.Closest + "?"
+		}
+		log.Warn(msg, "variable", u.Name, "closest", u.Closest)
+	}
 }
 
 // probe is a healthcheck: GET url must answer 2xx within 2 seconds.

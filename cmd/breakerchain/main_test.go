@@ -120,7 +120,7 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env.Lookup, &stdout, &stderr) }()
+	go func() { done <- run(ctx, nil, env.Environ(), &stdout, &stderr) }()
 
 	orderURL := regexp.MustCompile(`order\s+(http://\S+)`)
 	var url string
@@ -227,7 +227,7 @@ func TestServersAlone(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"servers"}, env.Lookup, &stdout, &stderr) }()
+	go func() { done <- run(ctx, []string{"servers"}, env.Environ(), &stdout, &stderr) }()
 	hint := regexp.MustCompile(`NATS_URL=(nats://\S+) MONGO_URL='(mongodb://\S+)' breakerchain payment`)
 	var m []string
 	testkit.Eventually(t, 30*time.Second, "the banner", func() bool { m = hint.FindStringSubmatch(stdout.String()); return m != nil })
@@ -330,7 +330,7 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, env.Lookup, &stdout, &stderr) }()
+	go func() { done <- run(ctx, nil, env.Environ(), &stdout, &stderr) }()
 
 	banner := regexp.MustCompile(`(?s)order\s+(http://\S+).*NATS\s+(nats://\S+)`)
 	var orderURL, natsURL string

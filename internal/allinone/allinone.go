@@ -58,29 +58,12 @@ type Running struct {
 // run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
 // the servers start (`breakerchain servers`). debug un-silences the embedded servers.
 func Start(ctx context.Context, services service.Chain, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
-	env := config.NewSource("", lookup)
-	natsURL := env.URL("NATS_URL", "", "nats", "tls", "ws", "wss")
-	mongoURL := env.MongoURL("MONGO_URL")
-	natsPort := env.Int("NATS_PORT", DefaultNATSPort, 0, 65535)
-	mongoPort := env.Int("MONGO_PORT", DefaultMongo, 0, 65535)
-	dataDir := env.String("DATA_DIR", DefaultDataDir)
-	natsConfig := env.String("NATS_CONFIG", "")
-	cfgs, err := Configs(services, lookup)
-	var natsOpts *server.Options
-	var fileErr error
-	switch {
-	case natsConfig != "" && natsURL != "":
-		fileErr = fmt.Errorf("NATS_CONFIG=%q: want it without NATS_URL (it configures the embedded server)", natsConfig)
-	case natsConfig != "":
-		if natsOpts, fileErr = embedded.LoadNATSConfig(natsConfig); fileErr != nil {
-			fileErr = fmt.Errorf("NATS_CONFIG=%q: want a nats-server configuration file that loads (%v)", natsConfig, fileErr)
-		}
-	}
-	if err := config.Merge(env.Err(), err, fileErr); err != nil {
+	sv, err := readServers(lookup)
+	cfgs, cerr := Configs(services, lookup)
+	if err := config.Merge(err, cerr); err != nil {
 		return nil, err
 	}
-
-	s := &Running{NATSURL: natsURL, MongoURL: mongoURL, Configs: cfgs, NATSConfig: natsConfig}
+	s := &Running{NATSURL: sv.natsURL, MongoURL: sv.mongoURL, Configs: cfgs, NATSConfig: sv.natsConfig}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -88,24 +71,24 @@ func Start(ctx context.Context, services service.Chain, run bool, lookup config.
 	}()
 	if s.NATSURL == "" || s.MongoURL == "" {
 		// The embedded servers keep their files there: one process at a time.
-		if s.unlock, err = embedded.Lock(dataDir); err != nil {
+		if s.unlock, err = embedded.Lock(sv.dataDir); err != nil {
 			return nil, fmt.Errorf("DATA_DIR: %w", err)
 		}
-		s.DataDir = dataDir
+		s.DataDir = sv.dataDir
 	}
 	if s.NATSURL == "" {
-		port := natsPort
+		port := sv.natsPort
 		if port == 0 {
 			port = server.RANDOM_PORT
 		}
-		opts := natsOpts
+		opts := sv.natsOpts
 		if opts == nil {
 			opts = &server.Options{}
 		}
 		opts.NoLog, opts.Debug = !debug, debug
 		// JetStream holds order's queue, in DATA_DIR/jetstream (nats-server adds the last part).
 		// Synced every second: a crash loses nothing, a power loss at most that last second.
-		opts.JetStream, opts.StoreDir = true, dataDir
+		opts.JetStream, opts.StoreDir = true, sv.dataDir
 		if opts.SyncInterval == 0 {
 			opts.SyncInterval = time.Second
 		}
@@ -124,8 +107,8 @@ func Start(ctx context.Context, services service.Chain, run bool, lookup config.
 		} else {
 			storeLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 		}
-		addr := net.JoinHostPort(Host, strconv.Itoa(mongoPort))
-		if s.store, err = embedded.StartStore(addr, dataDir, storeLog); err != nil {
+		addr := net.JoinHostPort(Host, strconv.Itoa(sv.mongoPort))
+		if s.store, err = embedded.StartStore(addr, sv.dataDir, storeLog); err != nil {
 			return nil, err
 		}
 		s.MongoURL = s.store.URI()
@@ -160,6 +143,44 @@ func Start(ctx context.Context, services service.Chain, run bool, lookup config.
 		s.Services[i] = r
 	}
 	return s, nil
+}
+
+// servers is how the all-in-one's own servers are configured.
+type servers struct {
+	natsURL, mongoURL   string // given: that server is not embedded
+	natsPort, mongoPort int
+	dataDir, natsConfig string
+	natsOpts            *server.Options // loaded from natsConfig
+}
+
+// readServers reads NATS_URL, MONGO_URL, NATS_PORT, MONGO_PORT, DATA_DIR and NATS_CONFIG.
+func readServers(lookup config.Lookup) (servers, error) {
+	env := config.NewSource("", lookup)
+	sv := servers{
+		natsURL:    env.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		mongoURL:   env.MongoURL("MONGO_URL"),
+		natsPort:   env.Int("NATS_PORT", DefaultNATSPort, 0, 65535),
+		mongoPort:  env.Int("MONGO_PORT", DefaultMongo, 0, 65535),
+		dataDir:    env.String("DATA_DIR", DefaultDataDir),
+		natsConfig: env.String("NATS_CONFIG", ""),
+	}
+	var fileErr error
+	switch {
+	case sv.natsConfig != "" && sv.natsURL != "":
+		fileErr = fmt.Errorf("NATS_CONFIG=%q: want it without NATS_URL (it configures the embedded server)", sv.natsConfig)
+	case sv.natsConfig != "":
+		if sv.natsOpts, fileErr = embedded.LoadNATSConfig(sv.natsConfig); fileErr != nil {
+			fileErr = fmt.Errorf("NATS_CONFIG=%q: want a nats-server configuration file that loads (%v)", sv.natsConfig, fileErr)
+		}
+	}
+	return sv, config.Merge(env.Err(), fileErr)
+}
+
+// Check reads the whole configuration of an all-in-one of services, starting nothing.
+func Check(services service.Chain, lookup config.Lookup) error {
+	_, err := readServers(lookup)
+	_, cerr := Configs(services, lookup)
+	return config.Merge(err, cerr)
 }
 
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed

@@ -187,6 +187,7 @@ func TestChaosAtRuntime(t *testing.T) {
 		{`{"latency":"soon"}`, "latency"},
 		{`{"latency":"2h"}`, "latency"},
 		{`{"latency":-5}`, "latency"},
+		{`{"latency":400}`, "latency"}, // a bare number: no unit
 		{`{"colour":"red"}`, "colour"},
 	} {
 		if _, se := setChaos(t, nc, "shipment", bad.body); se == nil || se.Code != 422 || !strings.HasPrefix(se.Description, bad.field+": ") {

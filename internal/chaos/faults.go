@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -78,8 +77,8 @@ type Change struct {
 	Latency   *Latency `json:"latency"`
 }
 
-// Latency is a Go duration in a string ("400ms") or, as the seed's durations, a number of
-// milliseconds.
+// Latency is a Go duration in a string, with its unit ("400ms"): a bare number is refused, as
+// for the environment's durations.
 type Latency time.Duration
 
 // UnmarshalJSON reads a Latency, naming the field when it is not one.
@@ -90,12 +89,11 @@ func (l *Latency) UnmarshalJSON(b []byte) error {
 			*l = Latency(d)
 			return nil
 		}
-	} else if ms, err := strconv.ParseFloat(string(b), 64); err == nil && !math.IsInf(ms, 0) && math.Abs(ms) < 1e12 {
-		*l = Latency(time.Duration(ms * float64(time.Millisecond)))
-		return nil
 	}
-	return wire.Invalid("latency", "must be a duration like \"400ms\" or a number of milliseconds, from 0 to %s", MaxLatency)
+	return errBadLatency
 }
+
+var errBadLatency = wire.Invalid("latency", "must be a duration with a unit, like \"400ms\", from 0 to %s", MaxLatency)
 
 // ParseChange decodes and validates a change (wire's rules: 400 malformed, 422 naming the field)
 // and applies it to cur. Nothing is changed here: the caller puts the result in force.
@@ -113,7 +111,7 @@ func ParseChange(data []byte, cur Faults) (Faults, error) {
 	}
 	if c.Latency != nil {
 		if d := time.Duration(*c.Latency); d < 0 || d > MaxLatency {
-			return cur, wire.Invalid("latency", "must be a duration like \"400ms\" or a number of milliseconds, from 0 to %s", MaxLatency)
+			return cur, errBadLatency
 		}
 		next.Latency = time.Duration(*c.Latency)
 	}

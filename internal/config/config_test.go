@@ -18,7 +18,7 @@ func (e env) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 
 // A prefixed variable applies to its service only and wins over the unprefixed one.
 func TestPrefixedWins(t *testing.T) {
-	e := env{"BREAKER_TIMEOUT": "200ms", "PAYMENT_BREAKER_TIMEOUT": "50", "INJECT_ERR": "1", "SHIPMENT_INJECT_ERR": "0"}
+	e := env{"BREAKER_TIMEOUT": "200ms", "PAYMENT_BREAKER_TIMEOUT": "50ms", "INJECT_ERR": "1", "SHIPMENT_INJECT_ERR": "0"}
 	pay, err := Load("payment", "", 3001, e.lookup)
 	if err != nil {
 		t.Fatal(err)
@@ -28,13 +28,30 @@ func TestPrefixedWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pay.Breaker.Timeout != 50*time.Millisecond || ship.Breaker.Timeout != 200*time.Millisecond {
-		t.Errorf("timeouts %s/%s, want 50ms (prefixed, bare ms) and 200ms", pay.Breaker.Timeout, ship.Breaker.Timeout)
+		t.Errorf("timeouts %s/%s, want 50ms (prefixed) and 200ms", pay.Breaker.Timeout, ship.Breaker.Timeout)
 	}
 	if !pay.InjectErr || ship.InjectErr {
 		t.Errorf("inject_err %v/%v, want on for payment, off for shipment", pay.InjectErr, ship.InjectErr)
 	}
 	if pay.Port != 3001 || pay.ID != "payment" || pay.Jumps != DefaultJumps || pay.InjectErrRate != DefaultInjectErrRate {
 		t.Errorf("defaults: %+v", pay)
+	}
+}
+
+// A duration without a unit is refused, with a message that shows one; "0" alone needs none.
+func TestDurationNeedsAUnit(t *testing.T) {
+	_, err := Load("order", "", 3000, env{"BREAKER_TIMEOUT": "5", "PAYMENT_BREAKER_DELAY": "2.5"}.lookup)
+	want := `BREAKER_TIMEOUT="5": want a duration with a unit, like 300ms (a bare number has none)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("BREAKER_TIMEOUT=5: %v, want %q", err, want)
+	}
+	_, err = Load("payment", "", 3000, env{"PAYMENT_BREAKER_DELAY": "2.5"}.lookup)
+	if err == nil || !strings.Contains(err.Error(), `PAYMENT_BREAKER_DELAY="2.5": want a duration with a unit`) {
+		t.Errorf("PAYMENT_BREAKER_DELAY=2.5: %v", err)
+	}
+	c, err := Load("order", "", 3000, env{"INJECT_LATENCY": "0", "BREAKER_TIMEOUT": "1.5s"}.lookup)
+	if err != nil || c.InjectLatency != 0 || c.Breaker.Timeout != 1500*time.Millisecond {
+		t.Errorf("INJECT_LATENCY=0, BREAKER_TIMEOUT=1.5s: %v, %s, %s", err, c.InjectLatency, c.Breaker.Timeout)
 	}
 }
 

@@ -285,6 +285,15 @@ type Env map[string]string
 // Lookup is Env as a config.Lookup.
 func (e Env) Lookup(name string) (string, bool) { v, ok := e[name]; return v, ok }
 
+// Environ is Env as os.Environ gives the environment: "NAME=value" entries.
+func (e Env) Environ() []string {
+	out := make([]string, 0, len(e))
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
 // Instance is a service started by Start.
 type Instance struct {
 	*service.Running

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/logging"
+)
+
+// repo is the repository's root, from this package's directory.
+const repo = "../.."
+
+// allVariablesRead runs everything that reads the configuration, on an empty environment, and
+// returns the names it asked for, without the service prefixes (ORDER_JUMPS is JUMPS).
+func allVariablesRead(t *testing.T) []string {
+	t.Helper()
+	reads := config.Record(func(string) (string, bool) { return "", false })
+	if _, _, err := logging.New(io.Discard, reads.Lookup); err != nil {
+		t.Fatal(err)
+	}
+	// The all-in-one reads every service's configuration and its own servers'; a service alone
+	// reads its own.
+	for _, args := range [][]string{nil, {"servers"}, {"order"}, {"payment"}, {"shipment"}} {
+		if err := checkConfig(args, reads.Lookup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := map[string]bool{}
+	for _, n := range reads.Names() {
+		for _, svc := range services {
+			n = strings.TrimPrefix(n, strings.ToUpper(svc.Name)+"_")
+		}
+		set[n] = true
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The configuration reference, docs/configuration.md, is the code's: every variable the program
+// reads has its row, and every row is a variable the program reads.
+func TestConfigurationReference(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repo, "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|").FindAllStringSubmatch(string(b), -1) {
+		if documented[m[1]] {
+			t.Errorf("docs/configuration.md has two rows for %s", m[1])
+		}
+		documented[m[1]] = true
+	}
+	read := allVariablesRead(t)
+	for _, n := range read {
+		if !documented[n] {
+			t.Errorf("%s is read by the program but has no row in docs/configuration.md", n)
+		}
+		delete(documented, n)
+	}
+	for n := range documented {
+		t.Errorf("docs/configuration.md documents %s, which the program does not read", n)
+	}
+	if len(read) < 30 {
+		t.Errorf("only %d variables read: %v", len(read), read)
+	}
+}
+
+// A variable that looks like one of ours and is not read is named at start, with the closest one
+// that is: a typo in a prefix, a name that does not exist, a family's misspelt member. Others
+// (PATH, HOSTNAME, NATS_CONTEXT) are left alone.
+func TestUnreadVariablesAreNamed(t *testing.T) {
+	var stderr bytes.Buffer
+	environ := []string{"SHIPMNT_INJECT_ERR=1", "SHIPMENT_INJECT_ERROR=1", "BREAKER_TIMOUT=1s", "RETRY_BACKOF=1s",
+		"PAYMENT_INJECT_ERR=1", "PATH=/bin", "HOSTNAME=box", "NATS_CONTEXT=dev", "LOG_LEVEL=warn"}
+	if _, _, _, err := configure(nil, environ, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	out := stderr.String()
+	for name, closest := range map[string]string{
+		"SHIPMNT_INJECT_ERR": "SHIPMENT_INJECT_ERR", "SHIPMENT_INJECT_ERROR": "SHIPMENT_INJECT_ERR",
+		"BREAKER_TIMOUT": "BREAKER_TIMEOUT", "RETRY_BACKOF": "RETRY_BACKOFF",
+	} {
+		if !strings.Contains(out, name+" is not a variable breakerchain reads here: ignored; did you mean "+closest+"?") {
+			t.Errorf("no warning naming %s and %s in:\n%s", name, closest, out)
+		}
+	}
+	for _, name := range []string{"PAYMENT_INJECT_ERR", "PATH", "HOSTNAME", "NATS_CONTEXT", "LOG_LEVEL"} {
+		if strings.Contains(out, name+" is not") {
+			t.Errorf("%s was warned of:\n%s", name, out)
+		}
+	}
+}
+
+// Every relative link in the README and docs/ resolves: to a file of the repository, and an
+// anchor to a heading of it.
+func TestDocLinks(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join(repo, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(withoutCode(string(b)), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(target, "#")
+			dest := f
+			if path != "" {
+				dest = filepath.Join(filepath.Dir(f), path)
+			}
+			rel, _ := filepath.Rel(repo, dest)
+			if strings.HasPrefix(rel, "..") {
+				t.Errorf("%s: link %s leaves the repository", f, target)
+				continue
+			}
+			if _, err := os.Stat(dest); err != nil {
+				t.Errorf("%s: link %s: no such file", f, target)
+				continue
+			}
+			checked++
+			if anchor != "" && !slices.Contains(anchors(t, dest), anchor) {
+				t.Errorf("%s: link %s: no heading with that anchor in %s", f, target, rel)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d links checked: is the pattern right?", checked)
+	}
+}
+
+var fence = regexp.MustCompile("(?s)```.*?```")
+
+// withoutCode drops fenced code blocks, whose brackets are not links.
+func withoutCode(md string) string { return fence.ReplaceAllString(md, "") }
+
+// anchors returns the GitHub anchors of the headings of a markdown file: lower case, punctuation
+// dropped, spaces as hyphens, a repeated one numbered.
+func anchors(t *testing.T, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	seen := map[string]int{}
+	drop := regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+	for _, line := range strings.Split(withoutCode(string(b)), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		h := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		a := strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(h), ""), " ", "-")
+		if n := seen[a]; n > 0 {
+			out = append(out, fmt.Sprintf("%s-%d", a, n))
+		} else {
+			out = append(out, a)
+		}
+		seen[a]++
+	}
+	return out
+}

@@ -1,0 +1,214 @@
+// Package config reads a service's settings from the environment, with the seed's variable
+// names. In the all-in-one a variable prefixed with the service's name (SHIPMENT_INJECT_ERR)
+// applies to that service only and wins over the unprefixed one, which applies to all.
+// A bad value is an error naming the variable and what it accepts; nothing panics.
+package config
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// Settings is the configuration of one service.
+type Settings struct {
+	Name          string // the role: order, payment or shipment
+	ID            string // name in messages and logs
+	Host          string // HTTP listen address; "" is every interface
+	Port          int    // HTTP port; 0 picks a free one
+	Jumps         int
+	InjectErr     bool
+	InjectErrRate float64
+	InjectLatency time.Duration
+	MongoURL      string
+	MongoDB       string
+	NatsURL       string
+	NATS          NATSAuth
+	Breaker       messaging.BreakerSettings
+	MaxConcurrent uint
+	PProf         bool     // PPROF=1: serve /debug/pprof on the HTTP port
+	CORSOrigins   []string // origins a browser may call from; none: same origin only
+	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
+	Redrive       Redrive
+	// JetStreamReplicas is how many copies of order's queue stream JetStream keeps
+	// (JETSTREAM_REPLICAS): 1 on a single server, 3 on a three-node cluster.
+	JetStreamReplicas int
+}
+
+// NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
+type NATSAuth struct {
+	User     string
+	Password string // never logged: see Service.LogValue
+	Creds    string // path of a credentials file (JWT and NKey seed), instead of User/Password
+	CA       string // path of a PEM file of CA certificates
+}
+
+// Redrive is how order re-drives its pending orders in the background (order only).
+type Redrive struct {
+	Rate    int           // REDRIVE_RATE: orders re-driven per second by each order instance; 0 = off
+	Backoff time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
+	// After (REDRIVE_AFTER) is when a new order is re-driven if its own request never records
+	// an outcome (its process died); 0 = derived from the breaker settings (see order).
+	After time.Duration
+	// AckWait (REDRIVE_ACK_WAIT) is how long a re-drive may hold a due order before JetStream
+	// gives it to another instance; 0 = derived: the longest one run can take (see order).
+	AckWait time.Duration
+}
+
+// MaxRedriveBackoff caps the wait between re-drives of one order (or is REDRIVE_BACKOFF when larger).
+const MaxRedriveBackoff = time.Minute
+
+// Defaults of the seed and of this design.
+const (
+	DefaultPort          = 3000
+	DefaultJumps         = 6
+	DefaultInjectErrRate = 0.4
+	DefaultMongoDB       = "breakerchain"
+)
+
+// DefaultRedrive: ten orders a second per order instance, the first re-drive a second after the
+// order was saved pending.
+var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second}
+
+// Load reads the configuration of the service name; host and port are its defaults for HOST and
+// PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
+func Load(name, host string, port int, lookup Lookup) (Settings, error) {
+	s := NewSource(name, lookup)
+	d := messaging.DefaultBreakerSettings
+	c := Settings{
+		Name:          name,
+		ID:            s.String("ID", name),
+		Host:          s.String("HOST", host),
+		Port:          s.Int("PORT", port, 0, 65535),
+		Jumps:         s.Int("JUMPS", DefaultJumps, 1, 1000),
+		InjectErr:     s.Bool("INJECT_ERR", false),
+		InjectErrRate: s.Float("INJECT_ERR_RATE", DefaultInjectErrRate, 0, 1),
+		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
+		MongoURL:      s.MongoURL("MONGO_URL"),
+		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
+		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		NATS:          s.natsAuth(),
+		PProf:         s.Bool("PPROF", false),
+		Breaker: messaging.BreakerSettings{
+			Timeout:     s.Duration("BREAKER_TIMEOUT", d.Timeout, time.Millisecond, time.Hour),
+			FailureRate: uint(s.Int("BREAKER_FAILURE_RATE", int(d.FailureRate), 1, 100)),
+			MinCalls:    uint(s.Int("BREAKER_MIN_CALLS", int(d.MinCalls), 1, 1_000_000)),
+			Window:      s.Duration("BREAKER_WINDOW", d.Window, 10*time.Millisecond, 24*time.Hour),
+			Delay:       s.Duration("BREAKER_DELAY", d.Delay, time.Millisecond, 24*time.Hour),
+			Retries:     s.Int("RETRY_MAX", d.Retries, 0, 10),
+			Backoff:     s.Duration("RETRY_BACKOFF", d.Backoff, time.Millisecond, time.Minute),
+			Bulkhead:    uint(s.Int("BULKHEAD_MAX", int(d.Bulkhead), 1, 100_000)),
+		},
+		MaxConcurrent: uint(s.Int("MAX_CONCURRENT", messaging.DefaultMaxConcurrent, 1, 100_000)),
+		CORSOrigins:   s.Origins("CORS_ORIGINS"),
+		Chaos:         s.Bool("CHAOS", false),
+		Redrive: Redrive{
+			Rate:    s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
+			Backoff: s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
+			After:   s.Duration("REDRIVE_AFTER", 0, 0, time.Hour),
+			AckWait: s.Duration("REDRIVE_ACK_WAIT", 0, 0, time.Hour),
+		},
+		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
+	}
+	return c, s.Err()
+}
+
+// natsAuth reads NATS_USER and NATS_PASSWORD, or NATS_CREDS, and NATS_CA.
+func (s *Source) natsAuth() NATSAuth {
+	a := NATSAuth{
+		User:     s.String("NATS_USER", ""),
+		Password: s.String("NATS_PASSWORD", ""),
+		Creds: s.File("NATS_CREDS", "a readable NATS credentials file (a user JWT and its NKey seed)", func(b []byte) error {
+			if _, err := nkeys.ParseDecoratedUserNKey(b); err != nil {
+				return errors.New("no user NKey seed in it")
+			}
+			if jwt, _ := nkeys.ParseDecoratedJWT(b); !strings.HasPrefix(jwt, "ey") {
+				return errors.New("no user JWT in it")
+			}
+			return nil
+		}),
+		CA: s.File("NATS_CA", "a readable PEM file of CA certificates", func(b []byte) error {
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				return errors.New("no PEM certificate in it")
+			}
+			return nil
+		}),
+	}
+	_, userFrom, _ := s.get("NATS_USER")
+	_, credsFrom, _ := s.get("NATS_CREDS")
+	switch {
+	case a.User != "" && a.Password == "":
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want %s set with it", userFrom, a.User, s.names("NATS_PASSWORD")))
+	case a.User == "" && a.Password != "":
+		// The password itself is never shown.
+		s.errs = append(s.errs, fmt.Sprintf("%s is set: want %s with it", s.names("NATS_PASSWORD"), s.names("NATS_USER")))
+	}
+	if a.User != "" && a.Creds != "" {
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want either it or %s, not both", credsFrom, a.Creds, userFrom))
+	}
+	return a
+}
+
+// names is how to set name for this source: "ORDER_NATS_PASSWORD or NATS_PASSWORD".
+func (s *Source) names(name string) string {
+	if s.prefix == "" {
+		return name
+	}
+	return s.prefix + name + " or " + name
+}
+
+// Secrets lists every secret in the configuration, for redacting error texts.
+func (c Settings) Secrets() []string {
+	out := append(urlSecrets(c.MongoURL), urlSecrets(c.NatsURL)...)
+	if c.NATS.Password != "" {
+		out = append(out, c.NATS.Password)
+	}
+	return out
+}
+
+// LogValue shows the NATS identity: the user, or the credentials file; never a password.
+func (a NATSAuth) LogValue() slog.Value {
+	var as []slog.Attr
+	switch {
+	case a.Creds != "":
+		as = append(as, slog.String("creds", a.Creds))
+	case a.User != "":
+		as = append(as, slog.String("user", a.User), slog.String("password", masked))
+	default:
+		as = append(as, slog.String("user", "none"))
+	}
+	if a.CA != "" {
+		as = append(as, slog.String("ca", a.CA))
+	}
+	return slog.GroupValue(as...)
+}
+
+// LogValue shows the configuration once at start, passwords masked.
+func (c Settings) LogValue() slog.Value {
+	b := c.Breaker
+	attrs := []slog.Attr{
+		slog.String("id", c.ID), slog.String("host", c.Host), slog.Int("port", c.Port), slog.Int("jumps", c.Jumps),
+		slog.Bool("inject_err", c.InjectErr), slog.Float64("inject_err_rate", c.InjectErrRate),
+		slog.Duration("inject_latency", c.InjectLatency),
+		slog.String("mongo", Mask(c.MongoURL)), slog.String("mongo_db", c.MongoDB), slog.String("nats", Mask(c.NatsURL)),
+		slog.Any("nats_auth", c.NATS),
+		slog.String("breaker", fmt.Sprintf("timeout=%s rate=%d%% min_calls=%d window=%s delay=%s retries=%d backoff=%s bulkhead=%d",
+			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay, b.Retries, b.Backoff, b.Bulkhead)),
+		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
+		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.PProf),
+		slog.Bool("chaos", c.Chaos),
+	}
+	if c.Name == "order" {
+		attrs = append(attrs, slog.String("redrive",
+			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait)),
+			slog.Int("jetstream_replicas", c.JetStreamReplicas))
+	}
+	return slog.GroupValue(attrs...)
+}
