@@ -50,8 +50,9 @@ type BreakerEvent struct {
 
 // SummaryPeriod is how often per-call events of one kind are reported in full per circuit.
 //
-// A line and a message for every call would cost more than the call itself (measured: 17 µs for
-// a rejected call that needs 1), and at a few hundred calls a second nobody can read them. So
+// A line and a message for every call would cost more than the call itself (a rejected call
+// costs about a microsecond: docs/BENCHMARKS.md), and at a few hundred calls a second nobody can
+// read them. So
 // the first event of each kind in a period is logged and published at once, as the seed did; the
 // rest of that period are counted and reported as one event with a Count when it ends, like
 // "🔌 status:: rejected ×37". Transitions (open, halfOpen, close) are never held back: they

@@ -3,6 +3,8 @@
 // every hop did its work, "rejected" when a hop refused it (4xx), and otherwise "pending" with
 // the reason — until it is completed or rejected by itself: no order that may have been saved is
 // left behind, whatever the client was told and whichever process died when.
+// It must not know payment's or shipment's fields: it checks the body it sends payment with the
+// next services' own rules (service.Split) and keeps it as sent.
 //
 // # Pending orders: a write-ahead timer in JetStream
 //

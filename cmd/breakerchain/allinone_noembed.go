@@ -13,8 +13,8 @@ import (
 
 // A build with -tags noembed (the container image's) has no embedded nats-server or store: it
 // runs one service against NATS_URL and MONGO_URL. Leaving them out halves each service
-// process's resident memory (measured: 31 MB → 16 MB at start), most of which is the code of
-// servers a service never runs.
+// process's resident memory (docs/BENCHMARKS.md): most of it is the code of servers a service
+// never runs.
 var errNoEmbed = errors.New("this build has no embedded servers (-tags noembed): run a service (breakerchain order|payment|shipment) against NATS_URL and MONGO_URL, or build without the tag")
 
 func allInOne(context.Context, bool, config.Lookup, *slog.Logger, bool, io.Writer) error {

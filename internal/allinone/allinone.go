@@ -1,7 +1,9 @@
-// Package stack is the all-in-one: an embedded nats-server and an embedded MongoDB-compatible
-// store (FerretDB on SQLite) with every service of the chain in one process. It is a local mode:
-// everything listens on 127.0.0.1, NATS has no authentication and the store none either. A
-// NATS_URL or MONGO_URL in the environment replaces the embedded server with that one.
+// Package allinone is `breakerchain` with no argument: an embedded nats-server and an embedded
+// MongoDB-compatible store (FerretDB on SQLite) with every service of the chain in one process,
+// or, as `breakerchain servers`, the servers alone. It is a local mode: everything listens on
+// 127.0.0.1, NATS has no authentication and the store none either. A NATS_URL or MONGO_URL in the
+// environment replaces the embedded server with that one. It must not know what the services do:
+// it starts the Chain it is given.
 //
 // NATS_CONFIG=deploy/nats.conf gives the embedded NATS the users and permissions compose runs
 // with (the file's listen address and monitoring port are not used: it still listens on

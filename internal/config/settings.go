@@ -2,6 +2,8 @@
 // names. In the all-in-one a variable prefixed with the service's name (SHIPMENT_INJECT_ERR)
 // applies to that service only and wins over the unprefixed one, which applies to all.
 // A bad value is an error naming the variable and what it accepts; nothing panics.
+// It must not know what a service does with its settings: only their names, types, bounds and
+// defaults (Settings and Load have every default in one place).
 package config
 
 import (

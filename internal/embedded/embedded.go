@@ -1,5 +1,7 @@
-// Package embedded starts the servers the all-in-one and the tests run in-process:
-// a nats-server and a MongoDB-compatible store (FerretDB with its SQLite backend).
+// Package embedded starts the servers the all-in-one and the tests run in-process: a nats-server
+// and a MongoDB-compatible store (FerretDB with its SQLite backend), the lock on their data
+// directory, and the store's _id index (index.go pins what it relies on in FerretDB). It must not
+// know the services: it starts servers and indexes the collections it is told.
 package embedded
 
 import (
@@ -157,13 +159,8 @@ func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// URI is the mongodb:// address of the store. It asks clients for a pool of one connection.
-// SQLite has one writer: with more connections, concurrent single inserts waited in SQLite's busy
-// handler, which sleeps and retries, and a few very long (16 concurrent inserters, measured: p99
-// 232 ms with the driver's default pool, 26 ms with one connection). Since inserts leave in
-// batches (store's group commit) a pool of four measured the same as one, within the noise
-// (chain at 16 clients: 477 and 520 orders/s with one, 538 and 464 with four; at 64: 911 and
-// 822, 866 and 846), so one it stays: a service's reads then wait behind its batch, in order.
+// URI is the mongodb:// address of the store. It asks clients for a pool of one connection:
+// SQLite has one writer, so more connections only wait in its busy handler (docs/BENCHMARKS.md).
 func (s *Store) URI() string { return s.uri }
 
 // Stop closes the listener and the SQLite backend and waits for them.

@@ -22,7 +22,7 @@ import (
 //   - A find, update or delete by _id alone filters on _ferretdb_sjson->'$._id' = ?
 //     (metadata.IDColumn). FerretDB's own unique _id index is on _ferretdb_sjson->"_id", an
 //     expression SQLite does not match to that filter, so without ours every lookup by _id scans
-//     the table: 2.9 ms at 1,000 documents, 76 ms at 50,000.
+//     the table, and grows with it (docs/BENCHMARKS.md).
 const (
 	FerretDBVersion   = "v1.24.2"
 	ferretIDFilter    = `_ferretdb_sjson->'$._id'`

@@ -1,6 +1,7 @@
 // Package logging builds the process's slog logger from LOG_FORMAT (text|json) and LOG_LEVEL
 // (debug|info|warn|error). Every line logged with a request's context carries its request_id,
 // on every hop: the handler reads it from the context, so no call site has to remember it.
+// It must not know the services: it reads the request id any layer put in the context.
 package logging
 
 import (

@@ -3,6 +3,8 @@
 // durations (a chi middleware) and store operation durations (the Mongo driver's command
 // monitor). Every service has a registry of its own, so the three services of the all-in-one
 // each show theirs on their own port; every series carries a "service" label.
+// It must not know what a service does: it observes breakers, HTTP and store commands, and the
+// gauges a service registers on its own.
 package metrics
 
 import (

@@ -1,7 +1,3 @@
-// Package chain is the seed's hop, written once for every service: after a request is decoded
-// and validated, wait any injected latency, save the record once by its id, fail a share of
-// requests on purpose if asked to (after saving, as the seed did), stop at the JUMPS limit, and
-// otherwise call the next hop through its breaker.
 package service
 
 import (

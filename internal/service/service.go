@@ -1,8 +1,3 @@
-// Package app runs one service of the chain: it builds everything in dependency order (Mongo,
-// NATS, the breaker-guarded requester for the next hop, the service, its NATS endpoint, its
-// HTTP server) and tears it down in reverse, each step bounded:
-// HTTP Shutdown → micro Stop → NATS drain → Mongo disconnect.
-// The single-service commands and the all-in-one call the same Start.
 package service
 
 import (

@@ -1,6 +1,7 @@
 // Package store is the MongoDB plumbing every service shares: one client connected once at
 // start, typed collections keyed by the business id (_id), and driver errors translated into
 // the few that callers act on.
+// It must not know the services or the wire: a record is a plain struct that embeds Meta.
 //
 // Writes are inserts by _id (a repeated id is a duplicate, never a second record), gathered into
 // batches when they come together (group commit, batch.go); nothing is updated or deleted. Reads

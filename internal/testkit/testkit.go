@@ -2,6 +2,7 @@
 // port, and one embedded FerretDB per test binary (ferretdb.New must not run in parallel under
 // -race) with a fresh database per test, dropped when the test ends. Nothing here mocks NATS or
 // MongoDB.
+// It is for tests only and must not know what a test checks: it starts servers and services.
 package testkit
 
 import (

@@ -1,5 +1,8 @@
-// Package wire decodes request bodies, on HTTP and NATS alike, and states what is wrong with
-// them in errors that name the field. Its rules:
+// Package wire decodes request bodies, on HTTP and NATS alike, states what is wrong with them in
+// errors that name the field, and writes JSON answers. It must not know who sent a body (HTTP or
+// NATS) or where it goes next.
+//
+// Its rules:
 //   - exactly one JSON value: trailing data after it is malformed (400);
 //   - a JSON syntax error or invalid UTF-8 is malformed (400);
 //   - unknown fields are refused (422, naming the field): in a payment chain a silently

@@ -1,0 +1,10 @@
+// Package service runs one service of the chain, whichever it is: it connects what the service
+// needs (the store, NATS, the breaker-guarded requester for the next service in the Chain), starts
+// it (its NATS endpoint, its HTTP server with the ops routes every service has) and stops it in
+// reverse, each step bounded: HTTP Shutdown → micro Stop → NATS drain → store disconnect. It also
+// holds the seed's hop, written once for every service: split a request body (Split), wait any
+// injected latency, save the record once by its id (Save), fail on purpose if asked to, stop at
+// the JUMPS limit, and otherwise call the next service (Forward). The single-service command and
+// the all-in-one call the same Start. It must not know any particular service: each describes
+// itself with a Service, and which calls which is the command's Chain.
+package service
