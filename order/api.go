@@ -172,7 +172,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 			a.log.WarnContext(ctx, "order's own timer not set; an earlier one stays", "id", o.ID, "err", err)
 		}
 	}
-	a.run(ctx, w, req, rec, timer)
+	a.callChain(ctx, w, req, rec, timer)
 }
 
 // lookupError is what a client is told when reading an order failed: the store's errors as
@@ -184,9 +184,9 @@ func lookupError(err error) error {
 	return service.StoreError(err)
 }
 
-// run calls the chain for a new order whose timer is at sequence timer, records the outcome and
-// answers.
-func (a *api) run(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
+// callChain calls the chain for a new order whose timer is at sequence timer, records the
+// outcome and answers.
+func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
 	_, err := a.saveResult(ctx, out, rec.CreatedAt)

@@ -46,48 +46,6 @@ func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// ledger are where orders and what became of them are kept: the orders and their final outcomes
-// in the store, the orders not final yet in the queue.
-type ledger struct {
-	orders  *store.Collection[record]
-	results *store.Collection[result]
-	queue   *queue
-	redrive config.Redrive
-}
-
-// loadState applies to rec what became of it: its final outcome, else its entry in the queue,
-// else nothing (its chain has not answered yet).
-func (b *ledger) loadState(ctx context.Context, rec *record) error {
-	if err := b.loadFinal(ctx, rec); err != nil || rec.Status != StatusPending {
-		return err
-	}
-	e, ok, err := b.queue.pending(ctx, rec.ID)
-	if err != nil || !ok || e.Attempts == 0 {
-		return err // not run yet: as saved, in progress
-	}
-	rec.Status, rec.Reason, rec.Hops = StatusPending, e.Reason, toHops(e.Reply)
-	rec.Attempts, rec.LastError = e.Attempts, e.LastError
-	due := e.Due
-	rec.NextAttempt = &due
-	return nil
-}
-
-// saveResult keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
-// duplicate is a concurrent run that finished first, equally true); a pending one becomes the
-// order's timer, due after the backoff of its attempt. since is when the order was first queued.
-func (b *ledger) saveResult(ctx context.Context, out *result, since time.Time) (due time.Time, err error) {
-	if out.final() {
-		if err := b.results.Insert(ctx, out); err != nil && !errors.Is(err, store.ErrDuplicate) {
-			return time.Time{}, err
-		}
-		return time.Time{}, nil
-	}
-	due = dueIn(redriveBackoff(b.redrive, out.Attempts))
-	_, _, err = b.queue.schedule(ctx, entry{ID: out.ID, Attempts: out.Attempts, Reason: out.Reason,
-		Reply: out.Hops.reply(), LastError: out.LastError, Since: since, Due: due}, false)
-	return due, err
-}
-
 // redriveMetrics are the queue's series on order's /metrics.
 type redriveMetrics struct {
 	recovered   prometheus.Counter
@@ -318,17 +276,4 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	default:
 		log.WarnContext(cctx, "⛔ pending order rejected", "reason", out.Reason)
 	}
-}
-
-// loadFinal applies rec's final outcome, if it has one.
-func (b *ledger) loadFinal(ctx context.Context, rec *record) error {
-	out, err := b.results.Get(ctx, rec.ID)
-	switch {
-	case err == nil:
-		rec.setResult(out)
-		return nil
-	case errors.Is(err, store.ErrNotFound):
-		return nil
-	}
-	return err
 }

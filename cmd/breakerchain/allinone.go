@@ -26,9 +26,9 @@ func checkConfig(args []string, lookup config.Lookup) error {
 	return nil
 }
 
-// allInOne runs the embedded servers, with the services when run says so, until ctx ends.
-func allInOne(ctx context.Context, run bool, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
-	s, err := allinone.Start(ctx, services, run, lookup, log, debug)
+// allInOne runs the embedded servers, and the services withServices, until ctx ends.
+func allInOne(ctx context.Context, withServices bool, lookup config.Lookup, log *slog.Logger, debug bool, stdout io.Writer) error {
+	s, err := allinone.Start(ctx, services, withServices, lookup, log, debug)
 	if err != nil {
 		return err
 	}

@@ -56,10 +56,10 @@ type Running struct {
 	unlock     func() // gives up DATA_DIR; nil when nothing embedded uses it
 }
 
-// Start starts the all-in-one. services are the chain, upstream first (order, payment, shipment); with
-// run, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
+// Start starts the all-in-one. services are the chain, upstream first (order, payment, shipment);
+// withServices, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
 // the servers start (`breakerchain servers`). debug un-silences the embedded servers.
-func Start(ctx context.Context, services service.Chain, run bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
+func Start(ctx context.Context, services service.Chain, withServices bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
 	sv, err := readServers(lookup)
 	cfgs, cerr := Configs(services, lookup)
 	if err := config.Merge(err, cerr); err != nil {
@@ -125,7 +125,7 @@ func Start(ctx context.Context, services service.Chain, run bool, lookup config.
 			}
 		}
 	}
-	if !run {
+	if !withServices {
 		return s, nil
 	}
 	// Downstream first, so each service finds the next one already serving.
