@@ -78,6 +78,19 @@ func TestCanonicalKeepsEarlierFingerprints(t *testing.T) {
 	}
 }
 
+// An order saved before payment_body kept a flattened copy of its payment: its body is rebuilt
+// in the nested shape that version sent, so payment finds the same fingerprint (a replay).
+func TestLegacyPaymentBody(t *testing.T) {
+	rec := &record{Legacy: &legacyPayment{ID: "p", Amount: 5, ShipmentID: "s", Directions: "home"}}
+	b, err := service.Split(downstream[1:], rec.paymentBody(), payment.Decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"id":"p","amount":5,"shipment":{"id":"s","directions":"home"}}`; string(b.Canonical) != want {
+		t.Errorf("rebuilt %s, canonical %s, want %s", rec.paymentBody(), b.Canonical, want)
+	}
+}
+
 func fieldOf(se *problem.Error) string {
 	if se == nil {
 		return ""
