@@ -79,11 +79,11 @@ func TestConfigurationReference(t *testing.T) {
 
 // A variable that looks like one of ours and is not read is named at start, with the closest one
 // that is: a typo in a prefix, a name that does not exist, a family's misspelt member. Others
-// (PATH, HOSTNAME, NATS_CONTEXT) are left alone.
+// (PATH, HOME, _, HOSTNAME, NATS_CONTEXT) are left alone.
 func TestUnreadVariablesAreNamed(t *testing.T) {
 	var stderr bytes.Buffer
 	environ := []string{"SHIPMNT_INJECT_ERR=1", "SHIPMENT_INJECT_ERROR=1", "BREAKER_TIMOUT=1s", "RETRY_BACKOF=1s",
-		"PAYMENT_INJECT_ERR=1", "PATH=/bin", "HOSTNAME=box", "NATS_CONTEXT=dev", "LOG_LEVEL=warn"}
+		"PAYMENT_INJECT_ERR=1", "PATH=/bin", "HOSTNAME=box", "HOME=/root", "_=/usr/bin/go", "NATS_CONTEXT=dev", "LOG_LEVEL=warn"}
 	if _, _, _, err := configure(nil, environ, &stderr); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestUnreadVariablesAreNamed(t *testing.T) {
 			t.Errorf("no warning naming %s and %s in:\n%s", name, closest, out)
 		}
 	}
-	for _, name := range []string{"PAYMENT_INJECT_ERR", "PATH", "HOSTNAME", "NATS_CONTEXT", "LOG_LEVEL"} {
+	for _, name := range []string{"PAYMENT_INJECT_ERR", "PATH", "HOSTNAME", "HOME", "_", "NATS_CONTEXT", "LOG_LEVEL"} {
 		if strings.Contains(out, name+" is not") {
 			t.Errorf("%s was warned of:\n%s", name, out)
 		}

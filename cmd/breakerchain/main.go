@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -49,8 +50,14 @@ func main() {
 
 // run runs the command args with the environment environ ("NAME=value" entries).
 func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) error {
-	if len(args) == 2 && args[0] == "probe" {
+	switch {
+	case len(args) == 2 && args[0] == "probe":
 		return probe(ctx, args[1])
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case len(args) > 1 || (len(args) == 1 && args[0] != "servers" && !slices.ContainsFunc(services, func(s service.Service) bool { return s.Name == args[0] })):
+		return fmt.Errorf("unknown arguments %q\n%s", args, usage)
 	}
 	log, level, lookup, err := configure(args, environ, stderr)
 	if err != nil {
@@ -59,20 +66,15 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	switch {
 	case len(args) == 0:
 		return allInOne(ctx, true, lookup, log, level == slog.LevelDebug, stdout)
-	case len(args) == 1 && args[0] == "servers":
+	case args[0] == "servers":
 		return allInOne(ctx, false, lookup, log, level == slog.LevelDebug, stdout)
-	case len(args) == 1:
-		for i, svc := range services {
-			if args[0] == svc.Name {
-				return single(ctx, services[i:], lookup, log)
-			}
-		}
-		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			fmt.Fprintln(stdout, usage)
-			return nil
+	}
+	for i, svc := range services {
+		if args[0] == svc.Name {
+			return single(ctx, services[i:], lookup, log)
 		}
 	}
-	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+	return nil // not reached: the arguments were checked above
 }
 
 // configure reads the whole configuration the command args would use, before anything starts:

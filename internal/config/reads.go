@@ -50,7 +50,8 @@ type Unread struct {
 
 // Unread returns the variables among set (names from the environment) that start with the
 // prefix of one of services or with one of Families, or are within two typos of a name that was
-// read, and were not read themselves.
+// read (names of six characters or more: HOME is not a typo of HOST), and were not read
+// themselves.
 func (r *Reads) Unread(set []string, services []string) []Unread {
 	read := r.Names()
 	var out []Unread
@@ -59,7 +60,7 @@ func (r *Reads) Unread(set []string, services []string) []Unread {
 			continue
 		}
 		closest, dist := nearest(name, read)
-		ours := dist <= 2
+		ours := dist <= 2 && len(name) >= 6
 		for _, p := range Families {
 			ours = ours || strings.HasPrefix(name, p)
 		}
