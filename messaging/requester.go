@@ -55,6 +55,7 @@ type Requester struct {
 	breaker  circuitbreaker.CircuitBreaker[*Reply]
 	executor failsafe.Executor[*Reply]
 	events   *events
+	stats    callStats
 }
 
 // RequesterOption changes an optional setting of a Requester.
@@ -158,6 +159,19 @@ func (r *Requester) Breaker() circuitbreaker.CircuitBreaker[*Reply] { return r.b
 // a rejected, timed-out or failed call comes back as a Reply on behalf of the target whose
 // Outcome says what happened. ctx carries the Call (see WithCall) and the caller's deadline.
 func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
+	start := time.Now()
+	reply := r.request(ctx, payload)
+	r.stats.record(reply.Outcome, time.Since(start))
+	return reply
+}
+
+// Stats returns what the requester's calls came to so far.
+func (r *Requester) Stats() CallStats { return r.stats.snapshot() }
+
+// Settings returns the settings of the requester's policies.
+func (r *Requester) Settings() BreakerSettings { return r.settings }
+
+func (r *Requester) request(ctx context.Context, payload []byte) Reply {
 	budget, err := r.budget(ctx)
 	if err != nil {
 		// Not a verdict on the target: it was never asked, so the circuit is not told.

@@ -147,7 +147,8 @@ type Breakers struct {
 	Chaos    chaos.State `json:"chaos"`
 }
 
-// Circuit is one outgoing circuit as /breakers and `nats micro stats` show it.
+// Circuit is one outgoing circuit as /breakers and `nats micro stats` show it (and the dashboard
+// draws it): its state, the window's counts against the threshold, and what its calls came to.
 type Circuit struct {
 	Target         string  `json:"target"`
 	State          string  `json:"state"`
@@ -155,6 +156,14 @@ type Circuit struct {
 	Failures       uint    `json:"failures"`
 	FailureRate    float64 `json:"failure_rate"`
 	RemainingDelay string  `json:"remaining_delay,omitempty"`
+	// The settings the state follows: open at Threshold % of failures once MinCalls were seen in
+	// Window; an open circuit waits Delay before a trial.
+	Threshold uint   `json:"threshold"`
+	MinCalls  uint   `json:"min_calls"`
+	Window    string `json:"window"`
+	Delay     string `json:"delay"`
+	// Calls counts the calls since start by kind, with the last minute's latency.
+	Calls messaging.CallStats `json:"calls"`
 }
 
 func (r *Running) circuits() []Circuit {
@@ -162,8 +171,11 @@ func (r *Running) circuits() []Circuit {
 	if q := r.Requester; q != nil {
 		b := q.Breaker()
 		m := b.Metrics()
+		set := q.Settings()
 		c := Circuit{Target: q.Route().To, State: q.State(), Executions: m.Executions(),
-			Failures: m.Failures(), FailureRate: m.FailureRate()}
+			Failures: m.Failures(), FailureRate: m.FailureRate(),
+			Threshold: set.FailureRate, MinCalls: set.MinCalls, Window: set.Window.String(), Delay: set.Delay.String(),
+			Calls: q.Stats()}
 		if d := b.RemainingDelay(); d > 0 {
 			c.RemainingDelay = d.Round(time.Millisecond).String()
 		}

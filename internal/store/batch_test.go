@@ -128,8 +128,13 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 	if got := testkit.Count(t, testkit.Client(t, uri), db, "together", nil); got != n {
 		t.Errorf("%d documents stored, want %d: each exactly once", got, n)
 	}
-	// The held batch, the rest gathered behind it, and each of the held ones resent alone.
-	if got, want := commands.Load(), 2+held.Load(); got != want {
+	// The held batch, the rest gathered behind it (if any were left), and each of the held ones
+	// resent alone.
+	want := 1 + held.Load()
+	if held.Load() < n {
+		want++
+	}
+	if got := commands.Load(); got != want {
 		t.Errorf("%d insert commands for %d concurrent inserts, %d of them resent, want %d: the queued ones did not leave together", got, n, held.Load(), want)
 	}
 	t.Logf("%d documents in %d insert commands, the reply to the first (%d documents) lost", n, commands.Load(), held.Load())
