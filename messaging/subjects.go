@@ -16,6 +16,11 @@ func ChaosSubject(service string) string { return "chaos." + service }
 // ChaosChangedSubject is the subject an instance publishes each change of its faults on.
 func ChaosChangedSubject(service string) string { return "chaos." + service + ".changed" }
 
+// CircuitsSubject is where every instance of service answers with its circuits and faults, as
+// GET /breakers shows them: it makes every service, order too, discoverable with its circuits in
+// `nats micro stats` (and so on the dashboard).
+func CircuitsSubject(service string) string { return "circuits." + service }
+
 // InboxPrefix is where service's requests get their replies: a prefix of its own, so NATS
 // permissions can let each service receive its own replies and nobody else's
 // (deploy/nats.conf: order may subscribe to _INBOX.order.> only).

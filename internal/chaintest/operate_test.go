@@ -30,10 +30,24 @@ func TestMicroDiscovery(t *testing.T) {
 	for _, name := range []string{"payment", "shipment"} {
 		var info micro.Info
 		request(t, nc, "$SRV.INFO."+name, &info)
-		if info.Name != name || info.Version != service.Version || info.Description == "" || len(info.Endpoints) != 1 ||
-			info.Endpoints[0].Subject != messaging.Subject(name) || info.Endpoints[0].QueueGroup != name {
-			t.Errorf("$SRV.INFO.%s: %+v, want one endpoint %s in queue group %s", name, info, messaging.Subject(name), name)
+		if info.Name != name || info.Version != service.Version || info.Description == "" || len(info.Endpoints) != 2 ||
+			info.Endpoints[0].Subject != messaging.Subject(name) || info.Endpoints[0].QueueGroup != name ||
+			info.Endpoints[1].Subject != messaging.CircuitsSubject(name) || info.Endpoints[1].QueueGroup != "" {
+			t.Errorf("$SRV.INFO.%s: %+v, want %s in queue group %s, and %s answered by every instance",
+				name, info, messaging.Subject(name), name, messaging.CircuitsSubject(name))
 		}
+	}
+	// Order serves no requests on NATS, but is discoverable with its circuits, which
+	// circuits.order answers too, as GET /breakers does.
+	var breakers service.Breakers
+	request(t, nc, messaging.CircuitsSubject("order"), &breakers)
+	if breakers.Service != "order" || len(breakers.Circuits) != 1 || breakers.Circuits[0].Target != "payment" {
+		t.Errorf("circuits.order: %+v, want order's circuit to payment", breakers)
+	}
+	var info micro.Info
+	request(t, nc, "$SRV.INFO.order", &info)
+	if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != messaging.CircuitsSubject("order") {
+		t.Errorf("$SRV.INFO.order: %+v, want its circuits endpoint alone", info)
 	}
 	post(t, o, seedOrder("stats"))
 	var stats micro.Stats
@@ -42,9 +56,10 @@ func TestMicroDiscovery(t *testing.T) {
 		Handled  int64
 		Circuits []service.Circuit
 	}
-	if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
-		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" {
-		t.Errorf("$SRV.STATS.payment: %+v data %s, want one request and the shipment circuit closed", stats, stats.Endpoints[0].Data)
+	if len(stats.Endpoints) != 2 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
+		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" ||
+		data.Circuits[0].Calls.Success != 1 || data.Circuits[0].Calls.P50 <= 0 || data.Circuits[0].Threshold != 50 {
+		t.Errorf("$SRV.STATS.payment: %+v data %s, want one request and the shipment circuit closed, one success", stats, stats.Endpoints[0].Data)
 	}
 }
 

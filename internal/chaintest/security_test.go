@@ -197,7 +197,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
-	for len(names) < 2 {
+	for len(names) < 3 {
 		m, err := pings.NextMsg(5 * time.Second)
 		if err != nil {
 			t.Fatalf("$SRV.PING: %v; answered by %v", err, names)
@@ -208,15 +208,15 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		}
 		names[ping.Name] = true
 	}
-	if !names["payment"] || !names["shipment"] {
-		t.Errorf("$SRV.PING answered by %v, want payment and shipment", names)
+	if !names["order"] || !names["payment"] || !names["shipment"] {
+		t.Errorf("$SRV.PING answered by %v, want order, payment and shipment", names)
 	}
 	for _, name := range []string{"payment", "shipment"} {
 		var info micro.Info
 		request(t, obs, "$SRV.INFO."+name, &info)
 		var stats micro.Stats
 		request(t, obs, "$SRV.STATS."+name+"."+info.ID, &stats)
-		if stats.Name != name || len(stats.Endpoints) != 1 {
+		if stats.Name != name || len(stats.Endpoints) != 2 {
 			t.Errorf("$SRV.STATS.%s.%s: %+v", name, info.ID, stats)
 		}
 	}
@@ -290,11 +290,11 @@ func TestChaosWithLeastPrivilege(t *testing.T) {
 			t.Fatalf("the chaos user saw no change of %s: %v %v", svc, m, err)
 		}
 	}
-	// Discovery lists order's chaos endpoint too (it serves nothing else on NATS).
+	// Discovery lists order's chaos endpoint beside its circuits (it serves nothing else on NATS).
 	var info micro.Info
 	request(t, obs, "$SRV.INFO.order", &info)
-	if len(info.Endpoints) != 1 || info.Endpoints[0].Subject != messaging.ChaosSubject("order") {
-		t.Errorf("$SRV.INFO.order: %+v, want its chaos endpoint", info.Endpoints)
+	if len(info.Endpoints) != 2 || info.Endpoints[1].Subject != messaging.ChaosSubject("order") {
+		t.Errorf("$SRV.INFO.order: %+v, want its circuits and chaos endpoints", info.Endpoints)
 	}
 
 	// An order passes through order's and payment's inboxes; the observer sees those replies,

@@ -71,7 +71,7 @@ func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Hand
 	m.Get("/readyz", r.ready)
 	m.Method(http.MethodGet, "/metrics", r.Metrics.Handler())
 	m.Get("/breakers", func(w http.ResponseWriter, _ *http.Request) {
-		wire.WriteJSON(w, http.StatusOK, Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()})
+		wire.WriteJSON(w, http.StatusOK, r.breakers(cfg))
 	})
 	if cfg.PProf {
 		// Off unless asked for: profiles show internals and cost CPU while taken.
@@ -145,6 +145,10 @@ type Breakers struct {
 	ID       string      `json:"id"`
 	Circuits []Circuit   `json:"circuits"`
 	Chaos    chaos.State `json:"chaos"`
+}
+
+func (r *Running) breakers(cfg config.Settings) Breakers {
+	return Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()}
 }
 
 // Circuit is one outgoing circuit as /breakers and `nats micro stats` show it (and the dashboard

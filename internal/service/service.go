@@ -65,7 +65,7 @@ type Parts struct {
 type Running struct {
 	Addr      string               // the HTTP listener's address
 	Requester *messaging.Requester // towards the next service; nil at the end of the chain
-	Responder *messaging.Responder // its NATS endpoints; nil when it has none (order without CHAOS)
+	Responder *messaging.Responder // its NATS endpoints: requests (not order), circuits, chaos
 	Metrics   *metrics.Recorder
 	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
@@ -128,16 +128,15 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
 		Info: func() map[string]any { return map[string]any{"circuits": r.circuits(), "chaos": r.chaos.State()} },
 	}
-	var controls []messaging.Control
+	controls := []messaging.Control{{Name: "circuits", Subject: messaging.CircuitsSubject(svc.Name),
+		Handle: func(context.Context, []byte) (any, error) { return r.breakers(cfg), nil }}}
 	if cfg.Chaos {
 		// Only when chaos is on does anything listen on chaos.<service>: off, the subject does
 		// not exist and needs no permission.
 		controls = append(controls, r.chaos.Control())
 	}
-	if parts.Handle != nil || len(controls) > 0 {
-		if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log, controls...); err != nil {
-			return nil, err
-		}
+	if r.Responder, err = messaging.Serve(r.nc, ep, parts.Handle, log, controls...); err != nil {
+		return nil, err
 	}
 	if parts.Background != nil {
 		var bctx context.Context
