@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
 // WriteJSON writes v as the JSON body with status.
@@ -23,4 +25,11 @@ type ErrorBody struct {
 // WriteError writes an ErrorBody. msg must be safe to show: never internal error text.
 func WriteError(w http.ResponseWriter, status int, msg, field string) {
 	WriteJSON(w, status, ErrorBody{Error: msg, Field: field})
+}
+
+// WriteProblem writes err as an ErrorBody: a *problem.Error with its code, anything else as 500
+// "internal error".
+func WriteProblem(w http.ResponseWriter, err error) {
+	p := problem.From(err)
+	WriteError(w, p.Code, p.Description, p.Field)
 }

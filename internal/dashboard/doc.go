@@ -1,0 +1,7 @@
+// Package dashboard is the live circuits dashboard for operators: a page embedded in the binary
+// (no build step, no CDN) fed by Server-Sent Events from a hub that watches NATS as any observer
+// may: breaker events and chaos changes as they arrive, and every second each service's circuits
+// (micro discovery: circuits.<service>) and order's queue. Its controls go through each service's
+// chaos API on NATS and order's public HTTP API, never a side door. It must not know the
+// services' internals: what it shows, `nats sub` and `nats micro stats` show too.
+package dashboard

@@ -1,0 +1,375 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/breakerchain/breakerchain/internal/chaos"
+	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/messaging"
+	"github.com/breakerchain/breakerchain/order"
+)
+
+// Poll is how often the hub asks every service for its circuits (micro discovery) and reads
+// order's queue; breaker events and chaos changes are passed on as they arrive.
+const Poll = time.Second
+
+// historyLength is how many polls of latency a circuit keeps: a minute's.
+const historyLength = int(time.Minute / Poll)
+
+// timelineLength is how many breaker events a new page gets.
+const timelineLength = 100
+
+// Message is one message of the event stream, as JSON: Type says which fields are set.
+type Message struct {
+	Type string `json:"type"` // "state", "breaker" or "chaos"
+
+	// state: everything running, polled every second.
+	*State `json:",omitempty"`
+	// breaker: an event of one circuit, as published on breaker.<service>.<target>.
+	Breaker *messaging.BreakerEvent `json:"breaker,omitempty"`
+	// chaos: a change of one service's faults, as published on chaos.<service>.changed.
+	Chaos *chaos.Changed `json:"chaos,omitempty"`
+}
+
+// State is the whole system as the dashboard draws it.
+type State struct {
+	Time     time.Time     `json:"time"`
+	Services []ServiceView `json:"services"`
+	Circuits []CircuitView `json:"circuits"`
+	Pending  *PendingView  `json:"pending,omitempty"` // nil when order's queue cannot be read
+	Controls bool          `json:"controls"`          // the page may change faults and send orders
+}
+
+// ServiceView is one service: how many instances answer discovery, and their faults (the first
+// instance's: a change reaches them all).
+type ServiceView struct {
+	Name      string      `json:"name"`
+	Instances int         `json:"instances"`
+	Chaos     chaos.State `json:"chaos"`
+}
+
+// CircuitView is one caller → target circuit, over every instance of the caller.
+type CircuitView struct {
+	Caller string `json:"caller"`
+	Target string `json:"target"`
+	// State is the worst of the instances' (open, then half-open, then closed); States counts
+	// the instances in each.
+	State          string         `json:"state"`
+	States         map[string]int `json:"states"`
+	FailureRate    float64        `json:"failure_rate"` // the worst instance's, 0–1, over the window
+	Threshold      uint           `json:"threshold"`    // percent
+	MinCalls       uint           `json:"min_calls"`
+	Executions     uint           `json:"executions"` // calls in the window (the worst instance's)
+	Window         string         `json:"window"`
+	Delay          string         `json:"delay"`
+	RemainingDelay string         `json:"remaining_delay,omitempty"`
+	// PerSecond is the calls of the last poll by kind, per second, over every instance.
+	PerSecond map[string]float64 `json:"per_second"`
+	// P50 and P99 are the last minute's latency in milliseconds (the slowest instance's);
+	// History is their values at each poll of the last minute, oldest first.
+	P50     float64         `json:"p50_ms"`
+	P99     float64         `json:"p99_ms"`
+	History []LatencyMoment `json:"history"`
+}
+
+// LatencyMoment is a circuit's p50 and p99 at one poll.
+type LatencyMoment struct {
+	Time time.Time `json:"t"`
+	P50  float64   `json:"p50"`
+	P99  float64   `json:"p99"`
+}
+
+// PendingView is order's queue: orders that may be saved and are not final yet.
+type PendingView struct {
+	Orders        uint64  `json:"orders"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+}
+
+// hub watches the bus and hands every message to the clients.
+type hub struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	controls bool
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	clients  map[chan []byte]struct{}
+	state    *State
+	timeline [][]byte // the last breaker events, as sent
+	totals   map[string]totals
+	history  map[string][]LatencyMoment
+
+	subs []*nats.Subscription
+	stop chan struct{}
+	done chan struct{}
+}
+
+// totals are a circuit's calls so far, over every instance, when it was last polled.
+type totals struct {
+	at    time.Time
+	calls map[string]uint64
+}
+
+// startHub subscribes and starts polling.
+func startHub(nc *nats.Conn, controls bool, log *slog.Logger) (*hub, error) {
+	h := &hub{nc: nc, controls: controls, log: log, clients: map[chan []byte]struct{}{},
+		totals: map[string]totals{}, history: map[string][]LatencyMoment{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if js, err := jetstream.New(nc); err == nil {
+		h.js = js
+	}
+	for subject, handle := range map[string]nats.MsgHandler{
+		messaging.BreakerSubject("*", "*"):   h.onBreaker,
+		messaging.ChaosChangedSubject("*"): h.onChaos,
+	} {
+		sub, err := nc.Subscribe(subject, handle)
+		if err != nil {
+			h.close()
+			return nil, err
+		}
+		h.subs = append(h.subs, sub)
+	}
+	go h.run()
+	return h, nil
+}
+
+func (h *hub) onBreaker(m *nats.Msg) {
+	var ev messaging.BreakerEvent
+	if json.Unmarshal(m.Data, &ev) != nil {
+		return
+	}
+	b := encode(Message{Type: "breaker", Breaker: &ev})
+	h.mu.Lock()
+	h.timeline = append(h.timeline, b)
+	if len(h.timeline) > timelineLength {
+		h.timeline = slices.Delete(h.timeline, 0, len(h.timeline)-timelineLength)
+	}
+	h.mu.Unlock()
+	h.broadcast(b)
+}
+
+func (h *hub) onChaos(m *nats.Msg) {
+	var ch chaos.Changed
+	if json.Unmarshal(m.Data, &ch) != nil {
+		return
+	}
+	h.broadcast(encode(Message{Type: "chaos", Chaos: &ch}))
+}
+
+func (h *hub) run() {
+	defer close(h.done)
+	t := time.NewTicker(Poll)
+	defer t.Stop()
+	for {
+		h.poll()
+		select {
+		case <-t.C:
+		case <-h.stop:
+			return
+		}
+	}
+}
+
+// poll asks every instance of every service for its circuits and reads order's queue.
+func (h *hub) poll() {
+	ctx, cancel := context.WithTimeout(context.Background(), Poll/2)
+	defer cancel()
+	st := &State{Time: time.Now().UTC(), Controls: h.controls, Services: []ServiceView{}, Circuits: []CircuitView{}}
+	if h.js != nil {
+		if s, err := h.js.Stream(ctx, order.StreamName); err == nil {
+			info := s.CachedInfo()
+			p := &PendingView{Orders: info.State.Msgs}
+			if info.State.Msgs > 0 {
+				p.OldestSeconds = time.Since(info.State.FirstTime).Seconds()
+			}
+			st.Pending = p
+		}
+	}
+	h.build(st, h.discover(ctx))
+	b := encode(Message{Type: "state", State: st})
+	h.mu.Lock()
+	h.state = st
+	h.mu.Unlock()
+	h.broadcast(b)
+}
+
+// discover collects the circuits every instance reports in `nats micro stats`.
+func (h *hub) discover(ctx context.Context) []service.Breakers {
+	inbox := nats.NewInbox()
+	replies := make(chan *nats.Msg, 64)
+	sub, err := h.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := h.nc.PublishRequest("$SRV.STATS", inbox, nil); err != nil {
+		return nil
+	}
+	var out []service.Breakers
+	// Every instance answers at once on a healthy bus; what has not answered after a short
+	// while is left for the next poll.
+	quiet := time.NewTimer(200 * time.Millisecond)
+	defer quiet.Stop()
+	for {
+		select {
+		case m := <-replies:
+			var stats micro.Stats
+			if json.Unmarshal(m.Data, &stats) != nil {
+				continue
+			}
+			for _, e := range stats.Endpoints {
+				if e.Subject != messaging.CircuitsSubject(stats.Name) {
+					continue
+				}
+				var b service.Breakers
+				if json.Unmarshal(e.Data, &b) == nil {
+					b.Service = stats.Name
+					out = append(out, b)
+				}
+			}
+		case <-quiet.C:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+}
+
+var severity = map[string]int{"closed": 0, "half-open": 1, "open": 2}
+
+// build sums the instances of each service and circuit into st.
+func (h *hub) build(st *State, found []service.Breakers) {
+	services := map[string]*ServiceView{}
+	circuits := map[string]*CircuitView{}
+	sums := map[string]map[string]uint64{}
+	worst := map[string]int{}
+	for _, b := range found {
+		sv := services[b.Service]
+		if sv == nil {
+			sv = &ServiceView{Name: b.Service, Chaos: b.Chaos}
+			services[b.Service] = sv
+		}
+		sv.Instances++
+		for _, c := range b.Circuits {
+			key := b.Service + "→" + c.Target
+			cv := circuits[key]
+			if cv == nil {
+				cv = &CircuitView{Caller: b.Service, Target: c.Target, States: map[string]int{}, PerSecond: map[string]float64{},
+					Threshold: c.Threshold, MinCalls: c.MinCalls, Window: c.Window, Delay: c.Delay, State: c.State}
+				circuits[key], sums[key], worst[key] = cv, map[string]uint64{}, -1
+			}
+			cv.States[c.State]++
+			if s := severity[c.State]; s > worst[key] || (s == worst[key] && c.FailureRate > cv.FailureRate) {
+				worst[key] = s
+				cv.State, cv.FailureRate, cv.Executions, cv.RemainingDelay = c.State, c.FailureRate, c.Executions, c.RemainingDelay
+			}
+			cv.P50, cv.P99 = max(cv.P50, c.Calls.P50), max(cv.P99, c.Calls.P99)
+			for kind, n := range map[string]uint64{"success": c.Calls.Success, "failure": c.Calls.Failure,
+				"timeout": c.Calls.Timeout, "rejected": c.Calls.Rejected} {
+				sums[key][kind] += n
+			}
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, cv := range circuits {
+		prev, now := h.totals[key], totals{at: st.Time, calls: sums[key]}
+		for kind, n := range now.calls {
+			if dt := now.at.Sub(prev.at).Seconds(); prev.calls != nil && n >= prev.calls[kind] && dt > 0 {
+				cv.PerSecond[kind] = float64(n-prev.calls[kind]) / dt
+			} else {
+				cv.PerSecond[kind] = 0 // first poll, or an instance restarted: no rate yet
+			}
+		}
+		h.totals[key] = now
+		hist := append(h.history[key], LatencyMoment{Time: st.Time, P50: cv.P50, P99: cv.P99})
+		if len(hist) > historyLength {
+			hist = hist[len(hist)-historyLength:]
+		}
+		h.history[key] = hist
+		cv.History = slices.Clone(hist)
+		st.Circuits = append(st.Circuits, *cv)
+	}
+	for _, sv := range services {
+		st.Services = append(st.Services, *sv)
+	}
+	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].Name < st.Services[j].Name })
+	sort.Slice(st.Circuits, func(i, j int) bool {
+		a, b := st.Circuits[i], st.Circuits[j]
+		return a.Caller+"→"+a.Target < b.Caller+"→"+b.Target
+	})
+}
+
+// subscribe registers a client: it gets the last state and the timeline at once, then every
+// message. A client too slow to keep up is dropped (its channel closed), never waited for.
+func (h *hub) subscribe() chan []byte {
+	c := make(chan []byte, 256)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != nil {
+		c <- encode(Message{Type: "state", State: h.state})
+	}
+	for _, b := range h.timeline {
+		select {
+		case c <- b:
+		default:
+		}
+	}
+	h.clients[c] = struct{}{}
+	return c
+}
+
+func (h *hub) unsubscribe(c chan []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; ok {
+		delete(h.clients, c)
+		close(c)
+	}
+}
+
+func (h *hub) broadcast(b []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		select {
+		case c <- b:
+		default:
+			delete(h.clients, c)
+			close(c)
+		}
+	}
+}
+
+// close stops watching and ends every client's stream.
+func (h *hub) close() {
+	for _, s := range h.subs {
+		_ = s.Unsubscribe()
+	}
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	h.mu.Lock()
+	for c := range h.clients {
+		delete(h.clients, c)
+		close(c)
+	}
+	h.mu.Unlock()
+}
+
+func encode(m Message) []byte {
+	b, _ := json.Marshal(m)
+	return b
+}
