@@ -106,7 +106,7 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 // refuses to start, naming the directory and the process that holds it.
 func TestDataDirHasOneOwner(t *testing.T) {
 	dir := t.TempDir()
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": dir}
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DASHBOARD_PORT": "0", "DATA_DIR": dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncBuffer

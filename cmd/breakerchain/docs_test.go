@@ -28,17 +28,26 @@ func allVariablesRead(t *testing.T) []string {
 	}
 	// The all-in-one reads every service's configuration and its own servers'; a service alone
 	// reads its own.
-	for _, args := range [][]string{nil, {"servers"}, {"order"}, {"payment"}, {"shipment"}} {
-		if err := checkConfig(args, reads.Lookup); err != nil {
+	for _, args := range [][]string{nil, {"servers"}, {"order"}, {"payment"}, {"shipment"}, {"dashboard"}} {
+		if err := checkArgs(args, reads.Lookup); err != nil {
 			t.Fatal(err)
 		}
 	}
-	set := map[string]bool{}
+	read := map[string]bool{}
 	for _, n := range reads.Names() {
+		read[n] = true
+	}
+	// A prefixed name (ORDER_JUMPS) is the prefixed form of one read unprefixed too (JUMPS);
+	// ORDER_URL is a name of its own.
+	set := map[string]bool{}
+	for n := range read {
+		base := n
 		for _, svc := range services {
-			n = strings.TrimPrefix(n, strings.ToUpper(svc.Name)+"_")
+			if rest, ok := strings.CutPrefix(n, strings.ToUpper(svc.Name)+"_"); ok && read[rest] {
+				base = rest
+			}
 		}
-		set[n] = true
+		set[base] = true
 	}
 	out := make([]string, 0, len(set))
 	for n := range set {

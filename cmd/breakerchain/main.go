@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/dashboard"
 	"github.com/breakerchain/breakerchain/internal/logging"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/order"
@@ -31,11 +33,12 @@ var services = service.Chain{order.Service, payment.Service, shipment.Service}
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
 
-const usage = `usage: breakerchain [order|payment|shipment|servers]
+const usage = `usage: breakerchain [order|payment|shipment|servers|dashboard]
        breakerchain probe URL
   no argument: the all-in-one (embedded NATS and store, all three services)
   a service:   that service alone, against NATS_URL and MONGO_URL
   servers:     only the embedded NATS and store, for services run as separate processes
+  dashboard:   the live circuits dashboard alone, against NATS_URL (as the observer; controls as the chaos user)
   probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
 Configuration is read from the environment; see docs/configuration.md.`
 
@@ -56,7 +59,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		fmt.Fprintln(stdout, usage)
 		return nil
-	case len(args) > 1 || (len(args) == 1 && args[0] != "servers" && !slices.ContainsFunc(services, func(s service.Service) bool { return s.Name == args[0] })):
+	case len(args) > 1 || (len(args) == 1 && args[0] != "servers" && args[0] != "dashboard" &&
+		!slices.ContainsFunc(services, func(s service.Service) bool { return s.Name == args[0] })):
 		return fmt.Errorf("unknown arguments %q\n%s", args, usage)
 	}
 	log, level, lookup, err := configure(args, environ, stderr)
@@ -68,6 +72,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return allInOne(ctx, true, lookup, log, level == slog.LevelDebug, stdout)
 	case args[0] == "servers":
 		return allInOne(ctx, false, lookup, log, level == slog.LevelDebug, stdout)
+	case args[0] == "dashboard":
+		return runDashboard(ctx, lookup, log, stdout)
 	}
 	for i, svc := range services {
 		if args[0] == svc.Name {
@@ -84,11 +90,20 @@ func configure(args []string, environ []string, stderr io.Writer) (*slog.Logger,
 	env, set := config.FromEnviron(environ)
 	reads := config.Record(env)
 	log, level, err := logging.New(stderr, reads.Lookup)
-	if err := config.Merge(err, checkConfig(args, reads.Lookup)); err != nil {
+	if err := config.Merge(err, checkArgs(args, reads.Lookup)); err != nil {
 		return nil, level, nil, err
 	}
 	warnUnread(log, reads, set)
 	return log, level, env, nil
+}
+
+// checkArgs reads the configuration the command args would use, starting nothing.
+func checkArgs(args []string, lookup config.Lookup) error {
+	if len(args) == 1 && args[0] == "dashboard" {
+		_, err := config.LoadDashboard(lookup)
+		return err
+	}
+	return checkConfig(args, lookup)
 }
 
 // warnUnread warns of each variable that looks like one of ours but was not read: a typo
@@ -106,6 +121,28 @@ func warnUnread(log *slog.Logger, reads *config.Reads, set []string) {
 		}
 		log.Warn(msg, "variable", u.Name, "closest", u.Closest)
 	}
+}
+
+// runDashboard serves the dashboard alone, against NATS_URL, until ctx ends.
+func runDashboard(ctx context.Context, lookup config.Lookup, log *slog.Logger, stdout io.Writer) error {
+	cfg, err := config.LoadDashboard(lookup)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", "dashboard")
+	d, err := dashboard.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	controls := "watch only (set CHAOS_NATS_USER and CHAOS_NATS_PASSWORD for the controls)"
+	if d.Controls {
+		controls = "with controls"
+	}
+	fmt.Fprintf(stdout, "breakerchain dashboard  http://%s  watching %s, %s\n", d.Addr, config.Mask(cfg.Watch.NatsURL), controls)
+	werr := d.Wait(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return errors.Join(werr, d.Stop(sctx))
 }
 
 // probe is a healthcheck: GET url must answer 2xx within 2 seconds.

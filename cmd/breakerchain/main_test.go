@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -65,13 +66,17 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "NATS_CONFIG=../../deploy/nats.conf", want: `ORDER_NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
 		{env: "NATS_CONFIG=../../deploy/nats.conf NATS_URL=nats://127.0.0.1:4222", want: `NATS_CONFIG="../../deploy/nats.conf": want it without NATS_URL`},
 		{env: "MONGO_URL=mongodb://app:s3cret@db:notaport/x", want: `MONGO_URL="mongodb://app:xxxxx@db:notaport/x": want a URL`},
+		{env: "PORT=3100 DASHBOARD_PORT=3100", want: `DASHBOARD_PORT=3100: want a port other than order's public one`},
+		{env: "DASHBOARD_PORT=3000 ORDER_URL=http://127.0.0.1:3000", args: "dashboard", want: `DASHBOARD_PORT=3000: want a port other than order's public one`},
+		{env: "DASHBOARD_PORT=web", args: "dashboard", want: `DASHBOARD_PORT="web": want an integer`},
+		{env: "CHAOS_NATS_USER=chaos", args: "dashboard", want: `CHAOS_NATS_USER="chaos": want CHAOS_NATS_PASSWORD set with it`},
 	}
 	for _, row := range rows {
 		t.Run(row.env+" "+row.args, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS="+row.args,
-				"DATA_DIR="+data, "NATS_PORT=0", "MONGO_PORT=0", "PORT=0")
+				"DATA_DIR="+data, "NATS_PORT=0", "MONGO_PORT=0", "PORT=0", "DASHBOARD_PORT=0")
 			cmd.Env = append(cmd.Env, strings.Fields(row.env)...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -114,7 +119,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // through the embedded servers, logs the request's whole path with its request id, and shuts
 // down cleanly when its context ends.
 func TestAllInOneServesTheSeedRequest(t *testing.T) {
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "LOG_FORMAT": "json",
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DASHBOARD_PORT": "0", "DATA_DIR": t.TempDir(), "LOG_FORMAT": "json",
 		"BREAKER_TIMEOUT": "5s"} // not a timing test: no timeout from a slow -race store write
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -139,6 +144,18 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 	if code := postSeed(t, url, "trace-me"); code != http.StatusCreated {
 		t.Fatalf("POST /create: %d, want 201", code)
 	}
+	// The dashboard, on a port of its own named in the banner, shows both circuits.
+	m := regexp.MustCompile(`dashboard\s+(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stdout.String())
+	if m == nil || m[1] == url {
+		t.Fatalf("banner names no dashboard of its own:\n%s", stdout.String())
+	}
+	if page := get(t, m[1]+"/"); !strings.Contains(page, "<title>breakerchain · circuits</title>") {
+		t.Errorf("dashboard page: %.200q", page)
+	}
+	testkit.Eventually(t, 10*time.Second, "the dashboard's state to show both circuits", func() bool {
+		st := get(t, m[1]+"/api/state")
+		return strings.Contains(st, `"caller":"order","target":"payment"`) && strings.Contains(st, `"caller":"payment","target":"shipment"`)
+	})
 	cancel()
 	stopped(t, done, "the all-in-one")
 	// Every line of the request's path, in all three services, carries its id.
@@ -168,7 +185,7 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 func TestSIGTERMStopsCleanly(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "DATA_DIR="+t.TempDir(),
-		"NATS_PORT=0", "MONGO_PORT=0", "PORT=0")
+		"NATS_PORT=0", "MONGO_PORT=0", "PORT=0", "DASHBOARD_PORT=0")
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -318,7 +335,7 @@ func freeAddr(t *testing.T) string {
 // completes, the chaos user changes shipment's faults (CHAOS=1 on all three), an anonymous
 // client is refused, and no service was refused anything.
 func TestAllInOneWithNATSConfig(t *testing.T) {
-	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DATA_DIR": t.TempDir(), "CHAOS": "1",
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "0", "DASHBOARD_PORT": "0", "DATA_DIR": t.TempDir(), "CHAOS": "1",
 		"BREAKER_TIMEOUT": "5s", "NATS_CONFIG": filepath.Join(testkit.Root(t), "deploy", "nats.conf")}
 	for _, user := range []string{"ORDER", "PAYMENT", "SHIPMENT", "OBSERVER", "CHAOS"} {
 		// The file reads the process's environment, the services their configuration: the same
@@ -425,4 +442,16 @@ func stopped(t *testing.T, done <-chan error, what string) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("%s did not stop within 15s of its context ending", what)
 	}
+}
+
+// get returns the body of GET url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/dashboard"
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -48,7 +49,10 @@ type Running struct {
 	MongoURL string
 	DataDir  string             // where the embedded servers keep their files; "" when none is embedded
 	Services []*service.Running // in the order of the services given to Start; none with the servers alone
-	Configs  []config.Settings  // the services', whether they run here or not
+	// Dashboard is the live circuits dashboard, on its own port of 127.0.0.1; nil when NATS is
+	// not embedded without users (see Start).
+	Dashboard *dashboard.Running
+	Configs   []config.Settings // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
 	nats       *embedded.NATS
@@ -62,7 +66,7 @@ type Running struct {
 func Start(ctx context.Context, services service.Chain, withServices bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
 	sv, err := readServers(lookup)
 	cfgs, cerr := Configs(services, lookup)
-	if err := config.Merge(err, cerr); err != nil {
+	if err := config.Merge(err, cerr, dashboardPortFree(sv, cfgs)); err != nil {
 		return nil, err
 	}
 	s := &Running{NATSURL: sv.natsURL, MongoURL: sv.mongoURL, Configs: cfgs, NATSConfig: sv.natsConfig}
@@ -144,6 +148,16 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		}
 		s.Services[i] = r
 	}
+	// The dashboard watches the embedded NATS, which has no users; with NATS_CONFIG or a NATS
+	// of its own it is `breakerchain dashboard`'s job, with the observer's credentials.
+	if s.nats != nil && sv.natsConfig == "" {
+		local := config.Settings{Name: "dashboard", ID: "dashboard", NatsURL: s.NATSURL}
+		s.Dashboard, err = dashboard.Start(config.Dashboard{Host: Host, Port: sv.dashboardPort,
+			OrderURL: "http://" + s.Services[0].Addr, Watch: local, Control: &local}, log.With("service", "dashboard"))
+		if err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -153,6 +167,7 @@ type servers struct {
 	natsPort, mongoPort int
 	dataDir, natsConfig string
 	natsOpts            *server.Options // loaded from natsConfig
+	dashboardPort       int
 }
 
 // readServers reads NATS_URL, MONGO_URL, NATS_PORT, MONGO_PORT, DATA_DIR and NATS_CONFIG.
@@ -165,6 +180,8 @@ func readServers(lookup config.Lookup) (servers, error) {
 		mongoPort:  env.Int("MONGO_PORT", DefaultMongo, 0, 65535),
 		dataDir:    env.String("DATA_DIR", DefaultDataDir),
 		natsConfig: env.String("NATS_CONFIG", ""),
+		// Only the prefixed name: an unprefixed PORT is the services'.
+		dashboardPort: env.Int("DASHBOARD_PORT", config.DefaultDashboardPort, 0, 65535),
 	}
 	var fileErr error
 	switch {
@@ -180,9 +197,18 @@ func readServers(lookup config.Lookup) (servers, error) {
 
 // Check reads the whole configuration of an all-in-one of services, starting nothing.
 func Check(services service.Chain, lookup config.Lookup) error {
-	_, err := readServers(lookup)
-	_, cerr := Configs(services, lookup)
-	return config.Merge(err, cerr)
+	sv, err := readServers(lookup)
+	cfgs, cerr := Configs(services, lookup)
+	return config.Merge(err, cerr, dashboardPortFree(sv, cfgs))
+}
+
+// dashboardPortFree refuses a dashboard on the public port of the chain's entry (order's).
+func dashboardPortFree(sv servers, cfgs []config.Settings) error {
+	if len(cfgs) > 0 && sv.dashboardPort != 0 && sv.dashboardPort == cfgs[0].Port {
+		return fmt.Errorf("DASHBOARD_PORT=%d: want a port other than %s's public one: the dashboard is for operators, never on the public API's port",
+			sv.dashboardPort, cfgs[0].Name)
+	}
+	return nil
 }
 
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed
@@ -238,11 +264,14 @@ func ownUser(service string, lookup config.Lookup) config.Lookup {
 
 // Wait blocks until ctx ends or a service's HTTP server fails.
 func (s *Running) Wait(ctx context.Context) error {
-	errc := make(chan error, len(s.Services))
+	errc := make(chan error, len(s.Services)+1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, r := range s.Services {
 		go func() { errc <- r.Wait(ctx) }()
+	}
+	if s.Dashboard != nil {
+		go func() { errc <- s.Dashboard.Wait(ctx) }()
 	}
 	select {
 	case err := <-errc:
@@ -256,6 +285,9 @@ func (s *Running) Wait(ctx context.Context) error {
 // embedded store and NATS, within ctx.
 func (s *Running) Stop(ctx context.Context) error {
 	var errs []error
+	if s.Dashboard != nil {
+		errs = append(errs, s.Dashboard.Stop(ctx))
+	}
 	for _, r := range s.Services {
 		if r != nil {
 			errs = append(errs, r.Stop(ctx))
@@ -308,6 +340,9 @@ func (s *Running) Banner() string {
 	}
 	if s.store != nil {
 		storeNote = "(embedded FerretDB, data in " + s.DataDir + ")"
+	}
+	if s.Dashboard != nil {
+		fmt.Fprintf(&b, "  %-9s http://%-21s the circuits, live (operators only: never on order's port)\n", "dashboard", s.Dashboard.Addr)
 	}
 	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", config.Mask(s.NATSURL), natsNote)
 	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)

@@ -231,7 +231,7 @@ func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 4)
-	prefix := "dash-" + strings.ToLower(nuid.Next()[:10])
+	prefix := "dash-" + nuid.Next() // a fresh id per burst: the same ids again would be replays
 	for i := range b.Count {
 		slots <- struct{}{}
 		wg.Go(func() {

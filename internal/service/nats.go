@@ -15,8 +15,8 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// connectNATS connects a service to NATS as its settings say, reconnecting forever.
-func connectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
+// ConnectNATS connects a service to NATS as its settings say, reconnecting forever.
+func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(cfg.ID),
 		nats.CustomInboxPrefix(messaging.InboxPrefix(cfg.Name)),

@@ -99,7 +99,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		// Not fatal: the driver keeps trying and /readyz says 503 until the store answers.
 		log.WarnContext(ctx, "store not reachable yet", "err", config.Redact(err, cfg.Secrets()...))
 	}
-	if r.nc, err = connectNATS(cfg, log); err != nil {
+	if r.nc, err = ConnectNATS(cfg, log); err != nil {
 		return nil, err
 	}
 	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:]}

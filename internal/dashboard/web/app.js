@@ -41,7 +41,7 @@ function onBreaker(ev) {
   li.dataset.event = ev.event;
   const t = new Date(ev.time);
   li.innerHTML = `<time>${t.toLocaleTimeString()}</time>`;
-  li.append(`🔌 ${ev.service} → ${ev.target} status:: ${words[ev.event] || ev.event}` +
+  li.append(`${ev.service} → ${ev.target} status:: ${words[ev.event] || ev.event}` +
     (ev.count ? ` ×${ev.count}` : "") + (ev.reason ? ` (${ev.reason})` : ""));
   $("#timeline").prepend(li);
   while ($("#timeline").children.length > 200) $("#timeline").lastChild.remove();
@@ -194,6 +194,8 @@ const CASES = [
 
 const TARGET = ["payment", "shipment"]; // the circuit the tour plays on: shipment's faults
 const circuit = () => state && state.circuits.find((c) => c.caller === TARGET[0] && c.target === TARGET[1]);
+// now is the circuit's state as the tile shows it: the last poll's, or a later transition's.
+const now = () => { const t = tiles.get(TARGET.join("→")); return t ? t.dataset.state : ""; };
 const sawSince = (t0, ev) => events.some((e) => e.seen >= t0 && e.service === TARGET[0] && e.target === TARGET[1] && e.event === ev);
 
 async function waitFor(pred, timeout, what) {
@@ -209,14 +211,15 @@ async function sendUntil(pred, max, what) {
 }
 
 const STEPS = [
-  async (t0, c) => { await setFaults(0); await waitFor(() => circuit().state === "closed", ms(c.delay) + ms(c.window) + 5000, "closed");
-    await send(2 * c.min_calls); await waitFor(() => sawSince(t0, "success") && circuit().state === "closed", 5000, "successes, closed"); },
-  async (t0) => { await setFaults(1); await send(1); await waitFor(() => sawSince(t0, "failure") && circuit().state === "closed", 5000, "a failure, still closed"); },
-  async (t0) => { await setFaults(0); await send(2); await waitFor(() => sawSince(t0, "success") && circuit().state === "closed", 5000, "successes, still closed"); },
-  async (t0, c) => { await waitFor(() => circuit().failure_rate === 0, ms(c.window) + 5000, "the window to forget the failures");
-    await send(1); await waitFor(() => circuit().state === "closed", 3000, "closed"); },
-  async (t0, c) => { await setFaults(1); await sendUntil(() => circuit().state === "open", 4 * c.min_calls + 4, "open"); },
-  async (t0) => { await send(2); await waitFor(() => sawSince(t0, "reject") && circuit().state === "open", 5000, "rejected calls, open"); },
+  async (t0, c) => { await setFaults(0); await waitFor(() => now() === "closed", ms(c.delay) + ms(c.window) + 5000, "closed");
+    await send(2 * c.min_calls); await waitFor(() => sawSince(t0, "success") && now() === "closed", 5000, "successes, closed"); },
+  async (t0) => { await setFaults(1); await send(1); await waitFor(() => sawSince(t0, "failure") && now() === "closed", 5000, "a failure, still closed"); },
+  async (t0) => { await setFaults(0); await send(2); await waitFor(() => sawSince(t0, "success") && now() === "closed", 5000, "successes, still closed"); },
+  // The window's counts roll over as calls come: wait it out, then a success finds them gone.
+  async (t0, c) => { await sleep(ms(c.window) + 500); await send(1);
+    await waitFor(() => circuit().failure_rate === 0 && now() === "closed", 5000, "the window to forget the failures"); },
+  async (t0, c) => { await setFaults(1); await sendUntil(() => now() === "open", 4 * c.min_calls + 4, "open"); },
+  async (t0) => { await send(2); await waitFor(() => sawSince(t0, "reject") && now() === "open", 5000, "rejected calls, open"); },
   async (t0, c) => { await waitFor(() => !circuit().remaining_delay, ms(c.delay) + 5000, "the open delay to pass");
     await sendUntil(() => sawSince(t0, "halfOpen") && sawSince(t0, "open"), 5, "half-open, then open again"); },
   async (t0, c) => { await setFaults(0); await waitFor(() => !circuit().remaining_delay, ms(c.delay) + 5000, "the open delay to pass");
@@ -244,7 +247,7 @@ async function tour() {
     try {
       await STEPS[i](Date.now(), circuit());
       li.dataset.reached = "true";
-      $("#tour-status").textContent = "reached: " + circuit().state;
+      $("#tour-status").textContent = "reached: " + now();
       await sleep(1200);
     } catch (e) {
       li.dataset.reached = "false";
