@@ -129,7 +129,7 @@ func startHub(nc *nats.Conn, controls bool, log *slog.Logger) (*hub, error) {
 		h.js = js
 	}
 	for subject, handle := range map[string]nats.MsgHandler{
-		messaging.BreakerSubject("*", "*"):   h.onBreaker,
+		messaging.BreakerSubject("*", "*"): h.onBreaker,
 		messaging.ChaosChangedSubject("*"): h.onChaos,
 	} {
 		sub, err := nc.Subscribe(subject, handle)
