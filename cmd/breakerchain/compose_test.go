@@ -120,7 +120,7 @@ func TestComposeFile(t *testing.T) {
 
 	// Every container is hardened: read-only root filesystem, no capabilities, no privilege
 	// escalation, not root (ours: the image's USER, checked below).
-	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box", "nats-chaos"} {
+	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box", "nats-chaos", "dashboard"} {
 		s, err := p.GetService(name)
 		if err != nil {
 			t.Fatal(err)
@@ -303,14 +303,18 @@ func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
 		t.Fatal("nats does not mount deploy/nats.conf")
 	}
 	url := testkit.NATSWithConfig(t, conf.Source).URL()
-	for _, name := range []string{"order", "payment", "shipment", "nats-box", "nats-chaos"} {
-		s, err := p.GetService(name)
+	for _, name := range []string{"order", "payment", "shipment", "nats-box", "nats-chaos", "dashboard", "dashboard's controls"} {
+		s, err := p.GetService(strings.TrimSuffix(name, "'s controls"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := natsgo.Connect(url, natsgo.UserInfo(*s.Environment["NATS_USER"], *s.Environment["NATS_PASSWORD"]))
+		user, pw := s.Environment["NATS_USER"], s.Environment["NATS_PASSWORD"]
+		if strings.HasSuffix(name, "controls") {
+			user, pw = s.Environment["CHAOS_NATS_USER"], s.Environment["CHAOS_NATS_PASSWORD"]
+		}
+		nc, err := natsgo.Connect(url, natsgo.UserInfo(*user, *pw))
 		if err != nil {
-			t.Errorf("%s as %s: %v", name, *s.Environment["NATS_USER"], err)
+			t.Errorf("%s as %s: %v", name, *user, err)
 			continue
 		}
 		nc.Close()
@@ -337,6 +341,52 @@ func dotEnv(t *testing.T, root string) types.Mapping {
 	return out
 }
 
+// The dashboard runs under its own profile, on this host only, from the one image: as
+// `breakerchain dashboard`, watching as the observer and controlling as the chaos user, with an
+// environment that is all read and all good, never on order's port.
+func TestComposeDashboard(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := dotEnv(t, root)
+	p, err := loadCompose(t, root, secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.GetService("dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Profiles, []string{"dashboard"}) || !slices.Equal([]string(s.Command), []string{"dashboard"}) || s.Image != "breakerchain:local" {
+		t.Errorf("profiles %v command %v image %q: want the one image running `dashboard` under the dashboard profile", s.Profiles, s.Command, s.Image)
+	}
+	if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Published != "3003" || s.Ports[0].Target != 3003 {
+		t.Errorf("ports %+v, want 127.0.0.1:3003 → 3003 only", s.Ports)
+	}
+	env := envMap{}
+	for name, v := range s.Environment {
+		if v == nil {
+			t.Fatalf("environment %s has no value", name)
+		}
+		env[name] = *v
+	}
+	if env["NATS_USER"] != "observer" || env["NATS_PASSWORD"] != secrets["OBSERVER_NATS_PASSWORD"] ||
+		env["CHAOS_NATS_USER"] != "chaos" || env["CHAOS_NATS_PASSWORD"] != secrets["CHAOS_NATS_PASSWORD"] {
+		t.Errorf("environment %v: want the observer to watch and the chaos user to control, with their passwords from .env", env)
+	}
+	read := map[string]bool{}
+	cfg, err := config.LoadDashboard(func(name string) (string, bool) { read[name] = true; return env.lookup(name) })
+	if err != nil || cfg.Control == nil || cfg.Host != "0.0.0.0" || cfg.OrderURL != "http://order:3000" {
+		t.Errorf("LoadDashboard: %+v, %v", cfg, err)
+	}
+	for name := range env {
+		if !read[name] {
+			t.Errorf("environment %s is not a variable the dashboard reads", name)
+		}
+	}
+}
+
 // loadCompose loads docker-compose.yaml, and over it the files given (relative to root), as
 // `docker compose -f docker-compose.yaml -f …` does.
 func loadCompose(t *testing.T, root string, env types.Mapping, over ...string) (*types.Project, error) {
@@ -349,7 +399,7 @@ func loadCompose(t *testing.T, root string, env types.Mapping, over ...string) (
 		WorkingDir:  root,
 		ConfigFiles: files,
 		Environment: env,
-	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools"} })
+	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools", "dashboard"} })
 }
 
 // mountOf returns the bind mount of source in s, or nil.

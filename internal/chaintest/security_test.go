@@ -1,6 +1,7 @@
 package chaintest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/dashboard"
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
@@ -649,5 +652,57 @@ func TestNATSCredsFile(t *testing.T) {
 	s := testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"NATS_CREDS": credsFile})
 	if got := do(t, http.MethodGet, s.URL()+"/readyz", ""); got.code != http.StatusOK {
 		t.Errorf("/readyz %d %s, want 200: connected with the credentials file", got.code, got.body)
+	}
+}
+
+// The dashboard works with least privilege, as compose runs it (`breakerchain dashboard` with
+// the environment of compose's dashboard service): it watches as the observer (discovery of every
+// service's circuits, order's queue, the breaker events) and changes faults as the chaos user,
+// through each service's chaos API; the server refuses it nothing.
+func TestDashboardWithLeastPrivilege(t *testing.T) {
+	url := securedNATS(t)
+	uri, db := testkit.Database(t)
+	withChaos := asUser(shipment.Service)
+	withChaos["CHAOS"] = "1"
+	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos)
+	testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
+	o := testkit.Start(t, from(order.Service), url, uri, db, asUser(order.Service))
+
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelError}))
+	cfg, err := config.LoadDashboard(testkit.Env{"NATS_URL": url, "NATS_USER": "observer", "NATS_PASSWORD": natsUsers["observer"],
+		"CHAOS_NATS_USER": "chaos", "CHAOS_NATS_PASSWORD": natsUsers["chaos"], "ORDER_URL": o.URL(), "DASHBOARD_PORT": "0"}.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dashboard.Start(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	base := "http://" + d.Addr
+
+	if r := post(t, o, seedOrder("dash-lp")); r.code != http.StatusCreated {
+		t.Fatalf("seed order: %d %s", r.code, r.body)
+	}
+	var st dashboard.State
+	testkit.Eventually(t, 10*time.Second, "the dashboard to show both circuits, the services and the queue", func() bool {
+		r := do(t, http.MethodGet, base+"/api/state", "")
+		st = dashboard.State{}
+		return jsonUnmarshal(r.body, &st) == nil && len(st.Circuits) == 2 && len(st.Services) == 3 && st.Pending != nil && st.Controls
+	})
+	r := do(t, http.MethodPut, base+"/api/chaos/shipment", `{"error_rate":0.25}`, "Content-Type", "application/json")
+	var faults chaos.State
+	if r.code != http.StatusOK || jsonUnmarshal(r.body, &faults) != nil || faults.ErrorRate != 0.25 {
+		t.Errorf("PUT /api/chaos/shipment as the chaos user: %d %s", r.code, r.body)
+	}
+	if r := do(t, http.MethodPut, base+"/api/chaos/payment", `{"error_rate":1}`, "Content-Type", "application/json"); r.code != http.StatusConflict {
+		t.Errorf("chaos on payment, which runs without CHAOS: %d %s, want 409", r.code, r.body)
+	}
+	if b := do(t, http.MethodPost, base+"/api/orders", `{"count":2}`, "Content-Type", "application/json"); b.code != http.StatusOK {
+		t.Errorf("POST /api/orders: %d %s", b.code, b.body)
+	}
+	if logged.Len() > 0 {
+		t.Errorf("the dashboard logged errors (a permission refused?):\n%s", logged.String())
 	}
 }
