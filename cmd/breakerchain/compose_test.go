@@ -399,7 +399,10 @@ func loadCompose(t *testing.T, root string, env types.Mapping, over ...string) (
 		WorkingDir:  root,
 		ConfigFiles: files,
 		Environment: env,
-	}, func(o *loader.Options) { o.SetProjectName("breakerchain", true); o.Profiles = []string{"tools", "dashboard"} })
+	}, func(o *loader.Options) {
+		o.SetProjectName("breakerchain", true)
+		o.Profiles = []string{"tools", "dashboard"}
+	})
 }
 
 // mountOf returns the bind mount of source in s, or nil.
