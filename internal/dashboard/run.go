@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,14 +19,13 @@ type Running struct {
 	Addr     string // where it listens
 	Controls bool   // whether it may change faults and send orders
 	srv      *Server
-	http     *http.Server
+	http     *service.Listening
 	conns    []*nats.Conn
-	served   chan error
 }
 
 // Start connects to NATS as cfg says and serves the dashboard on cfg.Host:cfg.Port.
 func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
-	r := &Running{served: make(chan error, 1)}
+	r := &Running{}
 	defer func() {
 		if err != nil {
 			r.Stop(context.Background())
@@ -48,26 +45,22 @@ func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
 	if r.srv, err = New(dc); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if err != nil {
+	// No write timeout: the event stream stays open as long as the page does.
+	if r.http, err = service.Listen(cfg.Host, cfg.Port,
+		&http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	r.Addr, r.Controls = ln.Addr().String(), cfg.Control != nil
-	// No write timeout: the event stream stays open as long as the page does.
-	r.http = &http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-	go func() { r.served <- r.http.Serve(ln) }()
+	r.Addr, r.Controls = r.http.Addr, cfg.Control != nil
 	log.Info("📊 dashboard listening", "addr", r.Addr, "controls", r.Controls)
 	return r, nil
 }
 
 // Wait blocks until ctx ends or the HTTP server fails.
 func (r *Running) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-r.served:
+	if err := r.http.Wait(ctx); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
+	return nil
 }
 
 // Stop ends the event streams, then the HTTP server and the NATS connections, within ctx.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,10 +67,9 @@ type Running struct {
 	Metrics   *metrics.Recorder
 	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
-	http      *http.Server
+	http      *Listening
 	nc        *nats.Conn
 	mongo     *mongo.Client
-	served    chan error
 	chaos     *chaos.Controller
 	stopBg    context.CancelFunc // ends Parts.Background
 	bgDone    chan struct{}      // closed when it has returned
@@ -82,7 +79,7 @@ type Running struct {
 // already name the service.
 func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) (_ *Running, err error) {
 	svc := c[0]
-	r := &Running{log: log, served: make(chan error, 1), Metrics: metrics.New(svc.Name)}
+	r := &Running{log: log, Metrics: metrics.New(svc.Name)}
 	defer func() {
 		if err != nil {
 			r.teardown(context.Background())
@@ -148,25 +145,21 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		}()
 	}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if err != nil {
+	if r.http, err = Listen(cfg.Host, cfg.Port, newHTTPServer(r.router(cfg, parts.Routes))); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	r.Addr = ln.Addr().String()
-	r.http = newHTTPServer(r.router(cfg, parts.Routes))
-	go func() { r.served <- r.http.Serve(ln) }()
-	log.InfoContext(ctx, "🕹  App listening on port "+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "addr", r.Addr)
+	r.Addr = r.http.Addr
+	_, port, _ := net.SplitHostPort(r.Addr)
+	log.InfoContext(ctx, "🕹  App listening on port "+port, "addr", r.Addr)
 	return r, nil
 }
 
 // Wait blocks until ctx ends or the HTTP server fails.
 func (r *Running) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-r.served:
+	if err := r.http.Wait(ctx); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
+	return nil
 }
 
 // Stop shuts the service down in order, within ctx.
