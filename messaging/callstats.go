@@ -15,7 +15,8 @@ type CallStats struct {
 	Timeout  uint64 `json:"timeout"`  // no answer in time
 	Rejected uint64 `json:"rejected"` // not sent: the circuit was open or the bulkhead full
 	// P50 and P99 are the latency of the calls of the last minute that were sent, in
-	// milliseconds (0 when there were none), to the nearest histogram bucket (±10 %).
+	// milliseconds (0 when there were none): the upper bound of their histogram bucket, up to 20 %
+	// above the true value.
 	P50 float64 `json:"p50_ms"`
 	P99 float64 `json:"p99_ms"`
 }

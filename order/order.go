@@ -64,7 +64,7 @@ const (
 
 // record is an order as stored in the orders collection: inserted once, never changed. Status
 // and Reason are the order's state when it was saved (pending, in progress); what became of it
-// since is its outcome (see outcome), applied by ledger.loadState along with the fields below.
+// since is its result (see result), applied by ledger.loadState along with the fields below.
 type record struct {
 	store.Meta `bson:",inline"`
 	Date       *time.Time `bson:"date,omitempty"`

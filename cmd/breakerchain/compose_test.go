@@ -375,6 +375,15 @@ func TestComposeDashboard(t *testing.T) {
 		env["CHAOS_NATS_USER"] != "chaos" || env["CHAOS_NATS_PASSWORD"] != secrets["CHAOS_NATS_PASSWORD"] {
 		t.Errorf("environment %v: want the observer to watch and the chaos user to control, with their passwords from .env", env)
 	}
+	// Its controls are reachable on a network of its own, shared with NATS and order only.
+	if _, ok := s.Networks["dashboard"]; len(s.Networks) != 1 || !ok {
+		t.Errorf("networks %v, want the dashboard network alone", s.Networks)
+	}
+	for _, other := range p.Services {
+		if _, on := other.Networks["dashboard"]; on && !slices.Contains([]string{"dashboard", "nats", "order"}, other.Name) {
+			t.Errorf("%s is on the dashboard's network: it could use the dashboard's controls", other.Name)
+		}
+	}
 	read := map[string]bool{}
 	cfg, err := config.LoadDashboard(func(name string) (string, bool) { read[name] = true; return env.lookup(name) })
 	if err != nil || cfg.Control == nil || cfg.Host != "0.0.0.0" || cfg.OrderURL != "http://order:3000" {

@@ -110,6 +110,21 @@ func TestUnreadVariablesAreNamed(t *testing.T) {
 			t.Errorf("%s was warned of:\n%s", name, out)
 		}
 	}
+
+	// With NATS_CONFIG, the variables its file reads are read (by the embedded nats-server).
+	stderr.Reset()
+	environ = []string{"NATS_CONFIG=../../deploy/nats.conf", "ORDER_NATS_PASSWORD=a", "PAYMENT_NATS_PASSWORD=b",
+		"SHIPMENT_NATS_PASSWORD=c", "OBSERVER_NATS_PASSWORD=d", "CHAOS_NATS_PASSWORD=e", "LOG_LEVEL=warn"}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v) // nats-server reads the file's variables from the process's environment
+	}
+	if _, _, _, err := configure(nil, environ, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr.String(), "is not a variable") {
+		t.Errorf("a variable of deploy/nats.conf was warned of:\n%s", stderr.String())
+	}
 }
 
 // Every relative link in the README and docs/ resolves: to a file of the repository, and an

@@ -18,7 +18,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,9 +193,18 @@ func readServers(lookup config.Lookup) (servers, error) {
 		if sv.natsOpts, fileErr = embedded.LoadNATSConfig(sv.natsConfig); fileErr != nil {
 			fileErr = fmt.Errorf("NATS_CONFIG=%q: want a nats-server configuration file that loads (%v)", sv.natsConfig, fileErr)
 		}
+		// The variables the file names ($CHAOS_NATS_PASSWORD…) are read, by nats-server.
+		if b, err := os.ReadFile(sv.natsConfig); err == nil {
+			for _, m := range configVariable.FindAllStringSubmatch(string(b), -1) {
+				env.String(m[1], "")
+			}
+		}
 	}
 	return sv, config.Merge(env.Err(), fileErr)
 }
+
+// configVariable is a variable a nats-server configuration file reads: $NAME.
+var configVariable = regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)`)
 
 // Check reads the whole configuration of an all-in-one of services, starting nothing.
 func Check(services service.Chain, lookup config.Lookup) error {

@@ -159,6 +159,14 @@ func TestControlsRefuseBadInput(t *testing.T) {
 			t.Errorf("%s %s %.40q: %d %s, want %d naming %q", c.method, c.path, c.body, r.code, r.body, c.code, c.field)
 		}
 	}
+	// Addressed by a name (a rebound one, say): refused, even the page.
+	for _, path := range []string{"/", "/api/orders"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Host = "evil.example:80"
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
+			t.Errorf("Host evil.example, GET %s: %v %v, want 403", path, res, err)
+		}
+	}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/orders", strings.NewReader(`{"count":1}`))
 	req.Header.Set("Content-Type", "text/plain")
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnsupportedMediaType {

@@ -103,10 +103,13 @@ type hub struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
+	closed   bool
 	clients  map[chan []byte]struct{}
+	streams  sync.WaitGroup // the clients subscribed: Add under mu while open, Done on unsubscribe
 	state    *State
-	timeline [][]byte // the last breaker events, as sent
-	totals   map[string]totals
+	timeline [][]byte                     // the last breaker events, as sent
+	totals   map[string]map[string]uint64 // each instance's calls by kind, per circuit, at the last poll
+	polled   time.Time                    // when the last poll was
 	history  map[string][]LatencyMoment
 
 	subs []*nats.Subscription
@@ -114,16 +117,10 @@ type hub struct {
 	done chan struct{}
 }
 
-// totals are a circuit's calls so far, over every instance, when it was last polled.
-type totals struct {
-	at    time.Time
-	calls map[string]uint64
-}
-
 // startHub subscribes and starts polling.
 func startHub(nc *nats.Conn, controls bool, log *slog.Logger) (*hub, error) {
 	h := &hub{nc: nc, controls: controls, log: log, clients: map[chan []byte]struct{}{},
-		totals: map[string]totals{}, history: map[string][]LatencyMoment{},
+		totals: map[string]map[string]uint64{}, history: map[string][]LatencyMoment{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if js, err := jetstream.New(nc); err == nil {
 		h.js = js
@@ -203,8 +200,16 @@ func (h *hub) poll() {
 	h.broadcast(b)
 }
 
-// discover collects the circuits every instance reports in `nats micro stats`.
-func (h *hub) discover(ctx context.Context) []service.Breakers {
+// instance is what one instance of a service reported.
+type instance struct {
+	id string // micro's instance id
+	service.Breakers
+}
+
+// discover collects the circuits every instance reports in `nats micro stats`. A name that is
+// not a service's name (a reply from something that is not one of ours) is left out: names end
+// up in the page.
+func (h *hub) discover(ctx context.Context) []instance {
 	inbox := nats.NewInbox()
 	replies := make(chan *nats.Msg, 64)
 	sub, err := h.nc.ChanSubscribe(inbox, replies)
@@ -215,16 +220,18 @@ func (h *hub) discover(ctx context.Context) []service.Breakers {
 	if err := h.nc.PublishRequest("$SRV.STATS", inbox, nil); err != nil {
 		return nil
 	}
-	var out []service.Breakers
-	// Every instance answers at once on a healthy bus; what has not answered after a short
-	// while is left for the next poll.
-	quiet := time.NewTimer(200 * time.Millisecond)
+	var out []instance
+	// Every instance answers at once on a healthy bus: the poll ends once none has answered for
+	// a short while (or at ctx's end); one that answers later counts at the next poll.
+	const quietFor = 200 * time.Millisecond
+	quiet := time.NewTimer(quietFor)
 	defer quiet.Stop()
 	for {
 		select {
 		case m := <-replies:
+			quiet.Reset(quietFor)
 			var stats micro.Stats
-			if json.Unmarshal(m.Data, &stats) != nil {
+			if json.Unmarshal(m.Data, &stats) != nil || !serviceName.MatchString(stats.Name) {
 				continue
 			}
 			for _, e := range stats.Endpoints {
@@ -234,7 +241,8 @@ func (h *hub) discover(ctx context.Context) []service.Breakers {
 				var b service.Breakers
 				if json.Unmarshal(e.Data, &b) == nil {
 					b.Service = stats.Name
-					out = append(out, b)
+					b.Circuits = slices.DeleteFunc(b.Circuits, func(c service.Circuit) bool { return !serviceName.MatchString(c.Target) })
+					out = append(out, instance{id: stats.ID, Breakers: b})
 				}
 			}
 		case <-quiet.C:
@@ -247,12 +255,17 @@ func (h *hub) discover(ctx context.Context) []service.Breakers {
 
 var severity = map[string]int{"closed": 0, "half-open": 1, "open": 2}
 
-// build sums the instances of each service and circuit into st.
-func (h *hub) build(st *State, found []service.Breakers) {
+// build sums the instances of each service and circuit into st. Calls per second are each
+// instance's calls since the last poll, for the instances seen at both: one that missed a poll,
+// or restarted, adds nothing until the next.
+func (h *hub) build(st *State, found []instance) {
 	services := map[string]*ServiceView{}
 	circuits := map[string]*CircuitView{}
-	sums := map[string]map[string]uint64{}
 	worst := map[string]int{}
+	totals := map[string]map[string]uint64{}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	dt := st.Time.Sub(h.polled).Seconds()
 	for _, b := range found {
 		sv := services[b.Service]
 		if sv == nil {
@@ -266,7 +279,10 @@ func (h *hub) build(st *State, found []service.Breakers) {
 			if cv == nil {
 				cv = &CircuitView{Caller: b.Service, Target: c.Target, States: map[string]int{}, PerSecond: map[string]float64{},
 					Threshold: c.Threshold, MinCalls: c.MinCalls, Window: c.Window, Delay: c.Delay, State: c.State}
-				circuits[key], sums[key], worst[key] = cv, map[string]uint64{}, -1
+				circuits[key], worst[key] = cv, -1
+				for _, kind := range []string{"success", "failure", "timeout", "rejected"} {
+					cv.PerSecond[kind] = 0
+				}
 			}
 			cv.States[c.State]++
 			if s := severity[c.State]; s > worst[key] || (s == worst[key] && c.FailureRate > cv.FailureRate) {
@@ -274,24 +290,21 @@ func (h *hub) build(st *State, found []service.Breakers) {
 				cv.State, cv.FailureRate, cv.Executions, cv.RemainingDelay = c.State, c.FailureRate, c.Executions, c.RemainingDelay
 			}
 			cv.P50, cv.P99 = max(cv.P50, c.Calls.P50), max(cv.P99, c.Calls.P99)
-			for kind, n := range map[string]uint64{"success": c.Calls.Success, "failure": c.Calls.Failure,
-				"timeout": c.Calls.Timeout, "rejected": c.Calls.Rejected} {
-				sums[key][kind] += n
+			now := map[string]uint64{"success": c.Calls.Success, "failure": c.Calls.Failure,
+				"timeout": c.Calls.Timeout, "rejected": c.Calls.Rejected}
+			id := b.id + "/" + key
+			totals[id] = now
+			if prev := h.totals[id]; prev != nil && dt > 0 {
+				for kind, n := range now {
+					if n >= prev[kind] {
+						cv.PerSecond[kind] += float64(n-prev[kind]) / dt
+					}
+				}
 			}
 		}
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.totals, h.polled = totals, st.Time
 	for key, cv := range circuits {
-		prev, now := h.totals[key], totals{at: st.Time, calls: sums[key]}
-		for kind, n := range now.calls {
-			if dt := now.at.Sub(prev.at).Seconds(); prev.calls != nil && n >= prev.calls[kind] && dt > 0 {
-				cv.PerSecond[kind] = float64(n-prev.calls[kind]) / dt
-			} else {
-				cv.PerSecond[kind] = 0 // first poll, or an instance restarted: no rate yet
-			}
-		}
-		h.totals[key] = now
 		hist := append(h.history[key], LatencyMoment{Time: st.Time, P50: cv.P50, P99: cv.P99})
 		if len(hist) > historyLength {
 			hist = hist[len(hist)-historyLength:]
@@ -311,11 +324,16 @@ func (h *hub) build(st *State, found []service.Breakers) {
 }
 
 // subscribe registers a client: it gets the last state and the timeline at once, then every
-// message. A client too slow to keep up is dropped (its channel closed), never waited for.
-func (h *hub) subscribe() chan []byte {
+// message. A client too slow to keep up is dropped (its channel closed), never waited for. It
+// reports false once the hub is closed; otherwise the client must unsubscribe.
+func (h *hub) subscribe() (chan []byte, bool) {
 	c := make(chan []byte, 256)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return nil, false
+	}
+	h.streams.Add(1)
 	if h.state != nil {
 		c <- encode(Message{Type: "state", State: h.state})
 	}
@@ -326,7 +344,7 @@ func (h *hub) subscribe() chan []byte {
 		}
 	}
 	h.clients[c] = struct{}{}
-	return c
+	return c, true
 }
 
 func (h *hub) unsubscribe(c chan []byte) {
@@ -336,6 +354,7 @@ func (h *hub) unsubscribe(c chan []byte) {
 		delete(h.clients, c)
 		close(c)
 	}
+	h.streams.Done()
 }
 
 func (h *hub) broadcast(b []byte) {
@@ -362,6 +381,7 @@ func (h *hub) close() {
 		close(h.stop)
 	}
 	h.mu.Lock()
+	h.closed = true
 	for c := range h.clients {
 		delete(h.clients, c)
 		close(c)

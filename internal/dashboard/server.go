@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -48,7 +49,6 @@ type Server struct {
 	cfg    Config
 	hub    *hub
 	client *http.Client
-	wg     sync.WaitGroup // the event streams being served
 }
 
 // New starts watching the bus.
@@ -64,14 +64,14 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Close() {
 	s.hub.close()
 	<-s.hub.done
-	s.wg.Wait()
+	s.hub.streams.Wait()
 }
 
 // Handler serves the page (GET /), the event stream (GET /events), the last state (GET
 // /api/state), and, with controls, PUT /api/chaos/{service} and POST /api/orders.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	r.Use(middleware.Recoverer, addressedByIP)
 	static, _ := fs.Sub(web, "web")
 	r.Handle("/*", http.FileServer(http.FS(static)))
 	r.Get("/events", s.events)
@@ -90,6 +90,24 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// addressedByIP refuses a request addressed to a host name other than localhost: a web page on
+// another site cannot rebind its own name to this address and reach the controls (DNS
+// rebinding). An IP address, the way the dashboard is opened (127.0.0.1:3003, or a LAN address
+// from a phone), cannot be rebound.
+func addressedByIP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		host := req.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil {
+			wire.WriteError(w, http.StatusForbidden, fmt.Sprintf("the dashboard answers requests to an IP address or localhost, not to %q", host), "")
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
 // events is the Server-Sent Events stream: one `data:` line of JSON (a Message) per event.
 func (s *Server) events(w http.ResponseWriter, req *http.Request) {
 	flusher, ok := w.(http.Flusher)
@@ -97,14 +115,16 @@ func (s *Server) events(w http.ResponseWriter, req *http.Request) {
 		wire.WriteError(w, http.StatusInternalServerError, "streaming unsupported", "")
 		return
 	}
-	s.wg.Add(1)
-	defer s.wg.Done()
+	c, ok := s.hub.subscribe()
+	if !ok {
+		wire.WriteError(w, http.StatusServiceUnavailable, "the dashboard is stopping", "")
+		return
+	}
+	defer s.hub.unsubscribe(c)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	c := s.hub.subscribe()
-	defer s.hub.unsubscribe(c)
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
@@ -151,8 +171,12 @@ func (s *Server) chaos(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
+	rid := req.Header.Get(middleware.RequestIDHeader)
+	if !messaging.ValidRequestID(rid) {
+		rid = nuid.Next()
+	}
 	m, err := s.cfg.Control.RequestMsg(&nats.Msg{Subject: messaging.ChaosSubject(name), Data: body,
-		Header: nats.Header{messaging.HeaderRequestID: []string{middleware.GetReqID(req.Context())}}}, 2*time.Second)
+		Header: nats.Header{messaging.HeaderRequestID: []string{rid}}}, 2*time.Second)
 	switch {
 	case err == nats.ErrNoResponders:
 		wire.WriteError(w, http.StatusConflict, fmt.Sprintf("chaos is off for %s: start it with CHAOS=1 to change its faults at runtime", name), "")
@@ -162,7 +186,10 @@ func (s *Server) chaos(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		n, _ := strconv.Atoi(code)
+		n, err := strconv.Atoi(code)
+		if err != nil || n < 400 || n > 599 {
+			n = http.StatusBadGateway // not an error code a service of ours sends
+		}
 		desc := m.Header.Get(micro.ErrorHeader)
 		field := ""
 		if f, _, found := strings.Cut(desc, ": "); found && n == http.StatusUnprocessableEntity {

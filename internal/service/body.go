@@ -49,33 +49,54 @@ func Split[T any](after Chain, data []byte, decode func([]byte) (T, error)) (Bod
 	return b, err
 }
 
-// cut takes the next service's body (the field named after after[0]) out of data.
+// cut takes the next service's body (the field named after after[0], in any case, given once)
+// out of data; the service's own fields stay as they were, in their order, so its decoder sees
+// them as encoding/json would (a repeated key: the last one wins).
 func cut(data []byte, after Chain) (own, next []byte, err error) {
 	if len(after) == 0 {
 		return data, nil, nil
 	}
 	var fields map[string]json.RawMessage
-	if err := wire.Decode(data, &fields); err != nil {
+	if err := wire.Decode(data, &fields); err != nil { // the body's own rules: one JSON object
 		return nil, nil, err
 	}
-	name := after[0].Name
-	key, found := name, false
-	if _, found = fields[name]; !found {
-		for k := range fields { // keys match case-insensitively, as encoding/json matches fields
-			if strings.EqualFold(k, name) {
-				key, found = k, true
-			}
-		}
-	}
-	if found && !bytes.Equal(fields[key], []byte("null")) {
-		next = fields[key]
-	}
-	delete(fields, key)
 	if fields == nil {
-		return []byte("null"), next, nil // let the service's own decoder say what is missing
+		return []byte("null"), nil, nil // let the service's own decoder say what is missing
 	}
-	own, err = json.Marshal(fields)
-	return own, next, err
+	name := after[0].Name
+	out := []byte{'{'}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, nil, err
+	}
+	found := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		key, _ := t.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, nil, err
+		}
+		if strings.EqualFold(key, name) {
+			if found {
+				return nil, nil, wire.Invalid(name, "is given more than once")
+			}
+			found = true
+			if !bytes.Equal(value, []byte("null")) {
+				next = value
+			}
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		k, _ := json.Marshal(key)
+		out = append(append(append(out, k...), ':'), value...)
+	}
+	return append(out, '}'), next, nil
 }
 
 // canonical checks data as the body of chain[0] and the services after it, and returns it in
@@ -123,7 +144,7 @@ func nested(field string, err error) error {
 	case !ok:
 		return err
 	case pe.Code == 400:
-		return wire.Invalid(field, "must be a JSON object (%s)", pe.Description)
+		return wire.Invalid(field, "must be a JSON object")
 	case pe.Field != "":
 		return &problem.Error{Code: pe.Code, Field: field + "." + pe.Field, Description: field + "." + pe.Description}
 	}

@@ -51,7 +51,7 @@ function onBreaker(ev) {
 }
 
 function onChaos(ch) {
-  const el = document.querySelector(`.service[data-service="${ch.service}"] .faults`);
+  const el = document.querySelector(`.service[data-service="${CSS.escape(ch.service)}"] .faults`);
   if (el) el.textContent = faultsText(ch.faults);
 }
 
@@ -74,13 +74,15 @@ function renderCircuits(circuits) {
       tile = document.createElement("article");
       tile.className = "tile";
       tile.dataset.circuit = key;
-      tile.innerHTML = `<h3><span>${c.caller} → ${c.target}</span><span class="state"></span></h3>
+      // Names come from the bus: they go in as text, never as HTML.
+      tile.innerHTML = `<h3><span class="name"></span><span class="state"></span></h3>
         <div class="rate" title="failure rate over the window, against the threshold"><div class="fill"></div><div class="mark"></div></div>
         <div class="small rate-text"></div>
         <div class="calls"><span>success<b class="success">0</b></span><span>failure<b class="failure">0</b></span><span>timeout<b class="timeout">0</b></span><span>rejected<b class="rejected">0</b></span></div>
         <div class="small">calls per second · latency last minute: <span class="lat"></span></div>
         <svg class="spark" viewBox="0 0 60 48" preserveAspectRatio="none"><polyline class="p99" fill="none" stroke-width="1"/><polyline class="p50" fill="none" stroke-width="1"/></svg>
         <div class="small delay"></div><div class="small instances"></div>`;
+      tile.querySelector(".name").textContent = `${c.caller} → ${c.target}`;
       tiles.set(key, tile);
       box.append(tile);
     }
@@ -116,15 +118,18 @@ function faultsText(f) { return `error rate ${Math.round(f.error_rate * 100)}%, 
 function renderServices(services, controls) {
   const box = $("#services");
   for (const s of services) {
-    let el = box.querySelector(`.service[data-service="${s.name}"]`);
+    let el = box.querySelector(`.service[data-service="${CSS.escape(s.name)}"]`);
     if (!el) {
       el = document.createElement("div");
       el.className = "service";
       el.dataset.service = s.name;
-      el.innerHTML = `<h3>${s.name} <span class="small instances"></span></h3><div class="small faults"></div>
-        <form hidden><label>error % <input id="chaos-${s.name}-rate" type="number" min="0" max="100" step="1" inputmode="numeric"></label>
-        <label>latency <input id="chaos-${s.name}-latency" type="text" placeholder="0s" size="6"></label>
-        <button id="chaos-${s.name}-apply" type="submit">Apply</button><span id="chaos-${s.name}-msg" class="msg" role="status"></span></form>`;
+      el.innerHTML = `<h3><span class="name"></span> <span class="small instances"></span></h3><div class="small faults"></div>
+        <form hidden><label>error % <input class="rate" type="number" min="0" max="100" step="1" inputmode="numeric"></label>
+        <label>latency <input class="latency" type="text" placeholder="0s" size="6"></label>
+        <button class="apply" type="submit">Apply</button><span class="msg" role="status"></span></form>`;
+      // Names come from the bus: as text and as ids, never as HTML.
+      el.querySelector(".name").textContent = s.name;
+      for (const part of ["rate", "latency", "apply", "msg"]) el.querySelector("." + part).id = `chaos-${s.name}-${part}`;
       el.querySelector("form").addEventListener("submit", (e) => { e.preventDefault(); applyChaos(s.name); });
       box.append(el);
     }
@@ -142,14 +147,15 @@ async function api(method, path, body) {
 }
 
 async function applyChaos(name) {
-  const msg = $(`#chaos-${name}-msg`);
+  const id = (part) => document.getElementById(`chaos-${name}-${part}`);
+  const msg = id("msg");
   const change = {};
-  const rate = $(`#chaos-${name}-rate`).value.trim();
-  const latency = $(`#chaos-${name}-latency`).value.trim();
+  const rate = id("rate").value.trim();
+  const latency = id("latency").value.trim();
   if (rate !== "") change.error_rate = Number(rate) / 100;
   if (latency !== "") change.latency = latency;
   try {
-    const st = await api("PUT", `api/chaos/${name}`, change);
+    const st = await api("PUT", `api/chaos/${encodeURIComponent(name)}`, change);
     msg.className = "msg"; msg.textContent = "applied: " + faultsText(st);
   } catch (e) {
     msg.className = "msg error"; msg.textContent = e.message;
@@ -234,6 +240,18 @@ async function tour() {
   results.innerHTML = "";
   const tile = tiles.get(TARGET.join("→"));
   if (tile) { tile.classList.add("focus"); tile.after(panel); }
+  try {
+    await play(panel, results);
+  } finally {
+    // Whatever happened, shipment is left healthy.
+    await setFaults(0).catch(() => {});
+    panel.dataset.done = "true";
+    $("#tour-start").disabled = false;
+    if (tile) tile.classList.remove("focus");
+  }
+}
+
+async function play(panel, results) {
   for (let i = 0; i < CASES.length; i++) {
     panel.dataset.step = String(i + 1);
     $("#tour-case").textContent = i + 1;
@@ -252,12 +270,9 @@ async function tour() {
     } catch (e) {
       li.dataset.reached = "false";
       $("#tour-status").textContent = "not reached: " + e.message;
-      break;
+      return;
     }
   }
-  panel.dataset.done = "true";
-  $("#tour-start").disabled = false;
-  if (tile) tile.classList.remove("focus");
 }
 $("#tour-start").addEventListener("click", () => tour().catch((e) => { $("#tour-status").textContent = e.message; }));
 
