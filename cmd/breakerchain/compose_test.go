@@ -26,15 +26,7 @@ import (
 // healthchecks probe a real route with the binary itself, and the image is built as CI builds.
 // The secrets come from .env.example with every value filled in, as a user's .env would be.
 func TestComposeFile(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets := dotEnv(t, root)
-	p, err := loadCompose(t, root, secrets)
-	if err != nil {
-		t.Fatalf("compose file does not load: %v", err)
-	}
+	root, secrets, p := composeProject(t)
 
 	wantPort := map[string]string{"order": "3000", "payment": "3001", "shipment": "3002"}
 	for _, svc := range services {
@@ -283,14 +275,7 @@ func TestComposeNeedsEverySecret(t *testing.T) {
 // loaded with the nats container's environment, lets each service in as the user its
 // environment names, and the nats CLI's users (nats-box's observer, nats-chaos's chaos) too.
 func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := loadCompose(t, root, dotEnv(t, root))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, _, p := composeProject(t)
 	natsSvc, err := p.GetService("nats")
 	if err != nil {
 		t.Fatal(err)
@@ -345,15 +330,7 @@ func dotEnv(t *testing.T, root string) types.Mapping {
 // `breakerchain dashboard`, watching as the observer and controlling as the chaos user, with an
 // environment that is all read and all good, never on order's port.
 func TestComposeDashboard(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets := dotEnv(t, root)
-	p, err := loadCompose(t, root, secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, secrets, p := composeProject(t)
 	s, err := p.GetService("dashboard")
 	if err != nil {
 		t.Fatal(err)
@@ -394,6 +371,22 @@ func TestComposeDashboard(t *testing.T) {
 			t.Errorf("environment %s is not a variable the dashboard reads", name)
 		}
 	}
+}
+
+// composeProject loads docker-compose.yaml as compose would with .env.example filled in, and
+// returns the repository's root and those secrets with it.
+func composeProject(t *testing.T) (string, types.Mapping, *types.Project) {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := dotEnv(t, root)
+	p, err := loadCompose(t, root, secrets)
+	if err != nil {
+		t.Fatalf("compose file does not load: %v", err)
+	}
+	return root, secrets, p
 }
 
 // loadCompose loads docker-compose.yaml, and over it the files given (relative to root), as
