@@ -231,8 +231,24 @@ func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration
 	if err != nil {
 		return 0, 0, err
 	}
+	entries, oldest = pendingIn(info)
+	return entries, oldest, nil
+}
+
+// Pending reads, through js, how many orders are not final yet and how long the oldest entry has
+// waited: what order's /metrics and the dashboard show.
+func Pending(ctx context.Context, js jetstream.JetStream) (entries uint64, oldest time.Duration, err error) {
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return 0, 0, err
+	}
+	entries, oldest = pendingIn(s.CachedInfo())
+	return entries, oldest, nil
+}
+
+func pendingIn(info *jetstream.StreamInfo) (entries uint64, oldest time.Duration) {
 	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
 		oldest = time.Since(info.State.FirstTime)
 	}
-	return info.State.Msgs, oldest, nil
+	return info.State.Msgs, oldest
 }

@@ -151,7 +151,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#chaos-shipment-rate"), "0"),
 		chromedp.Click(chromedp.CSS("#chaos-shipment-apply")),
 		poll(`document.querySelector("#chaos-shipment-msg").textContent.includes("error rate 0%")`),
-		chromedp.Sleep(1600*time.Millisecond), // BREAKER_DELAY
+		// The open delay (BREAKER_DELAY) has passed when the circuit shows none left.
+		poll(`document.querySelector('article.tile[data-circuit="payment→shipment"] .delay').textContent.startsWith("open: 0s left")`),
 		chromedp.SetValue(chromedp.CSS("#burst-count"), "3"),
 		chromedp.Click(chromedp.CSS("#burst")),
 		chromedp.WaitVisible(tile("payment→shipment", "closed")),

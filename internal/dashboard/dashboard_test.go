@@ -113,12 +113,14 @@ func TestEventStream(t *testing.T) {
 		}
 	}
 	// The poll's state comes too, in the documented shape (no services here: empty lists).
-	for m := range msgs {
-		if m.Type == "state" {
-			if m.State == nil || m.Services == nil || m.Circuits == nil || m.Time.IsZero() {
+	for got, deadline := false, time.After(3*dashboard.Poll); !got; {
+		select {
+		case m := <-msgs:
+			if got = m.Type == "state"; got && (m.State == nil || m.Services == nil || m.Circuits == nil || m.Time.IsZero()) {
 				t.Errorf("state message: %+v", m)
 			}
-			break
+		case <-deadline:
+			t.Fatalf("no state message within %s", 3*dashboard.Poll)
 		}
 	}
 

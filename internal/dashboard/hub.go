@@ -183,13 +183,8 @@ func (h *hub) poll() {
 	defer cancel()
 	st := &State{Time: time.Now().UTC(), Controls: h.controls, Services: []ServiceView{}, Circuits: []CircuitView{}}
 	if h.js != nil {
-		if s, err := h.js.Stream(ctx, order.StreamName); err == nil {
-			info := s.CachedInfo()
-			p := &PendingView{Orders: info.State.Msgs}
-			if info.State.Msgs > 0 {
-				p.OldestSeconds = time.Since(info.State.FirstTime).Seconds()
-			}
-			st.Pending = p
+		if n, oldest, err := order.Pending(ctx, h.js); err == nil {
+			st.Pending = &PendingView{Orders: n, OldestSeconds: oldest.Seconds()}
 		}
 	}
 	h.build(st, h.discover(ctx))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -178,7 +179,7 @@ func (s *Server) chaos(w http.ResponseWriter, req *http.Request) {
 	m, err := s.cfg.Control.RequestMsg(&nats.Msg{Subject: messaging.ChaosSubject(name), Data: body,
 		Header: nats.Header{messaging.HeaderRequestID: []string{rid}}}, 2*time.Second)
 	switch {
-	case err == nats.ErrNoResponders:
+	case errors.Is(err, nats.ErrNoResponders):
 		wire.WriteError(w, http.StatusConflict, fmt.Sprintf("chaos is off for %s: start it with CHAOS=1 to change its faults at runtime", name), "")
 		return
 	case err != nil:
