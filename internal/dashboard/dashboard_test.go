@@ -88,6 +88,11 @@ func TestEventStream(t *testing.T) {
 	ns := testkit.NATS(t)
 	_, srv := startDashboard(t, ns.URL(), false, "")
 	pub := connect(t, ns.URL())
+	// The hub's first poll starts what it keeps for good (the connection's reply subscription):
+	// after it, what a client starts is the client's.
+	testkit.Eventually(t, 5*time.Second, "the first poll", func() bool {
+		return do(t, http.MethodGet, srv.URL+"/api/state", "").code == http.StatusOK
+	})
 	before := goleak.IgnoreCurrent()
 
 	ctx, cancel := context.WithCancel(t.Context())
