@@ -106,16 +106,21 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 	return &queue{nc: nc, js: js, stream: stream}, nil
 }
 
-// whileStarting runs op until it succeeds, for up to three QueueTimeouts: while a cluster forms
-// or elects, JetStream is not there for a moment, and answers some requests with errors that a
-// moment later it would not ("no suitable peers"). Only JetStream being off ends it at once. The
-// error is the last answer, not the deadline that ended the wait for it.
+// whileStarting runs op until it succeeds, each attempt bounded by QueueTimeout, for up to
+// startWait: while a cluster forms or elects, JetStream is not there for a moment. It answers
+// some requests with errors that a moment later it would not ("no suitable peers"), and leaves
+// others unanswered (a request reaching a server that does not yet know the leader; a new
+// stream's group still electing its own), so a request is sent again rather than waited on
+// (harmless: every attempt asks for the same configuration). Only JetStream being off ends it at
+// once. The error is the last answer, not the deadline that ended the wait for it.
 func whileStarting(ctx context.Context, op func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*QueueTimeout)
+	ctx, cancel := context.WithTimeout(ctx, startWait)
 	defer cancel()
 	var last error
 	for {
-		err := op(ctx)
+		attempt, cancelAttempt := context.WithTimeout(ctx, QueueTimeout)
+		err := op(attempt)
+		cancelAttempt()
 		if err == nil || last == nil || !errors.Is(err, context.DeadlineExceeded) {
 			last = err
 		}
@@ -129,6 +134,10 @@ func whileStarting(ctx context.Context, op func(context.Context) error) error {
 		}
 	}
 }
+
+// startWait is how long a starting order instance waits for its stream and consumer: several
+// elections (a raft group that misses its first vote waits 4–9 s for the next) on a busy machine.
+const startWait = 6 * QueueTimeout
 
 // opContext bounds a queue operation, and fails it at once while NATS is disconnected (nats.go
 // would buffer it and wait out the timeout).

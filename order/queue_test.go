@@ -133,3 +133,20 @@ func BenchmarkQueue(b *testing.B) {
 		})
 	}
 }
+
+// A JetStream request left unanswered while a cluster forms (a server not yet knowing the
+// leader, a new stream's group still electing) is sent again, not waited on until start-up
+// gives up: CI saw an R3 stream's first create go unanswered for all of the wait.
+func TestWhileStartingAsksAgain(t *testing.T) {
+	var attempts atomic.Int32
+	err := whileStarting(context.Background(), func(ctx context.Context) error {
+		if attempts.Add(1) == 1 {
+			<-ctx.Done() // the first request is never answered
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil || attempts.Load() != 2 {
+		t.Fatalf("after %d attempts: %v; want the second attempt to succeed", attempts.Load(), err)
+	}
+}

@@ -141,13 +141,19 @@ func NATSCluster(t testing.TB, n int) []*embedded.NATS {
 	for _, ns := range nodes {
 		t.Cleanup(ns.Stop)
 	}
-	Eventually(t, 30*time.Second, "the cluster to elect a JetStream leader", func() bool {
+	// A leader, and every node caught up with it: a request to a node that does not know the
+	// leader yet goes unanswered.
+	Eventually(t, 30*time.Second, "the cluster to elect a JetStream leader known to every node", func() bool {
+		leaders := 0
 		for _, ns := range nodes {
+			if !ns.JetStreamIsCurrent() {
+				return false
+			}
 			if ns.JetStreamIsLeader() {
-				return true
+				leaders++
 			}
 		}
-		return false
+		return leaders == 1
 	})
 	return nodes
 }
