@@ -34,6 +34,15 @@
 //     shipment are idempotent by id and order, so a second run is a replay, never a second
 //     charge) and records the outcome as above. Only then does it acknowledge the due message.
 //
+// The age of the oldest pending order cannot be read from ORDERS alone, whose entries are
+// written anew on every run: a second stream, ORDERS_SINCE, holds one message per order a
+// re-drive left pending, set the first time one did (expected last sequence 0 on
+// orders.since.<id>) and purged when the re-driver records the order final, before it
+// acknowledges the due message (a crash in between leaves the mark to the redelivery, which
+// finds the order final and purges it). The oldest pending order is the earlier of its first
+// message and ORDERS' (an order not re-driven yet). Marking is best effort, since only that
+// gauge reads it, and is left to the re-driver: a client waiting for its 202 does not pay for it.
+//
 // Why this shape and not a work queue every order flows through: the healthy path keeps its
 // latency (the request runs its own chain; JetStream adds a timer write and a purge, measured
 // in docs/BENCHMARKS.md), while any order whose request did not finish is still found.

@@ -25,6 +25,12 @@ const (
 	TimerSubjects = "orders.timer.>"
 	// DueSubjects are the orders whose timer fired: what the re-driver takes.
 	DueSubjects = "orders.due.>"
+	// SinceStreamName is the stream holding, for every order a re-drive left pending, one
+	// message written the first time one did: its first message is the oldest pending order.
+	// (An order's entry in ORDERS is written anew on every run, so its age is not.)
+	SinceStreamName = "ORDERS_SINCE"
+	// SinceSubjects are those messages, one per pending order.
+	SinceSubjects = "orders.since.>"
 )
 
 // dueIn is the time d from now as a timer can say it: schedules are to the second, so rounded
@@ -47,6 +53,9 @@ func TimerSubject(id string) string { return "orders.timer." + subjectKey(id) }
 // DueSubject is where order id waits for the re-driver once its timer fired.
 func DueSubject(id string) string { return "orders.due." + subjectKey(id) }
 
+// SinceSubject is where order id's pending mark is, while it has one.
+func SinceSubject(id string) string { return "orders.since." + subjectKey(id) }
+
 // entry is what a timer carries to the re-driver, and what GET /orders/{id} shows of an order
 // that is not final: its pending outcome so far and when it is due.
 type entry struct {
@@ -66,11 +75,12 @@ var ErrQueueUnavailable = errors.New("order queue unavailable")
 // cluster (a few seconds), during which a publish is retried.
 const QueueTimeout = 5 * time.Second
 
-// queue is the ORDERS stream as order uses it.
+// queue is the ORDERS and ORDERS_SINCE streams as order uses them.
 type queue struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	stream jetstream.Stream
+	stream jetstream.Stream // ORDERS
+	since  jetstream.Stream // ORDERS_SINCE
 }
 
 // streamConfig is the ORDERS stream: a work queue (a due message leaves once acknowledged) that
@@ -89,21 +99,39 @@ func streamConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// openQueue creates or updates the stream (every instance does; the config is the same).
+// sinceConfig is the ORDERS_SINCE stream: at most one message per order, removed when the order
+// is final, on file, replicated replicas times.
+func sinceConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              SinceStreamName,
+		Description:       "breakerchain: orders answered pending and not final yet, one message each, from when they first were",
+		Subjects:          []string{SinceSubjects},
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		MaxMsgsPerSubject: 1,
+	}
+}
+
+// openQueue creates or updates the streams (every instance does; the config is the same).
 func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	var stream jetstream.Stream
-	err = whileStarting(ctx, func(ctx context.Context) (err error) {
-		stream, err = js.CreateOrUpdateStream(ctx, streamConfig(replicas))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js?): %w", StreamName, err)
+	q := &queue{nc: nc, js: js}
+	for _, s := range []struct {
+		cfg jetstream.StreamConfig
+		to  *jetstream.Stream
+	}{{streamConfig(replicas), &q.stream}, {sinceConfig(replicas), &q.since}} {
+		err = whileStarting(ctx, func(ctx context.Context) (err error) {
+			*s.to, err = js.CreateOrUpdateStream(ctx, s.cfg)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js, and may this NATS user use its API? see deploy/nats.conf): %w", s.cfg.Name, err)
+		}
 	}
-	return &queue{nc: nc, js: js, stream: stream}, nil
+	return q, nil
 }
 
 // whileStarting runs op until it succeeds, each attempt bounded by QueueTimeout, for up to
@@ -174,15 +202,46 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, entriesOf(e.ID)))
 	}
 	ack, err := q.js.Publish(ctx, TimerSubject(e.ID), data, opts...)
-	var apiErr *jetstream.APIError
-	if onlyIfNone && errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+	if onlyIfNone && wrongLastSequence(err) {
 		return 0, false, nil // the order has an entry already: it stays
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 	}
 	return ack.Sequence, true, nil
+}
+
+// wrongLastSequence is a publish refused because its subject already has a message.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// markPending notes that order id, left pending by a re-drive, has been so since since, unless
+// it was noted before: the first note stays until unmarkPending.
+func (q *queue) markPending(ctx context.Context, id string, since time.Time) error {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = q.js.Publish(ctx, SinceSubject(id), []byte(since.UTC().Format(time.RFC3339Nano)),
+		jetstream.WithExpectStream(SinceStreamName), jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil && !wrongLastSequence(err) {
+		return err
+	}
+	return nil
+}
+
+// unmarkPending removes order id's pending mark, if it has one: the order is final.
+func (q *queue) unmarkPending(ctx context.Context, id string) error {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
 }
 
 // deleteTimer removes the timer that schedule set at seq, and only that one: once the order's
@@ -229,35 +288,50 @@ func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 	return entry{}, false, nil
 }
 
-// state is the queue's size and the wait of its oldest entry, for /metrics.
+// state is the queue's size and the age of its oldest order, for /metrics.
 func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration, err error) {
 	ctx, cancel, err := q.opContext(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer cancel()
-	info, err := q.stream.Info(ctx)
+	orders, err := q.stream.Info(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	entries, oldest = pendingIn(info)
+	since, err := q.since.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	entries, oldest = pendingIn(orders, since)
 	return entries, oldest, nil
 }
 
-// Pending reads, through js, how many orders are not final yet and how long the oldest entry has
-// waited: what order's /metrics and the dashboard show.
+// Pending reads, through js, how many orders are not final yet and how long the oldest has been:
+// what order's /metrics and the dashboard show.
 func Pending(ctx context.Context, js jetstream.JetStream) (entries uint64, oldest time.Duration, err error) {
-	s, err := js.Stream(ctx, StreamName)
+	orders, err := js.Stream(ctx, StreamName)
 	if err != nil {
 		return 0, 0, err
 	}
-	entries, oldest = pendingIn(s.CachedInfo())
+	since, err := js.Stream(ctx, SinceStreamName)
+	if err != nil {
+		return 0, 0, err
+	}
+	entries, oldest = pendingIn(orders.CachedInfo(), since.CachedInfo())
 	return entries, oldest, nil
 }
 
-func pendingIn(info *jetstream.StreamInfo) (entries uint64, oldest time.Duration) {
-	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
-		oldest = time.Since(info.State.FirstTime)
+// pendingIn counts the orders not final yet — ORDERS' entries: those answered pending, those
+// whose chain is running or whose request died, and, until they fire and are dropped, the
+// timers of orders whose insert never landed — and ages the oldest: the earlier of
+// ORDERS_SINCE's first message (the oldest order a re-drive left pending) and ORDERS' (an order
+// not re-driven yet: its due message, or its timer, is at most a backoff younger than it).
+func pendingIn(orders, since *jetstream.StreamInfo) (entries uint64, oldest time.Duration) {
+	for _, info := range []*jetstream.StreamInfo{orders, since} {
+		if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
+			oldest = max(oldest, time.Since(info.State.FirstTime))
+		}
 	}
-	return info.State.Msgs, oldest
+	return orders.State.Msgs, oldest
 }

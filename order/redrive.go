@@ -190,6 +190,16 @@ func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.D
 	}
 }
 
+// finish acknowledges the due message of order id, now final, once its pending mark is gone;
+// otherwise it gives it back, to be found final and finished again after retry.
+func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, retry time.Duration) {
+	if err := d.queue.unmarkPending(ctx, id); err != nil {
+		d.giveBack(ctx, msg, retry, "final order's pending mark not removed", err)
+		return
+	}
+	_ = msg.Ack()
+}
+
 // redriveOne runs the chain of one due order again. It acknowledges msg once the order is final and
 // recorded, or queued again with its next timer; anything else gives it back, and an instance
 // that dies here leaves it unacknowledged: JetStream delivers it again after the ack wait.
@@ -230,7 +240,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		d.giveBack(ctx, msg, retry, "due order not loaded", err)
 		return
 	case rec.Status != StatusPending:
-		_ = msg.Ack() // completed or rejected meanwhile
+		d.finish(ctx, msg, e.ID, retry) // completed or rejected meanwhile
 		return
 	}
 	if wait := d.circuitWait(); wait > 0 {
@@ -266,7 +276,14 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
 		return
 	}
-	_ = msg.Ack()
+	if out.final() {
+		d.finish(ctx, msg, e.ID, retry)
+	} else {
+		// Best effort: only the age of the oldest pending order reads it, and the next run
+		// that leaves the order pending marks it again.
+		_ = d.queue.markPending(ctx, e.ID, since)
+		_ = msg.Ack()
+	}
 	switch out.Status {
 	case StatusPending:
 		log.InfoContext(cctx, "⏳ still pending", "reason", out.Reason, "next_attempt", next)

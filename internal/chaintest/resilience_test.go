@@ -471,3 +471,57 @@ func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
 	}
 	t.Logf("%d trials on payment.create in %s with a %s open delay", trials, window, delay)
 }
+
+// What /metrics and GET /orders/{id} say of pending orders while they are re-driven again and
+// again: shipment away, payment up (order's circuit stays closed, so every due order runs and
+// its entry in the queue is written anew each time). The oldest pending order's age counts from
+// when it was first pending, not from its last run; once shipment is back and the orders
+// completed, both gauges are 0.
+func TestPendingOrdersAreMeasured(t *testing.T) {
+	w := newWorld(t)
+	w.start(payment.Service, testkit.Env{"BREAKER_TIMEOUT": "300ms"})
+	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "LOG_LEVEL": "warn"})
+	ids := []string{"measured-1", "measured-2", "measured-3"}
+	for _, id := range ids {
+		if res := post(t, o, seedOrder(id)); res.code != http.StatusAccepted {
+			t.Fatalf("with shipment away: %d %s, want 202", res.code, res.body)
+		}
+	}
+	posted := time.Now()
+	// Re-driven after 0.1, 0.2, 0.4 … s (doubling; timers fire on the second): after 8 s an
+	// order's entry is at most about 4 s old, while the order has been pending for 8.
+	time.Sleep(8 * time.Second) // time passing is what is measured
+	m := scrape(t, o.URL())
+	if n := m[`breakerchain_orders_pending{service="order"}`]; n != float64(len(ids)) {
+		t.Errorf("breakerchain_orders_pending %v, want %d", n, len(ids))
+	}
+	const oldest = `breakerchain_orders_pending_oldest_seconds{service="order"}`
+	// Short of the truth by at most the first backoff and run (the first re-drive marks it).
+	if age, want := m[oldest], time.Since(posted).Seconds()-2; age < want {
+		t.Errorf("breakerchain_orders_pending_oldest_seconds %.1f, want at least %.1f: the orders are pending since they were posted", age, want)
+	}
+	if o.Requester.State() != "closed" {
+		t.Fatalf("order's circuit %s, want closed: payment answers", o.Requester.State())
+	}
+	var d order.Detail
+	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/"+ids[0], "").body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != order.StatusPending || d.Attempts < 2 || !strings.Contains(d.LastError, "shipment") ||
+		d.NextAttempt == nil || d.NextAttempt.Before(posted) {
+		t.Errorf("GET a pending order: status %q, %d attempts, last error %q, next attempt %v; want pending, re-driven, shipment's error, a next attempt",
+			d.Status, d.Attempts, d.LastError, d.NextAttempt)
+	}
+
+	w.start(shipment.Service, nil)
+	for _, id := range ids {
+		completed(t, o, id)
+	}
+	testkit.Eventually(t, 10*time.Second, "both gauges at 0", func() bool {
+		m := scrape(t, o.URL())
+		return m[`breakerchain_orders_pending{service="order"}`] == 0 && m[oldest] == 0
+	})
+	if c := w.counts(); c != [3]int64{3, 3, 3} {
+		t.Errorf("orders, payments, shipments %v, want one each", c)
+	}
+}

@@ -144,7 +144,9 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	uri, db := testkit.Database(t)
 	s := testkit.Start(t, from(shipment.Service), url, uri, db, asUser(shipment.Service))
 	p := testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
-	o := testkit.Start(t, from(order.Service), url, uri, db, asUser(order.Service))
+	orderEnv := asUser(order.Service)
+	orderEnv["REDRIVE_BACKOFF"] = "100ms"
+	o := testkit.Start(t, from(order.Service), url, uri, db, orderEnv)
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	// A person watching everything, plainly (nats sub '>'), takes nothing from the services.
@@ -179,6 +181,25 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	if _, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject("least-privilege")); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("observer: the completed order's timer: %v, want none (read allowed, nothing there)", err)
 	}
+
+	// A pending order is marked, re-driven and unmarked with order's rights, and the observer
+	// sees its mark come and go.
+	s.Stop()
+	if res := post(t, o, seedOrder("least-privilege-pending")); res.code != http.StatusAccepted {
+		t.Fatalf("POST /create with shipment away: %d %s, want 202", res.code, res.body)
+	}
+	marks := func() uint64 {
+		since, err := js.Stream(t.Context(), order.SinceStreamName)
+		if err != nil {
+			t.Fatalf("observer: stream info %s: %v", order.SinceStreamName, err)
+		}
+		return since.CachedInfo().State.Msgs
+	}
+	// Shipment's requests time out rather than find no responder: the observer's '>' is interest.
+	testkit.Eventually(t, 15*time.Second, "a re-drive to mark the order pending", func() bool { return marks() == 1 })
+	s = testkit.Start(t, from(shipment.Service), url, uri, db, asUser(shipment.Service))
+	completed(t, o, "least-privilege-pending")
+	testkit.Eventually(t, 5*time.Second, "the completed order's mark to go", func() bool { return marks() == 0 })
 
 	// Each caller published its circuit's events on its own breaker subject.
 	seen := map[string]bool{}
@@ -407,6 +428,9 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", marker: "breaker.order.marker", why: "delete its own queue"},
 		{user: "order", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.order.marker", why: "empty its own queue at once"},
 		{user: "order", op: "publish", subject: "$JS.API.STREAM.CREATE.OTHER", marker: "breaker.order.marker", why: "create any stream"},
+		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS_SINCE", marker: "breaker.order.marker", why: "delete the marks of pending orders"},
+		{user: "observer", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS_SINCE", marker: "$SRV.PING.marker", why: "remove pending orders' marks: it only reads JetStream"},
+		{user: "payment", op: "publish", subject: "orders.since.forged", marker: "breaker.payment.marker", why: "mark an order pending"},
 		{user: "payment", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.payment.marker", why: "empty order's queue"},
 		{user: "payment", op: "publish", subject: "orders.due.forged", marker: "breaker.payment.marker", why: "make an order due"},
 		{user: "chaos", op: "publish", subject: "$JS.API.STREAM.INFO.ORDERS", marker: "chaos.marker", why: "use JetStream"},
