@@ -70,8 +70,14 @@ func TestNATSNodeLost(t *testing.T) {
 					if killed.Load() {
 						after.Add(1)
 					}
+				case http.StatusServiceUnavailable:
+					// While no leader answers: nothing saved, safe to retry, and said so.
+					if res.Header.Get("Retry-After") == "" {
+						t.Errorf("POST %s: 503 without Retry-After", id)
+					}
+					refused.Add(1)
 				default:
-					refused.Add(1) // 503 while no leader answers: nothing saved, safe to retry
+					t.Errorf("POST %s: %d, want 201, 202 or 503", id, res.StatusCode)
 				}
 			}
 		})

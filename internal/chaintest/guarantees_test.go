@@ -129,7 +129,14 @@ func TestNATSLostAndBack(t *testing.T) {
 	w.natsURL = ns.URL()
 	// A short delay: if order reconnects before payment does, its first calls may open the
 	// circuit; the test is about the chain coming back, not about waiting out 10s.
-	o, _, _ := w.chain(testkit.Env{"BREAKER_DELAY": "200ms"})
+	env := testkit.Env{"BREAKER_DELAY": "200ms", "REDRIVE_RATE": "10", "REDRIVE_BACKOFF": "100ms"}
+	o, _, s := w.chain(env)
+
+	// An order queued while shipment is away: its timer must outlive NATS's restart.
+	s.Stop()
+	if res := post(t, o, seedOrder("queued")); res.code != http.StatusAccepted {
+		t.Fatalf("with shipment away: %d %s, want 202", res.code, res.body)
+	}
 
 	// An order saved whose chain has not answered: what became of it is in the queue.
 	if _, err := w.client.Database(w.db).Collection(order.Collection).InsertOne(t.Context(), bson.D{
@@ -159,11 +166,17 @@ func TestNATSLostAndBack(t *testing.T) {
 	}
 
 	testkit.RestartNATS(t, ns)
+	w.start(shipment.Service, env)
 	i := 0
 	testkit.Eventually(t, 20*time.Second, "the chain to complete orders again", func() bool {
 		i++
 		return post(t, o, seedOrder("back"+strconv.Itoa(i))).code == http.StatusCreated
 	})
+	// The order queued before NATS went completes from its files: nobody replays it.
+	completed(t, o, "queued")
+	if n := w.count(payment.Collection, bson.D{{Key: "_id", Value: "queued"}}); n != 1 {
+		t.Errorf("%d payments of the queued order, want 1", n)
+	}
 }
 
 func connected(s *testkit.Instance) bool {
