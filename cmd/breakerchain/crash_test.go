@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,8 +23,9 @@ import (
 )
 
 // startOrder runs `breakerchain order` as a process of its own against natsURL and the store,
-// and waits until it is ready; the process is killed when the test ends.
-func startOrder(t *testing.T, natsURL, mongoURL, db string) (*exec.Cmd, string) {
+// with env after the test's defaults, and waits until it is ready; the process is killed when
+// the test ends.
+func startOrder(t *testing.T, natsURL, mongoURL, db string, env ...string) (*exec.Cmd, string) {
 	t.Helper()
 	addr := freeAddr(t)
 	port := addr[strings.LastIndex(addr, ":")+1:]
@@ -31,6 +33,7 @@ func startOrder(t *testing.T, natsURL, mongoURL, db string) (*exec.Cmd, string) 
 	cmd.Env = append(os.Environ(), "BREAKERCHAIN_MAIN=1", "BREAKERCHAIN_ARGS=order", "HOST=127.0.0.1", "PORT="+port,
 		"NATS_URL="+natsURL, "MONGO_URL="+mongoURL, "MONGO_DB="+db, "LOG_LEVEL=warn",
 		"BREAKER_TIMEOUT=5s", "RETRY_MAX=0", "REDRIVE_RATE=100", "REDRIVE_AFTER=2s")
+	cmd.Env = append(cmd.Env, env...)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -86,20 +89,78 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 	for code := range answered {
 		t.Errorf("a client was answered %d by a process killed before payment could answer", code)
 	}
-	saved := count(order.Collection, nil)
 	if n := count(order.ResultsCollection, nil); n != 0 {
 		t.Fatalf("%d outcomes recorded before the kill, want none: the test must kill mid-chain", n)
 	}
 
 	startOrder(t, ns.URL(), uri, db)
+	allCompletedOnce(t, count)
+}
+
+// allCompletedOnce waits until every order saved has completed, and checks each has one payment
+// and one shipment. The orders are counted again each time: an insert the killed process had
+// sent may land after it died.
+func allCompletedOnce(t *testing.T, count func(coll string, filter bson.D) int64) {
+	t.Helper()
 	completed := bson.D{{Key: "status", Value: order.StatusCompleted}}
+	var saved int64
 	testkit.Eventually(t, 60*time.Second, "every saved order to complete by itself", func() bool {
+		saved = count(order.Collection, nil)
 		return count(order.ResultsCollection, completed) == saved
 	})
 	if p, s := count(payment.Collection, nil), count(shipment.Collection, nil); p != saved || s != saved {
 		t.Errorf("%d orders saved, %d payments, %d shipments: want one each, exactly once", saved, p, s)
 	}
-	t.Logf("%d of %d orders in flight were saved before the kill; all completed by the next order process", saved, inFlight)
+	t.Logf("%d orders saved, all completed once by themselves", saved)
+}
+
+// Scaled out: two order processes drain the orders left pending while payment was away, and
+// one is SIGKILLed mid-drain. The other completes everything, nothing twice: what the dead one
+// held unacknowledged is delivered again after the ack wait.
+func TestKilledMidDrainLosesNothing(t *testing.T) {
+	ns := testkit.NATS(t)
+	uri, db := testkit.Database(t)
+	testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	drain := []string{"REDRIVE_RATE=20", "REDRIVE_BACKOFF=100ms", "REDRIVE_ACK_WAIT=3s", "BREAKER_DELAY=500ms"}
+	doomed, url := startOrder(t, ns.URL(), uri, db, drain...)
+	_, survivor := startOrder(t, ns.URL(), uri, db, drain...)
+
+	const pending = 100
+	for i := range pending {
+		body := strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`,
+			"ID", fmt.Sprintf("drained-%d", i))
+		res, err := http.Post(url+"/create", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("with payment away: %d, want 202", res.StatusCode)
+		}
+	}
+	// Each run holds its due order a little longer, so the kill finds some held.
+	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "20ms"})
+
+	client := testkit.Client(t, uri)
+	count := func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
+	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 10 })
+	if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.Wait()
+	if n := count(order.ResultsCollection, nil); n >= pending {
+		t.Fatalf("%d of %d completed before the kill: the test must kill mid-drain", n, pending)
+	}
+	allCompletedOnce(t, count)
+	if res, err := http.Get(survivor + "/metrics"); err == nil {
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "breakerchain_redeliveries_total") {
+				t.Logf("the survivor's %s (the dead one's held orders)", line)
+			}
+		}
+	}
 }
 
 // Two all-in-ones on one DATA_DIR would share JetStream's files and corrupt them: the second
