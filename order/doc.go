@@ -22,7 +22,7 @@
 //     once it is saved. A timer is deleted by its own sequence, never by subject: a request
 //     only ever removes the timer it set.
 //   - Then the request runs as before: insert the order, call payment. A final outcome
-//     (completed, rejected) is inserted into order_outcomes and the timer purged; a pending one
+//     (completed, rejected) is inserted into order_outcomes and the timer deleted; a pending one
 //     (a hop unavailable, the circuit open) replaces the timer with one due after the
 //     re-drive backoff (REDRIVE_BACKOFF, doubled per attempt), carrying the attempts and the
 //     last error, which GET /orders/{id} shows with the next attempt's time.
@@ -44,7 +44,7 @@
 // gauge reads it, and is left to the re-driver: a client waiting for its 202 does not pay for it.
 //
 // Why this shape and not a work queue every order flows through: the healthy path keeps its
-// latency (the request runs its own chain; JetStream adds a timer write and a purge, measured
+// latency (the request runs its own chain; JetStream adds a timer write and its delete, measured
 // in docs/BENCHMARKS.md), while any order whose request did not finish is still found.
 // Nats-Msg-Id de-duplication is not used: the subject already makes a timer one per order, and
 // a de-duplication window would swallow the timer of a client's retry after a 503.
