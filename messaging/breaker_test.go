@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/breakerchain/breakerchain/internal/metrics"
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -402,10 +403,12 @@ func TestOutOfTimeIsNotTheTargetsFault(t *testing.T) {
 	}
 
 	var outOfTime atomic.Int32
+	rec := metrics.New("caller") // what the caller's /metrics shows
 	settings := quick
 	settings.Timeout, settings.MinCalls = 300*time.Millisecond, 5
 	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "slowish", Subject: "ot.create"},
 		settings, testkit.Logger(t), messaging.WithObserver(func(e messaging.BreakerEvent) {
+			rec.Observe(e)
 			if e.Event == messaging.EventOutOfTime {
 				outOfTime.Add(1)
 			}
@@ -434,6 +437,21 @@ func TestOutOfTimeIsNotTheTargetsFault(t *testing.T) {
 	}
 	if got := outOfTime.Load(); got != 5 {
 		t.Errorf("%d calls counted as out of time, want 5", got)
+	}
+	families, err := rec.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown float64
+	for _, f := range families {
+		if f.GetName() == "breakerchain_calls_out_of_time_total" {
+			for _, m := range f.GetMetric() {
+				shown += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if shown != 5 {
+		t.Errorf("breakerchain_calls_out_of_time_total %v, want 5", shown)
 	}
 	if st, f := r.State(), r.Breaker().Metrics().Failures(); st != "closed" || f != 0 {
 		t.Errorf("circuit %s with %d failures; want closed with none: the target was never asked", st, f)
