@@ -163,3 +163,29 @@ func TestDocumentError(t *testing.T) {
 		t.Errorf("a command error on a batch of 1: %v, want the plain error, as for a single insert", err)
 	}
 }
+
+// Writes ask a majority to acknowledge them, whatever the URI leaves out: on a replica set an
+// insert acknowledged by the primary alone can be rolled back by an election (see the package
+// doc). The insert command as it leaves the driver carries w: "majority".
+func TestWritesAskAMajority(t *testing.T) {
+	uri, db := testkit.Database(t)
+	var concern atomic.Value
+	c, err := store.Connect(uri, &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName == "insert" {
+				concern.Store(e.Command.Lookup("writeConcern").String())
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(context.Background()) }()
+	coll := store.NewCollection[doc](c.Database(db), "majority")
+	if err := coll.Insert(t.Context(), &doc{Meta: store.Meta{ID: "m", Fingerprint: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := concern.Load().(string); got != `{"w": "majority"}` {
+		t.Errorf("insert sent with writeConcern %s, want {\"w\": \"majority\"}", got)
+	}
+}
