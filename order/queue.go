@@ -77,10 +77,11 @@ const QueueTimeout = 5 * time.Second
 
 // queue is the ORDERS and ORDERS_SINCE streams as order uses them.
 type queue struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream // ORDERS
-	since  jetstream.Stream // ORDERS_SINCE
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	replicas int
+	stream   jetstream.Stream // ORDERS
+	since    jetstream.Stream // ORDERS_SINCE
 }
 
 // streamConfig is the ORDERS stream: a work queue (a due message leaves once acknowledged) that
@@ -118,7 +119,7 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 	if err != nil {
 		return nil, err
 	}
-	q := &queue{nc: nc, js: js}
+	q := &queue{nc: nc, js: js, replicas: replicas}
 	for _, s := range []struct {
 		cfg jetstream.StreamConfig
 		to  *jetstream.Stream
@@ -132,6 +133,20 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 		}
 	}
 	return q, nil
+}
+
+// heal creates again, as at start, a stream that is gone: NATS restarted without its files, or
+// someone deleted it. What it held is lost; without it no order would be taken again until order
+// restarts. The handles in q stay good: they name the stream. It is called after a failure, so
+// with a time of its own.
+func (q *queue) heal(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), QueueTimeout)
+	defer cancel()
+	for _, cfg := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
+		if _, err := q.js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, _ = q.js.CreateOrUpdateStream(ctx, cfg)
+		}
+	}
 }
 
 // whileStarting runs op until it succeeds, each attempt bounded by QueueTimeout, for up to
@@ -206,6 +221,7 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 		return 0, false, nil // the order has an entry already: it stays
 	}
 	if err != nil {
+		q.heal(ctx) // in case the stream is gone: the next request finds it again
 		return 0, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 	}
 	return ack.Sequence, true, nil

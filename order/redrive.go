@@ -99,6 +99,7 @@ type redriver struct {
 	*ledger
 	hop      *service.Hop
 	consumer jetstream.Consumer
+	ackWait  time.Duration
 	limiter  ratelimiter.RateLimiter[any]
 	m        *redriveMetrics
 	log      *slog.Logger
@@ -128,9 +129,19 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 	if err != nil {
 		return nil, fmt.Errorf("JetStream consumer %s: %w", ConsumerName, err)
 	}
-	return &redriver{ledger: b, hop: hop, consumer: c,
+	return &redriver{ledger: b, hop: hop, consumer: c, ackWait: ackWait,
 		limiter: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
 		log: log.With("redriver", true)}, nil
+}
+
+// heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
+func (d *redriver) heal(ctx context.Context) {
+	d.queue.heal(ctx)
+	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
+	defer cancel()
+	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, _ = d.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(d.ackWait))
+	}
 }
 
 // circuitWait is how long the circuit towards payment will still reject calls: re-drives wait
@@ -167,6 +178,7 @@ func (d *redriver) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			d.log.WarnContext(ctx, "due orders not fetched", "err", err)
 			sleep(ctx, time.Second)
+			d.heal(ctx)
 		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
@@ -519,3 +521,40 @@ func chainBehindProxy(t *testing.T, orderEnv testkit.Env) (*world, *testkit.Inst
 // notPrimary is a MongoDB primary's answer while it steps down.
 var notPrimary = bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not primary"},
 	{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}}
+
+// The queue's streams lost — NATS restarted without its files, or an operator deleted them —
+// are created again: new orders are taken again without restarting order, and an order pending
+// afterwards is re-driven (its consumer created again too). What the lost files held is lost;
+// nothing else is.
+func TestLostQueueIsCreatedAgain(t *testing.T) {
+	w := newWorld(t)
+	env := testkit.Env{"REDRIVE_RATE": "10", "REDRIVE_BACKOFF": "100ms"}
+	o, _, s := w.chain(env)
+	if res := post(t, o, seedOrder("before")); res.code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", res.code, res.body)
+	}
+	js, err := jetstream.New(w.conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{order.StreamName, order.SinceStreamName} {
+		if err := js.DeleteStream(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	i := 0
+	testkit.Eventually(t, 30*time.Second, "order to take orders again", func() bool {
+		i++
+		res := post(t, o, seedOrder("after"+strconv.Itoa(i)))
+		if res.code != http.StatusCreated && res.code != http.StatusServiceUnavailable {
+			t.Fatalf("POST with the queue lost: %d %s, want 201, or 503 nothing saved", res.code, res.body)
+		}
+		return res.code == http.StatusCreated
+	})
+	s.Stop()
+	if res := post(t, o, seedOrder("pending-after")); res.code != http.StatusAccepted {
+		t.Fatalf("with shipment away: %d %s, want 202", res.code, res.body)
+	}
+	w.start(shipment.Service, env)
+	completed(t, o, "pending-after")
+}
