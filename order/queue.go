@@ -257,7 +257,12 @@ func (q *queue) unmarkPending(ctx context.Context, id string) error {
 		return err
 	}
 	defer cancel()
-	return q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
+	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		q.heal(ctx) // no stream, no mark: nothing to purge
+		return nil
+	}
+	return err
 }
 
 // deleteTimer removes the timer that schedule set at seq, and only that one: once the order's
@@ -311,16 +316,7 @@ func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration
 		return 0, 0, err
 	}
 	defer cancel()
-	orders, err := q.stream.Info(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	since, err := q.since.Info(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	entries, oldest = pendingIn(orders, since)
-	return entries, oldest, nil
+	return Pending(ctx, q.js)
 }
 
 // Pending reads, through js, how many orders are not final yet and how long the oldest has been:

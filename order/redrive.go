@@ -57,25 +57,14 @@ type redriveMetrics struct {
 // /metrics is scraped.
 func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 	labels := prometheus.Labels{"service": "order"}
-	state := func() (float64, float64) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, oldest, err := q.state(ctx)
-		if err != nil {
-			return -1, -1
-		}
-		return float64(n), oldest.Seconds()
-	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "breakerchain_orders_pending", ConstLabels: labels,
-			Help: "Orders not final yet (their chain running, or queued for a re-drive): the entries of the ORDERS stream, shared by every instance. It also counts, until they fire and are dropped, the timers of orders whose insert never landed; -1 when JetStream did not answer.",
-		}, func() float64 { n, _ := state(); return n }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "breakerchain_orders_pending_oldest_seconds", ConstLabels: labels,
-			Help: "How long the oldest entry of the ORDERS stream has waited: the longest any order not final has gone since its last run; 0 when none; -1 when JetStream did not answer.",
-		}, func() float64 { _, age := state(); return age }),
-	)
+	reg.MustRegister(pendingGauges{q: q,
+		size: prometheus.NewDesc("breakerchain_orders_pending",
+			"Orders not final yet (their chain running, or queued for a re-drive): the entries of the ORDERS stream, shared by every instance. It also counts, until they fire and are dropped, the timers of orders whose insert never landed; -1 when JetStream did not answer.",
+			nil, labels),
+		age: prometheus.NewDesc("breakerchain_orders_pending_oldest_seconds",
+			"How long the oldest order not final yet has been so: the first mark in ORDERS_SINCE (set when a re-drive first left an order pending) or the first entry of ORDERS (an order not re-driven yet), whichever is older; short by at most the wait before an order's first re-drive; 0 when none; -1 when JetStream did not answer.",
+			nil, labels),
+	})
 	m := &redriveMetrics{
 		recovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "breakerchain_orders_recovered_total", ConstLabels: labels,
@@ -92,6 +81,25 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 	}
 	reg.MustRegister(m.recovered, m.attempts, m.redelivered)
 	return m
+}
+
+// pendingGauges shows the queue's size and age, read once per scrape.
+type pendingGauges struct {
+	q         *queue
+	size, age *prometheus.Desc
+}
+
+func (g pendingGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.size; ch <- g.age }
+
+func (g pendingGauges) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	size, age := -1.0, -1.0
+	if n, oldest, err := g.q.state(ctx); err == nil {
+		size, age = float64(n), oldest.Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(g.size, prometheus.GaugeValue, size)
+	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, age)
 }
 
 // redriver takes due orders from the queue and runs their chain again (see the package doc).
@@ -283,6 +291,12 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		since = rec.CreatedAt
 	}
 	_ = msg.InProgress()
+	if !out.final() {
+		// Marked before its next timer is set, so the run that timer starts, which may be
+		// another instance's, finds the mark to purge. Best effort: only the age of the oldest
+		// pending order reads it, and the next run that leaves the order pending marks it again.
+		_ = d.queue.markPending(ctx, e.ID, since)
+	}
 	next, err := d.saveResult(ctx, out, since)
 	if err != nil {
 		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
@@ -291,9 +305,6 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	if out.final() {
 		d.finish(ctx, msg, e.ID, retry)
 	} else {
-		// Best effort: only the age of the oldest pending order reads it, and the next run
-		// that leaves the order pending marks it again.
-		_ = d.queue.markPending(ctx, e.ID, since)
 		_ = msg.Ack()
 	}
 	switch out.Status {

@@ -68,9 +68,7 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 	answered := make(chan int, inFlight)
 	for i := range inFlight {
 		wg.Go(func() {
-			body := strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`,
-				"ID", fmt.Sprintf("killed-%d", i))
-			res, err := http.Post(url+"/create", "application/json", strings.NewReader(body))
+			res, err := http.Post(url+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("killed-%d", i))))
 			if err == nil {
 				res.Body.Close()
 				answered <- res.StatusCode
@@ -97,6 +95,11 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 	allCompletedOnce(t, count)
 }
 
+// orderBody is an order, its payment and its shipment, all with id id.
+func orderBody(id string) string {
+	return strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`, "ID", id)
+}
+
 // allCompletedOnce waits until every order saved has completed, and checks each has one payment
 // and one shipment. The orders are counted again each time: an insert the killed process had
 // sent may land after it died.
@@ -108,8 +111,9 @@ func allCompletedOnce(t *testing.T, count func(coll string, filter bson.D) int64
 		saved = count(order.Collection, nil)
 		return count(order.ResultsCollection, completed) == saved
 	})
-	if p, s := count(payment.Collection, nil), count(shipment.Collection, nil); p != saved || s != saved {
-		t.Errorf("%d orders saved, %d payments, %d shipments: want one each, exactly once", saved, p, s)
+	p, s, c := count(payment.Collection, nil), count(shipment.Collection, nil), count(order.ResultsCollection, completed)
+	if now := count(order.Collection, nil); now != saved || c != saved || p != saved || s != saved {
+		t.Errorf("%d orders saved (%d a moment before), %d completed, %d payments, %d shipments: want one each, exactly once", now, saved, c, p, s)
 	}
 	t.Logf("%d orders saved, all completed once by themselves", saved)
 }
@@ -127,9 +131,7 @@ func TestKilledMidDrainLosesNothing(t *testing.T) {
 
 	const pending = 100
 	for i := range pending {
-		body := strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`,
-			"ID", fmt.Sprintf("drained-%d", i))
-		res, err := http.Post(url+"/create", "application/json", strings.NewReader(body))
+		res, err := http.Post(url+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("drained-%d", i))))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -131,7 +131,8 @@ func TestNATSLostAndBack(t *testing.T) {
 	w.natsURL = ns.URL()
 	// A short delay: if order reconnects before payment does, its first calls may open the
 	// circuit; the test is about the chain coming back, not about waiting out 10s.
-	env := testkit.Env{"BREAKER_DELAY": "200ms", "REDRIVE_RATE": "10", "REDRIVE_BACKOFF": "100ms"}
+	// A short ack wait: a re-drive cut off by the stop is given to the next one soon.
+	env := testkit.Env{"BREAKER_DELAY": "200ms", "REDRIVE_RATE": "10", "REDRIVE_BACKOFF": "100ms", "REDRIVE_ACK_WAIT": "3s"}
 	o, _, s := w.chain(env)
 
 	// An order queued while shipment is away: its timer must outlive NATS's restart.
@@ -176,9 +177,6 @@ func TestNATSLostAndBack(t *testing.T) {
 	})
 	// The order queued before NATS went completes from its files: nobody replays it.
 	completed(t, o, "queued")
-	if n := w.count(payment.Collection, bson.D{{Key: "_id", Value: "queued"}}); n != 1 {
-		t.Errorf("%d payments of the queued order, want 1", n)
-	}
 }
 
 func connected(s *testkit.Instance) bool {
@@ -555,6 +553,15 @@ func TestLostQueueIsCreatedAgain(t *testing.T) {
 	if res := post(t, o, seedOrder("pending-after")); res.code != http.StatusAccepted {
 		t.Fatalf("with shipment away: %d %s, want 202", res.code, res.body)
 	}
+	// Its mark lost too, alone: the order still completes and leaves the queue.
+	testkit.Eventually(t, 10*time.Second, "a re-drive to mark the order pending", func() bool {
+		since, err := js.Stream(t.Context(), order.SinceStreamName)
+		return err == nil && since.CachedInfo().State.Msgs == 1
+	})
+	if err := js.DeleteStream(t.Context(), order.SinceStreamName); err != nil {
+		t.Fatal(err)
+	}
 	w.start(shipment.Service, env)
 	completed(t, o, "pending-after")
+	testkit.Eventually(t, 10*time.Second, "the queue to be empty", func() bool { return w.queued() == 0 })
 }
