@@ -45,7 +45,8 @@ var Service = service.Service{
 		}
 		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
 		m := newRedriveMetrics(d.Metrics.Registry(), q)
-		parts := service.Parts{Routes: a.routes}
+		// Without its queue order takes no order (503 nothing saved): not ready.
+		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready}}
 		if d.Config.Redrive.Rate > 0 {
 			rd, err := newRedriver(ctx, b, d.Hop, ackWait(d.Config.Breaker, d.Config.Redrive.AckWait), m, d.Log)
 			if err != nil {

@@ -309,6 +309,17 @@ func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 	return entry{}, false, nil
 }
 
+// ready reports whether JetStream answers for the ORDERS stream, for /readyz.
+func (q *queue) ready(ctx context.Context) error {
+	ctx, cancel, err := q.opContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = q.stream.Info(ctx)
+	return err
+}
+
 // state is the queue's size and the age of its oldest order, for /metrics.
 func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration, err error) {
 	ctx, cancel, err := q.opContext(ctx)

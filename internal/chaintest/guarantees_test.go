@@ -521,24 +521,33 @@ var notPrimary = bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: "not pri
 	{Key: "code", Value: int32(10107)}, {Key: "codeName", Value: "NotWritablePrimary"}}
 
 // The queue's streams lost — NATS restarted without its files, or an operator deleted them —
-// are created again: new orders are taken again without restarting order, and an order pending
-// afterwards is re-driven (its consumer created again too). What the lost files held is lost;
-// nothing else is.
+// are created again, with no restart: order is not ready meanwhile (/readyz names JetStream); a
+// request that finds them gone is a 503 nothing saved and puts them back, and a re-driver puts
+// back them and its consumer by itself; an order pending afterwards completes, even with its
+// mark lost. What the lost files held is lost; nothing else is.
 func TestLostQueueIsCreatedAgain(t *testing.T) {
 	w := newWorld(t)
 	env := testkit.Env{"REDRIVE_RATE": "10", "REDRIVE_BACKOFF": "100ms"}
-	o, _, s := w.chain(env)
-	if res := post(t, o, seedOrder("before")); res.code != http.StatusCreated {
-		t.Fatalf("POST: %d %s", res.code, res.body)
-	}
+	s := w.start(shipment.Service, env)
+	w.start(payment.Service, env)
+	o := w.start(order.Service, nil) // no re-driver: only its requests can put the queue back
 	js, err := jetstream.New(w.conn())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{order.StreamName, order.SinceStreamName} {
-		if err := js.DeleteStream(t.Context(), name); err != nil {
-			t.Fatal(err)
+	lose := func() {
+		t.Helper()
+		for _, name := range []string{order.StreamName, order.SinceStreamName} {
+			if err := js.DeleteStream(t.Context(), name); err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	ready := func(o *testkit.Instance) response { return do(t, http.MethodGet, o.URL()+"/readyz", "") }
+
+	lose()
+	if r := ready(o); r.code != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"jetstream":"unavailable"`) {
+		t.Errorf("readyz with the queue lost: %d %s, want 503 naming jetstream", r.code, r.body)
 	}
 	i := 0
 	testkit.Eventually(t, 30*time.Second, "order to take orders again", func() bool {
@@ -548,6 +557,15 @@ func TestLostQueueIsCreatedAgain(t *testing.T) {
 			t.Fatalf("POST with the queue lost: %d %s, want 201, or 503 nothing saved", res.code, res.body)
 		}
 		return res.code == http.StatusCreated
+	})
+	if r := ready(o); r.code != http.StatusOK {
+		t.Errorf("readyz with the queue back: %d %s", r.code, r.body)
+	}
+
+	redriver := w.start(order.Service, env)
+	lose()
+	testkit.Eventually(t, 15*time.Second, "the re-driver to put the queue back by itself", func() bool {
+		return ready(redriver).code == http.StatusOK
 	})
 	s.Stop()
 	if res := post(t, o, seedOrder("pending-after")); res.code != http.StatusAccepted {

@@ -169,6 +169,14 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	if !r.nc.IsConnected() {
 		checks["nats"], status = r.nc.Status().String(), http.StatusServiceUnavailable
 	}
+	for name, check := range r.checks {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		checks[name] = "ok"
+		if err := check(ctx); err != nil {
+			checks[name], status = "unavailable", http.StatusServiceUnavailable
+		}
+		cancel()
+	}
 	wire.WriteJSON(w, status, checks)
 }
 

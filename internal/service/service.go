@@ -57,6 +57,9 @@ type Parts struct {
 	// Background, when set, runs in its own goroutine from start until ctx ends, which is the
 	// first step of the shutdown; Stop waits for it to return.
 	Background func(ctx context.Context)
+	// Ready are what else /readyz checks, by name, beside the store and NATS: what the service
+	// cannot take requests without.
+	Ready map[string]func(context.Context) error
 }
 
 // Running is a started service.
@@ -71,8 +74,9 @@ type Running struct {
 	nc        *nats.Conn
 	mongo     *mongo.Client
 	chaos     *chaos.Controller
-	stopBg    context.CancelFunc // ends Parts.Background
-	bgDone    chan struct{}      // closed when it has returned
+	checks    map[string]func(context.Context) error // Parts.Ready
+	stopBg    context.CancelFunc                     // ends Parts.Background
+	bgDone    chan struct{}                          // closed when it has returned
 }
 
 // Start connects and starts the first service of c, calling the second, with cfg. log should
@@ -145,6 +149,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		}()
 	}
 
+	r.checks = parts.Ready
 	if r.http, err = Listen(cfg.Host, cfg.Port, newHTTPServer(r.router(cfg, parts.Routes))); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
