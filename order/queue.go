@@ -105,7 +105,7 @@ func streamConfig(replicas int) jetstream.StreamConfig {
 func sinceConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              SinceStreamName,
-		Description:       "breakerchain: orders answered pending and not final yet, one message each, from when they first were",
+		Description:       "breakerchain: orders a re-drive left pending and not final yet, one message each, from the first such re-drive",
 		Subjects:          []string{SinceSubjects},
 		Storage:           jetstream.FileStorage,
 		Replicas:          replicas,
@@ -138,9 +138,9 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 // heal creates again, as at start, a stream that is gone: NATS restarted without its files, or
 // someone deleted it. What it held is lost; without it no order would be taken again until order
 // restarts. The handles in q stay good: they name the stream. It is called after a failure, so
-// with a time of its own.
-func (q *queue) heal(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), QueueTimeout)
+// with a time of its own, within.
+func (q *queue) heal(ctx context.Context, within time.Duration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
 	defer cancel()
 	for _, cfg := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
 		if _, err := q.js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -221,7 +221,9 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 		return 0, false, nil // the order has an entry already: it stays
 	}
 	if err != nil {
-		q.heal(ctx) // in case the stream is gone: the next request finds it again
+		// In case the stream is gone, so that the next request finds it again: briefly, as a
+		// client waits for this answer.
+		q.heal(ctx, time.Second)
 		return 0, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 	}
 	return ack.Sequence, true, nil
@@ -259,7 +261,7 @@ func (q *queue) unmarkPending(ctx context.Context, id string) error {
 	defer cancel()
 	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		q.heal(ctx) // no stream, no mark: nothing to purge
+		q.heal(ctx, QueueTimeout) // no stream, no mark: nothing to purge
 		return nil
 	}
 	return err

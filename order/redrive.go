@@ -144,7 +144,7 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
 func (d *redriver) heal(ctx context.Context) {
-	d.queue.heal(ctx)
+	d.queue.heal(ctx, QueueTimeout)
 	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
 	defer cancel()
 	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
