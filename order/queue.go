@@ -137,10 +137,9 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 
 // heal creates again, as at start, a stream that is gone: NATS restarted without its files, or
 // someone deleted it. What it held is lost; without it no order would be taken again until order
-// restarts. The handles in q stay good: they name the stream. It is called after a failure, so
-// with a time of its own, within.
+// restarts. The handles in q stay good: they name the stream. It takes at most within.
 func (q *queue) heal(ctx context.Context, within time.Duration) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	for _, cfg := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
 		if _, err := q.js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -221,9 +220,9 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 		return 0, false, nil // the order has an entry already: it stays
 	}
 	if err != nil {
-		// In case the stream is gone, so that the next request finds it again: briefly, as a
-		// client waits for this answer.
-		q.heal(ctx, time.Second)
+		// In case the stream is gone, so that the next request finds it again: with a time of
+		// its own (this one may be spent), and briefly, as a client waits for this answer.
+		q.heal(context.WithoutCancel(ctx), time.Second)
 		return 0, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 	}
 	return ack.Sequence, true, nil
@@ -261,7 +260,7 @@ func (q *queue) unmarkPending(ctx context.Context, id string) error {
 	defer cancel()
 	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		q.heal(ctx, QueueTimeout) // no stream, no mark: nothing to purge
+		q.heal(context.WithoutCancel(ctx), QueueTimeout) // no stream, no mark: nothing to purge
 		return nil
 	}
 	return err
