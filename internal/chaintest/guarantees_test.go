@@ -1,7 +1,6 @@
 package chaintest
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,8 +14,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -327,7 +324,7 @@ func TestSoak(t *testing.T) {
 
 	// Read the books.
 	db := w.client.Database(w.db)
-	payments, shipments := idsOf(t, db.Collection(payment.Collection)), idsOf(t, db.Collection(shipment.Collection))
+	payments, shipments := testkit.IDs(t, db.Collection(payment.Collection)), testkit.IDs(t, db.Collection(shipment.Collection))
 	stored := w.orderStates()
 	if len(stored) != orders {
 		t.Errorf("%d orders stored, %d acknowledged", len(stored), orders)
@@ -363,26 +360,6 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak: %d orders in %s (%.0f orders/s, latency %s): answers %v after %d retries of a 503; payments %d, shipments %d; outcomes %v",
 		orders, took.Round(time.Millisecond), float64(orders)/took.Seconds(), lat, byCode, retried.Load(), len(payments), len(shipments), outcomes)
-}
-
-// idsOf reads every _id of a collection.
-func idsOf(t *testing.T, c *mongo.Collection) map[string]bool {
-	t.Helper()
-	cur, err := c.Find(context.Background(), bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(context.Background(), &docs); err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]bool, len(docs))
-	for _, d := range docs {
-		out[d.ID] = true
-	}
-	return out
 }
 
 // latencies collects durations and summarizes them.

@@ -46,20 +46,7 @@ func TestBatchAnswersEachDocument(t *testing.T) {
 			t.Errorf("document %d: %v, want %v", i, err, want[i])
 		}
 	}
-	ids := map[string]bool{}
-	cur, err := c.Find(t.Context(), bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stored []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(t.Context(), &stored); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range stored {
-		ids[d.ID] = true
-	}
+	ids := testkit.IDs(t, c)
 	if len(ids) != 3 || !ids["taken"] || !ids["good-1"] || !ids["good-2"] {
 		t.Errorf("stored %v, want taken, good-1 and good-2", ids)
 	}

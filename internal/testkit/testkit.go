@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 
 	"github.com/breakerchain/breakerchain/internal/embedded"
@@ -213,6 +214,28 @@ func RestartNATS(t testing.TB, old *embedded.NATS) *embedded.NATS {
 	})
 	t.Cleanup(ns.Stop)
 	return ns
+}
+
+// IDs reads every _id of collection c.
+func IDs(t testing.TB, c *mongo.Collection) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cur, err := c.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatalf("find %s: %v", c.Name(), err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatalf("read %s: %v", c.Name(), err)
+	}
+	out := make(map[string]bool, len(docs))
+	for _, d := range docs {
+		out[d.ID] = true
+	}
+	return out
 }
 
 // Count counts the documents of collection coll in db that match filter (nil: all).
