@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -40,19 +41,42 @@ var Service = service.Service{
 		b := &ledger{
 			orders:  store.NewCollection[record](d.DB, Collection),
 			results: store.NewCollection[result](d.DB, ResultsCollection),
+			open:    store.NewCollection[openOrder](d.DB, OpenCollection),
 			queue:   q,
 			redrive: d.Config.Redrive,
+			db:      d.Config.MongoDB,
+			log:     d.Log,
 		}
+		if err := b.open.Index(ctx, "check_at"); err != nil {
+			// Not fatal, as a store not reachable yet is not: the reconciler's query scans the
+			// open orders without it.
+			d.Log.WarnContext(ctx, "open orders not indexed", "err", err)
+		}
+		wait := ackWait(d.Config.Breaker, d.Config.Redrive.AckWait)
 		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
+		a.checkIn = a.firstTimer + wait
 		m := newRedriveMetrics(d.Metrics.Registry(), q)
 		// Without its queue order takes no order (503 nothing saved): not ready.
 		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready}}
 		if d.Config.Redrive.Rate > 0 {
-			rd, err := newRedriver(ctx, b, d.Hop, ackWait(d.Config.Breaker, d.Config.Redrive.AckWait), m, d.Log)
+			rd, err := newRedriver(ctx, b, d.Hop, wait, m, d.Log)
 			if err != nil {
 				return service.Parts{}, err
 			}
 			parts.Background = rd.run
+			if every := d.Config.Redrive.ReconcileEvery; every > 0 {
+				rc := &reconciler{l: b, every: every, horizon: wait, m: m, log: d.Log.With("reconciler", true)}
+				parts.Background = func(ctx context.Context) {
+					var wg sync.WaitGroup
+					wg.Go(func() { rc.run(ctx) })
+					rd.run(ctx)
+					wg.Wait()
+				}
+			}
+		}
+		for _, diff := range q.differ {
+			d.Log.WarnContext(ctx, "🧷 the shared queue keeps its own "+diff.Setting+", not this instance's; to change it for all: breakerchain apply-queue (docs/operations.md)",
+				"object", diff.Object, "setting", diff.Setting, "queue_has", diff.Have, "this_instance", diff.Want, "variable", diff.From)
 		}
 		return parts, nil
 	},
@@ -75,6 +99,7 @@ type api struct {
 	*ledger
 	log        *slog.Logger
 	firstTimer time.Duration
+	checkIn    time.Duration // when the reconciler first looks at a new order: after its first timer and a run
 }
 
 func (a *api) routes(r chi.Router) {
@@ -137,21 +162,35 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	// From here the client hanging up changes nothing: once the order may be saved, the chain
 	// runs to its end and its outcome is recorded, so the stored status tells the truth.
 	ctx = context.WithoutCancel(ctx)
-	// Write-ahead: the order's timer is set before it may be saved, so an order saved by a
-	// process that dies from here on is re-driven by another (see the package doc).
-	first := entry{ID: o.ID, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}
+	// Write-ahead: the order's timer is set, then its copy among the open orders, before it may
+	// be saved, so an order saved by a process that dies from here on is re-driven by another,
+	// and one whose timer goes missing is found by the reconciler (see the package doc).
+	first := entry{ID: o.ID, DB: a.db, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}
 	timer, armed, err := a.queue.schedule(ctx, first, true)
 	if err != nil {
 		a.log.ErrorContext(ctx, "order not queued", "id", o.ID, "err", err)
 		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
 		return
 	}
-	rec, created, err := service.Save(ctx, a.hop, a.orders, newRecord(ctx, b))
+	rec := newRecord(ctx, b)
+	opened, err := a.openCopy(ctx, rec, a.checkIn)
+	if err != nil {
+		a.log.ErrorContext(ctx, "order's open copy not saved", "id", o.ID, "err", err)
+		a.fail(w, req, service.StoreError(err)) // the order itself was not sent
+		return
+	}
+	rec, created, err := service.Save(ctx, a.hop, a.orders, rec)
 	if err != nil {
 		if problem.From(err).Code < http.StatusInternalServerError {
-			_ = a.queue.deleteTimer(ctx, timer) // refused (409, 422): nothing of ours was saved
+			// Refused (409, 422): nothing of ours was saved.
+			_ = a.queue.deleteTimer(ctx, timer)
+			if opened {
+				a.closeOpen(ctx, o.ID)
+			}
+		} else {
+			// The timer and the copy stay: the order is found, or saved from its copy, and run.
+			err = service.StoreError(store.ErrUnknown)
 		}
-		// Otherwise the timer stays: it finds no order, or the order if the insert did land.
 		a.fail(w, req, err)
 		return
 	}
@@ -161,7 +200,10 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		if rec.Status != StatusPending {
-			_ = a.queue.deleteTimer(ctx, timer) // a final order needs no timer
+			_ = a.queue.deleteTimer(ctx, timer) // a final order needs no timer, nor a copy
+			if opened {
+				a.closeOpen(ctx, o.ID)
+			}
 		}
 		a.answer(w, req, http.StatusOK, summary(rec))
 		return
@@ -190,9 +232,10 @@ func lookupError(err error) error {
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
-	_, err := a.saveResult(ctx, out, rec.CreatedAt)
+	_, _, err := a.saveResult(ctx, out, rec.CreatedAt)
 	if err == nil && out.final() {
 		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
+		a.closeOpen(ctx, rec.ID)
 	}
 	rec.setResult(out)
 	if err != nil && out.final() {
@@ -203,7 +246,7 @@ func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Re
 		out = &result{ID: rec.ID, Status: StatusPending, Hops: out.Hops, Attempts: 1,
 			Reason: "saved, but its outcome could not be recorded yet: it will be, by itself (" + out.Status + " so far)"}
 		out.LastError = out.Reason
-		if _, qerr := a.saveResult(ctx, out, rec.CreatedAt); qerr != nil {
+		if _, _, qerr := a.saveResult(ctx, out, rec.CreatedAt); qerr != nil {
 			a.log.WarnContext(ctx, "re-drive not brought forward; the order's first timer stays", "id", rec.ID, "err", qerr)
 		}
 		rec.setResult(out)

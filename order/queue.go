@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -60,6 +62,7 @@ func SinceSubject(id string) string { return "orders.since." + subjectKey(id) }
 // that is not final: its pending outcome so far and when it is due.
 type entry struct {
 	ID        string           `json:"id"`
+	DB        string           `json:"db,omitempty"`         // the database the order is in (MONGO_DB); none before it was kept
 	Attempts  int              `json:"attempts"`             // runs of the chain that answered
 	Reason    string           `json:"reason,omitempty"`     // why the last run did not complete
 	Reply     *messaging.Reply `json:"reply,omitempty"`      // what the last run answered
@@ -82,6 +85,7 @@ type queue struct {
 	replicas int
 	stream   jetstream.Stream // ORDERS
 	since    jetstream.Stream // ORDERS_SINCE
+	differ   []Difference     // the settings the queue kept that differ from this instance's
 }
 
 // streamConfig is the ORDERS stream: a work queue (a due message leaves once acknowledged) that
@@ -113,7 +117,8 @@ func sinceConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// openQueue creates or updates the streams (every instance does; the config is the same).
+// openQueue opens the streams, creating those that do not exist. Their settings are shared by
+// every instance, so an existing stream keeps its own (see ensureStream).
 func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -125,7 +130,11 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 		to  *jetstream.Stream
 	}{{streamConfig(replicas), &q.stream}, {sinceConfig(replicas), &q.since}} {
 		err = whileStarting(ctx, func(ctx context.Context) (err error) {
-			*s.to, err = js.CreateOrUpdateStream(ctx, s.cfg)
+			var differ []Difference
+			*s.to, differ, err = ensureStream(ctx, js, s.cfg)
+			if err == nil {
+				q.differ = append(q.differ, differ...)
+			}
 			return err
 		})
 		if err != nil {
@@ -133,6 +142,104 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 		}
 	}
 	return q, nil
+}
+
+// Difference is a setting of the shared queue that differs from what this instance's
+// configuration would give it: the queue keeps Have (see ensureStream).
+type Difference struct {
+	Object  string // ORDERS, ORDERS_SINCE, or ORDERS/redriver (the consumer)
+	Setting string // replicas, ack_wait, …
+	Have    string // what the queue has, and keeps
+	Want    string // what this instance's configuration says
+	From    string // the variable that says it
+}
+
+// ensureStream returns the stream want describes, creating it if it does not exist. An existing
+// one keeps the settings every instance shares — replicas and limits: an instance started with
+// other values (JETSTREAM_REPLICAS unset on one of three) must not lower them for all, and the
+// last one started would win. Each difference is returned, for the instance to say so;
+// changing them is an operator's step (breakerchain apply-queue, docs/operations.md). What
+// this version of order needs of the stream (its subjects and features) is set if missing.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, []Difference, error) {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return s, nil, err // created (or not), with want's settings
+		}
+		s, err = js.Stream(ctx, want.Name) // another instance created it meanwhile
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	have := s.CachedInfo().Config
+	var differ []Difference
+	note := func(setting string, h, w any, from string) {
+		if hs, ws := fmt.Sprint(h), fmt.Sprint(w); hs != ws {
+			differ = append(differ, Difference{Object: want.Name, Setting: setting, Have: hs, Want: ws, From: from})
+		}
+	}
+	note("replicas", have.Replicas, want.Replicas, "JETSTREAM_REPLICAS")
+	note("max_msgs", limit(have.MaxMsgs), limit(want.MaxMsgs), "")
+	note("max_bytes", limit(have.MaxBytes), limit(want.MaxBytes), "")
+	note("max_age", have.MaxAge, want.MaxAge, "")
+	note("max_msgs_per_subject", limit(have.MaxMsgsPerSubject), limit(want.MaxMsgsPerSubject), "")
+	need := have
+	need.Description, need.Subjects = want.Description, want.Subjects
+	need.AllowMsgSchedules, need.AllowRollup, need.AllowDirect = want.AllowMsgSchedules, want.AllowRollup, want.AllowDirect
+	if !reflect.DeepEqual(need, have) {
+		if s, err = js.UpdateStream(ctx, need); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s, differ, nil
+}
+
+// limit is a stream limit as the server says it: -1 for none (a config leaves it 0).
+func limit(v int64) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
+// ApplyQueue is the operator's step that changes the shared queue's settings: it sets the
+// streams and the re-driver's consumer to what cfg says (JETSTREAM_REPLICAS, REDRIVE_ACK_WAIT),
+// through nc, and returns what it changed.
+func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Difference, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	var changed []Difference
+	for _, want := range []jetstream.StreamConfig{streamConfig(cfg.JetStreamReplicas), sinceConfig(cfg.JetStreamReplicas)} {
+		_, differ, err := ensureStream(ctx, js, want)
+		if err != nil {
+			return changed, err
+		}
+		if len(differ) > 0 {
+			if _, err := js.UpdateStream(ctx, want); err != nil {
+				return changed, fmt.Errorf("stream %s: %w", want.Name, err)
+			}
+			changed = append(changed, differ...)
+		}
+	}
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return changed, err
+	}
+	want := consumerConfig(ackWait(cfg.Breaker, cfg.Redrive.AckWait))
+	_, differ, err := ensureConsumer(ctx, s, want)
+	if err != nil {
+		return changed, err
+	}
+	if len(differ) > 0 {
+		if _, err := s.UpdateConsumer(ctx, want); err != nil {
+			return changed, fmt.Errorf("consumer %s: %w", ConsumerName, err)
+		}
+		changed = append(changed, differ...)
+	}
+	return changed, nil
 }
 
 // heal creates again, as at start, a stream that is gone: NATS restarted without its files, or
@@ -143,7 +250,7 @@ func (q *queue) heal(ctx context.Context, within time.Duration) {
 	defer cancel()
 	for _, cfg := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
 		if _, err := q.js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
-			_, _ = q.js.CreateOrUpdateStream(ctx, cfg)
+			_, _ = q.js.CreateStream(ctx, cfg) // another instance may create it first: that one stays
 		}
 	}
 }
@@ -286,7 +393,8 @@ func (q *queue) deleteTimer(ctx context.Context, seq uint64) error {
 }
 
 // pending returns the order's entry (its timer, or its due message once the timer fired) and
-// whether it has one.
+// whether it has one. A message on its timer subject without a schedule is no timer (storing one
+// there cancelled the timer): not an entry.
 func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 	ctx, cancel, err := q.opContext(ctx)
 	if err != nil {
@@ -300,6 +408,9 @@ func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 		}
 		if err != nil {
 			return entry{}, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
+		}
+		if subject == TimerSubject(id) && m.Header.Get(jetstream.ScheduleHeader) == "" {
+			continue
 		}
 		var e entry
 		if err := json.Unmarshal(m.Data, &e); err != nil {

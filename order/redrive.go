@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
@@ -51,6 +53,8 @@ type redriveMetrics struct {
 	recovered   prometheus.Counter
 	attempts    *prometheus.CounterVec
 	redelivered prometheus.Counter
+	sweeps      prometheus.Counter
+	rearmed     prometheus.Counter
 }
 
 // newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
@@ -65,10 +69,13 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 			"How long the oldest order not final yet has been so: the first mark in ORDERS_SINCE (set when a re-drive first left an order pending) or the first entry of ORDERS (an order not re-driven yet), whichever is older; short by at most the wait before an order's first re-drive; 0 when none; -1 when JetStream did not answer.",
 			nil, labels),
 	})
+	reg.MustRegister(differGauge{q: q, desc: prometheus.NewDesc("breakerchain_queue_setting_differs",
+		"A setting of the shared queue (a JetStream stream or the re-driver's consumer) that differs from what this instance's configuration says: the queue keeps what it has (have); changing it is an operator's step (breakerchain apply-queue).",
+		[]string{"object", "setting", "have", "want"}, labels)})
 	m := &redriveMetrics{
 		recovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "breakerchain_orders_recovered_total", ConstLabels: labels,
-			Help: "Pending orders this instance's re-driver completed.",
+			Help: "Pending orders this instance's re-driver completed: each once, by the instance that recorded it.",
 		}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "breakerchain_redrive_attempts_total", ConstLabels: labels,
@@ -78,9 +85,32 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 			Name: "breakerchain_redeliveries_total", ConstLabels: labels,
 			Help: "Due orders JetStream delivered to this instance again: a re-drive before was not acknowledged (an instance died mid-run, or gave the order back).",
 		}),
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "breakerchain_reconcile_sweeps_total", ConstLabels: labels,
+			Help: "Sweeps of this instance's reconciler: looks in the store for open orders whose time to be checked has come.",
+		}),
+		rearmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "breakerchain_orders_rearmed_total", ConstLabels: labels,
+			Help: "Orders not final that this instance's reconciler found with nothing in the queue (their timer lost, cancelled or never written) and gave a timer again.",
+		}),
 	}
-	reg.MustRegister(m.recovered, m.attempts, m.redelivered)
+	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed)
 	return m
+}
+
+// differGauge shows each setting the shared queue kept that differs from this instance's
+// configuration (see ensureStream): 1 per setting, none when all agree.
+type differGauge struct {
+	q    *queue
+	desc *prometheus.Desc
+}
+
+func (g differGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g differGauge) Collect(ch chan<- prometheus.Metric) {
+	for _, d := range g.q.differ {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, 1, d.Object, d.Setting, d.Have, d.Want)
+	}
 }
 
 // pendingGauges shows the queue's size and age, read once per scrape.
@@ -111,6 +141,7 @@ type redriver struct {
 	limiter  ratelimiter.RateLimiter[any]
 	m        *redriveMetrics
 	log      *slog.Logger
+	foreign  sync.Map // databases whose due orders this instance was given: warned once each
 }
 
 // consumerConfig is the re-driver's durable pull consumer: every instance takes from it, each due
@@ -131,7 +162,11 @@ func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
 	var c jetstream.Consumer
 	err := whileStarting(ctx, func(ctx context.Context) (err error) {
-		c, err = b.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(ackWait))
+		var differ []Difference
+		c, differ, err = ensureConsumer(ctx, b.queue.stream, consumerConfig(ackWait))
+		if err == nil {
+			b.queue.differ = append(b.queue.differ, differ...)
+		}
 		return err
 	})
 	if err != nil {
@@ -142,13 +177,48 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 		log: log.With("redriver", true)}, nil
 }
 
+// ensureConsumer returns the re-driver's consumer, creating it if it does not exist. As with the
+// streams (ensureStream), an existing one keeps the settings every instance shares — its ack
+// wait and how many due orders may be held at once — and each difference is returned; what this
+// version needs of it (its filter, explicit acks, no delivery limit) is set if missing.
+func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) (jetstream.Consumer, []Difference, error) {
+	c, err := s.Consumer(ctx, want.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = s.CreateConsumer(ctx, want)
+		if !errors.Is(err, jetstream.ErrConsumerExists) {
+			return c, nil, err
+		}
+		c, err = s.Consumer(ctx, want.Durable)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	have := c.CachedInfo().Config
+	var differ []Difference
+	object := StreamName + "/" + want.Durable
+	if have.AckWait != want.AckWait {
+		differ = append(differ, Difference{Object: object, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"})
+	}
+	if have.MaxAckPending != want.MaxAckPending {
+		differ = append(differ, Difference{Object: object, Setting: "max_ack_pending", Have: fmt.Sprint(have.MaxAckPending), Want: fmt.Sprint(want.MaxAckPending)})
+	}
+	need := have
+	need.Description, need.FilterSubject, need.AckPolicy, need.MaxDeliver = want.Description, want.FilterSubject, want.AckPolicy, want.MaxDeliver
+	if !reflect.DeepEqual(need, have) {
+		if c, err = s.UpdateConsumer(ctx, need); err != nil {
+			return nil, nil, err
+		}
+	}
+	return c, differ, nil
+}
+
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
 func (d *redriver) heal(ctx context.Context) {
 	d.queue.heal(ctx, QueueTimeout)
 	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
 	defer cancel()
 	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		_, _ = d.queue.stream.CreateOrUpdateConsumer(ctx, consumerConfig(d.ackWait))
+		_, _ = d.queue.stream.CreateConsumer(ctx, consumerConfig(d.ackWait))
 	}
 }
 
@@ -211,14 +281,31 @@ func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.D
 }
 
 // finish acknowledges the due message of order id, now final, once its pending mark is gone;
-// otherwise it gives it back, to be found final and finished again after retry.
+// otherwise it gives it back, to be found final and finished again after retry. Its open copy
+// goes too.
 func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, retry time.Duration) {
 	if err := d.queue.unmarkPending(ctx, id); err != nil {
 		d.giveBack(ctx, msg, retry, "final order's pending mark not removed", err)
 		return
 	}
+	d.closeOpen(ctx, id)
 	_ = msg.Ack()
 }
+
+// notOurs gives back a due order of another database, for an instance of its own: order
+// instances on different databases share this NATS, so they share the queue (a setup to avoid:
+// each re-drives only its own). Said once per database, as warning.
+func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, db string) {
+	if _, said := d.foreign.LoadOrStore(db, true); !said {
+		d.log.WarnContext(ctx, "due orders of another database are in this NATS's queue: given back for its own order instances; give each database a NATS of its own",
+			"their_db", db, "our_db", d.db)
+	}
+	d.giveBack(ctx, msg, foreignDelay, "", nil)
+}
+
+// foreignDelay is how long a due order of another database is kept from this instance: short,
+// as an instance of its own may be the next to fetch it.
+const foreignDelay = 2 * time.Second
 
 // redriveOne runs the chain of one due order again. It acknowledges msg once the order is final and
 // recorded, or queued again with its next timer; anything else gives it back, and an instance
@@ -241,18 +328,22 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := d.log.With("id", e.ID)
-	rec, err := d.orders.Get(ctx, e.ID)
+	if e.DB != "" && e.DB != d.db {
+		d.notOurs(ctx, msg, e.DB)
+		return
+	}
+	rec, err := d.find(ctx, e.ID)
 	if err == nil {
 		err = d.loadFinal(ctx, rec)
 	}
 	switch {
-	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < insertHorizon:
-		// Its insert may still be on its way (sent, not answered yet): look again once it
-		// cannot be any more.
-		d.giveBack(ctx, msg, insertHorizon-time.Since(e.Since), "", nil)
+	case errors.Is(err, errNotYet):
+		// Its insert may still be on its way, or its open copy is to be saved: look again later.
+		d.giveBack(ctx, msg, retry, "", nil)
 		return
 	case errors.Is(err, store.ErrNotFound):
-		// Its timer was set before the order's insert, which never landed: nothing to do.
+		// No order and no open copy: no insert of it was ever sent (the copy goes first). Should
+		// one be sent yet, its copy goes with it and the reconciler finds it.
 		log.InfoContext(ctx, "due order was never saved; dropped")
 		_ = msg.Ack()
 		return
@@ -297,7 +388,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		// pending order reads it, and the next run that leaves the order pending marks it again.
 		_ = d.queue.markPending(ctx, e.ID, since)
 	}
-	next, err := d.saveResult(ctx, out, since)
+	next, first, err := d.saveResult(ctx, out, since)
 	if err != nil {
 		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
 		return
@@ -312,7 +403,9 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		log.InfoContext(cctx, "⏳ still pending", "reason", out.Reason, "next_attempt", next)
 	case StatusCompleted:
 		log.InfoContext(cctx, "✅ pending order completed")
-		d.m.recovered.Inc()
+		if first { // not a run that another instance finished first (a paused one, back)
+			d.m.recovered.Inc()
+		}
 	default:
 		log.WarnContext(cctx, "⛔ pending order rejected", "reason", out.Reason)
 	}

@@ -33,12 +33,14 @@ var services = service.Chain{order.Service, payment.Service, shipment.Service}
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
 
-const usage = `usage: breakerchain [order|payment|shipment|servers|dashboard]
+const usage = `usage: breakerchain [order|payment|shipment|servers|dashboard|apply-queue]
        breakerchain probe URL
   no argument: the all-in-one (embedded NATS and store, all three services)
   a service:   that service alone, against NATS_URL and MONGO_URL
   servers:     only the embedded NATS and store, for services run as separate processes
   dashboard:   the live circuits dashboard alone, against NATS_URL (as the observer; controls as the chaos user)
+  apply-queue: set order's shared queue in JetStream (streams, re-driver) to this configuration's
+               JETSTREAM_REPLICAS and REDRIVE_ACK_WAIT: an instance never changes them by itself
   probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
 Configuration is read from the environment; see docs/configuration.md.`
 
@@ -59,7 +61,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		fmt.Fprintln(stdout, usage)
 		return nil
-	case len(args) > 1 || (len(args) == 1 && args[0] != "servers" && args[0] != "dashboard" &&
+	case len(args) > 1 || (len(args) == 1 && args[0] != "servers" && args[0] != "dashboard" && args[0] != "apply-queue" &&
 		!slices.ContainsFunc(services, func(s service.Service) bool { return s.Name == args[0] })):
 		return fmt.Errorf("unknown arguments %q\n%s", args, usage)
 	}
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return allInOne(ctx, false, lookup, log, level == slog.LevelDebug, stdout)
 	case args[0] == "dashboard":
 		return runDashboard(ctx, lookup, log, stdout)
+	case args[0] == "apply-queue":
+		return applyQueue(ctx, lookup, log, stdout)
 	}
 	for i, svc := range services {
 		if args[0] == svc.Name {
@@ -145,6 +149,29 @@ func runDashboard(ctx context.Context, lookup config.Lookup, log *slog.Logger, s
 	return errors.Join(werr, d.Stop(sctx))
 }
 
+// applyQueue sets order's shared queue to order's configuration, and says what it changed.
+func applyQueue(ctx context.Context, lookup config.Lookup, log *slog.Logger, stdout io.Writer) error {
+	cfg, err := serviceConfig(order.Service.Name, lookup)
+	if err != nil {
+		return err
+	}
+	nc, err := service.ConnectNATS(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	changed, err := order.ApplyQueue(ctx, nc, cfg)
+	for _, c := range changed {
+		fmt.Fprintf(stdout, "%s %s: %s → %s\n", c.Object, c.Setting, c.Have, c.Want)
+	}
+	if err == nil && len(changed) == 0 {
+		fmt.Fprintln(stdout, "the queue already has these settings")
+	}
+	return err
+}
+
 // probe is a healthcheck: GET url must answer 2xx within 2 seconds.
 func probe(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -165,16 +192,22 @@ func probe(ctx context.Context, url string) error {
 }
 
 func single(ctx context.Context, c service.Chain, lookup config.Lookup, log *slog.Logger) error {
-	svc := c[0]
-	cfg, err := config.Load(svc.Name, "", config.DefaultPort, lookup)
+	cfg, err := serviceConfig(c[0].Name, lookup)
 	if err != nil {
 		return err
 	}
+	return service.Run(ctx, c, cfg, log.With("service", cfg.ID), stopTimeout)
+}
+
+// serviceConfig is the configuration of the service name run alone: the servers on this host
+// unless NATS_URL and MONGO_URL say otherwise.
+func serviceConfig(name string, lookup config.Lookup) (config.Settings, error) {
+	cfg, err := config.Load(name, "", config.DefaultPort, lookup)
 	if cfg.NatsURL == "" {
 		cfg.NatsURL = "nats://127.0.0.1:4222"
 	}
 	if cfg.MongoURL == "" {
 		cfg.MongoURL = "mongodb://127.0.0.1:27017"
 	}
-	return service.Run(ctx, c, cfg, log.With("service", cfg.ID), stopTimeout)
+	return cfg, err
 }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
@@ -109,4 +111,93 @@ func TestNATSNodeLost(t *testing.T) {
 	}
 	t.Logf("%d orders accepted (%d after the stream leader %s was lost), %d refused with 503 while none led; all completed once",
 		len(ids), after.Load(), lost.Name(), refused.Load())
+}
+
+// The shared queue keeps its settings: on a three-node cluster, the first order instance creates
+// the queue replicated three times with an ack wait of 30 s; a second instance started with
+// neither (JETSTREAM_REPLICAS unset, REDRIVE_ACK_WAIT=1s) leaves both as they are and shows the
+// difference on /metrics. Thirty orders then wait pending and the node leading the queue's
+// stream is lost: nothing is stranded, all complete once payment is back. Changing the settings
+// is an operator's step: order.ApplyQueue (breakerchain apply-queue) does it for all.
+func TestSharedQueueKeepsItsSettings(t *testing.T) {
+	nodes := testkit.NATSCluster(t, 3)
+	urls := make([]string, len(nodes))
+	for i, ns := range nodes {
+		urls[i] = ns.URL()
+	}
+	w := newWorld(t)
+	w.natsURL = strings.Join(urls, ",")
+	env := testkit.Env{"REDRIVE_BACKOFF": "100ms", "BREAKER_DELAY": "500ms"}
+	w.start(shipment.Service, env)
+	p := w.start(payment.Service, env)
+	w.start(order.Service, testkit.Env{"JETSTREAM_REPLICAS": "3", "REDRIVE_ACK_WAIT": "30s", "REDRIVE_RATE": "50", "REDRIVE_BACKOFF": "100ms", "BREAKER_DELAY": "500ms"})
+	second := w.start(order.Service, testkit.Env{"REDRIVE_ACK_WAIT": "1s", "REDRIVE_RATE": "50", "REDRIVE_BACKOFF": "100ms", "BREAKER_DELAY": "500ms"})
+
+	js, err := jetstream.New(w.conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{order.StreamName, order.SinceStreamName} {
+		s, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("stream %s has %d replicas after an instance with JETSTREAM_REPLICAS unset started, want 3 kept", name, r)
+		}
+	}
+	ackWait := func() time.Duration {
+		t.Helper()
+		c, err := js.Consumer(t.Context(), order.StreamName, order.ConsumerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config.AckWait
+	}
+	if got := ackWait(); got != 30*time.Second {
+		t.Errorf("the re-driver's ack wait is %s after an instance with REDRIVE_ACK_WAIT=1s started, want 30s kept", got)
+	}
+	metrics := string(do(t, http.MethodGet, second.URL()+"/metrics", "").body)
+	for _, want := range []string{
+		`breakerchain_queue_setting_differs{have="3",object="ORDERS",service="order",setting="replicas",want="1"} 1`,
+		`breakerchain_queue_setting_differs{have="30s",object="ORDERS/redriver",service="order",setting="ack_wait",want="1s"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("the second instance's /metrics lacks %s", want)
+		}
+	}
+
+	p.Stop()
+	var ids []string
+	for i := range 30 {
+		id := fmt.Sprintf("q%d", i)
+		if res := post(t, second, seedOrder(id)); res.code != http.StatusAccepted {
+			t.Fatalf("POST %s with payment away: %d %s, want 202", id, res.code, res.body)
+		}
+		ids = append(ids, id)
+	}
+	for _, ns := range nodes {
+		if ns.JetStreamIsStreamLeader("$G", order.StreamName) {
+			ns.Stop()
+			t.Logf("stopped %s, the leader of %s", ns.Name(), order.StreamName)
+			break
+		}
+	}
+	w.start(payment.Service, env)
+	w.allCompleted(t, 90*time.Second, ids...)
+
+	cfg, err := config.Load(order.Service.Name, "", 0, testkit.Env{"JETSTREAM_REPLICAS": "3", "REDRIVE_ACK_WAIT": "40s"}.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := order.ApplyQueue(t.Context(), w.conn(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 1 || changed[0].Setting != "ack_wait" || changed[0].Want != "40s" {
+		t.Errorf("apply-queue changed %+v, want only the ack wait, to 40s", changed)
+	}
+	if got := ackWait(); got != 40*time.Second {
+		t.Errorf("the re-driver's ack wait is %s after apply-queue, want 40s", got)
+	}
 }

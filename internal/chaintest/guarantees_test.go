@@ -387,7 +387,7 @@ func (l *latencies) String() string {
 func TestUnansweredInsertIsResent(t *testing.T) {
 	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s"})
 
-	px.DropNextInsertReply()
+	px.DropNextInsertReply(order.Collection)
 	res := post(t, o, seedOrder("lost-reply"))
 	if px.Dropped() != 1 {
 		t.Fatalf("the proxy dropped %d replies, want the insert's", px.Dropped())
@@ -464,7 +464,7 @@ func TestUnrecordedOutcomeCompletesByItself(t *testing.T) {
 // was set before the insert. The test never replays it.
 func TestUnknownInsertCompletesByItself(t *testing.T) {
 	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_AFTER": "1s"})
-	px.DropNextInsertReplies(2)
+	px.DropNextInsertReplies(order.Collection, 2)
 	res := post(t, o, seedOrder("unknown"))
 	if e := res.errorBody(t); res.code != http.StatusServiceUnavailable || !strings.Contains(e.Error, "may or may not have been saved") {
 		t.Fatalf("both replies lost: %d %q, want 503 saying it may or may not have been saved", res.code, e.Error)

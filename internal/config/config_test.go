@@ -230,7 +230,7 @@ func TestResilienceDefaults(t *testing.T) {
 	if o.Chaos || !s.Chaos {
 		t.Errorf("chaos %v/%v, want off for order, on for shipment", o.Chaos, s.Chaos)
 	}
-	if o.Redrive != (Redrive{Rate: 50, Backoff: time.Second}) {
+	if o.Redrive != (Redrive{Rate: 50, Backoff: time.Second, ReconcileEvery: 10 * time.Second}) {
 		t.Errorf("redrive %+v, want rate 50 with the default backoff", o.Redrive)
 	}
 }

@@ -40,7 +40,7 @@ func (r *Reads) Names() []string {
 
 // Families are prefixes of variables only this program uses: one set that starts with them and
 // is not read is a mistake, not another program's setting.
-var Families = []string{"BREAKER_", "RETRY_", "REDRIVE_", "INJECT_", "CHAOS", "BULKHEAD_", "JETSTREAM_"}
+var Families = []string{"BREAKER_", "RETRY_", "REDRIVE_", "INJECT_", "CHAOS", "BULKHEAD_", "JETSTREAM_", "RECONCILE_"}
 
 // Unread is a variable that was set, looks like one of ours, and was never read.
 type Unread struct {

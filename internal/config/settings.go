@@ -62,6 +62,9 @@ type Redrive struct {
 	// AckWait (REDRIVE_ACK_WAIT) is how long a re-drive may hold a due order before JetStream
 	// gives it to another instance; 0 = derived: the longest one run can take (see order).
 	AckWait time.Duration
+	// ReconcileEvery (RECONCILE_EVERY) is how often an instance that re-drives also looks in the
+	// store for orders not final whose timer is gone (see order's reconciler); 0 = never.
+	ReconcileEvery time.Duration
 }
 
 // MaxRedriveBackoff caps the wait between re-drives of one order (or is REDRIVE_BACKOFF when larger).
@@ -77,7 +80,8 @@ const (
 
 // DefaultRedrive: ten orders a second per order instance, the first re-drive a second after the
 // order was saved pending.
-var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second}
+// The reconciler sweeps every ten seconds.
+var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second, ReconcileEvery: 10 * time.Second}
 
 // Load reads the configuration of the service name; host and port are its defaults for HOST and
 // PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
@@ -112,10 +116,11 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		CORSOrigins:   s.Origins("CORS_ORIGINS"),
 		Chaos:         s.Bool("CHAOS", false),
 		Redrive: Redrive{
-			Rate:    s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
-			Backoff: s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
-			After:   s.Duration("REDRIVE_AFTER", 0, 0, time.Hour),
-			AckWait: s.Duration("REDRIVE_ACK_WAIT", 0, 0, time.Hour),
+			Rate:           s.Int("REDRIVE_RATE", DefaultRedrive.Rate, 0, 10_000),
+			Backoff:        s.Duration("REDRIVE_BACKOFF", DefaultRedrive.Backoff, time.Millisecond, time.Hour),
+			After:          s.Duration("REDRIVE_AFTER", 0, 0, time.Hour),
+			AckWait:        s.Duration("REDRIVE_ACK_WAIT", 0, 0, time.Hour),
+			ReconcileEvery: s.Duration("RECONCILE_EVERY", DefaultRedrive.ReconcileEvery, 0, time.Hour),
 		},
 		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
 	}
@@ -209,7 +214,7 @@ func (c Settings) LogValue() slog.Value {
 	}
 	if c.Name == "order" {
 		attrs = append(attrs, slog.String("redrive",
-			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait)),
+			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s reconcile_every=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait, c.Redrive.ReconcileEvery)),
 			slog.Int("jetstream_replicas", c.JetStreamReplicas))
 	}
 	return slog.GroupValue(attrs...)

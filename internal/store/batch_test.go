@@ -88,7 +88,7 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 	}
 	defer func() { _ = c.Disconnect(context.Background()) }()
 	coll = store.NewCollection[doc](c.Database(db), "together")
-	px.DropNextInsertReply()
+	px.DropNextInsertReply("")
 
 	var wg sync.WaitGroup
 	created := make(chan bool, n)

@@ -4,8 +4,11 @@
 // It must not know the services or the wire: a record is a plain struct that embeds Meta.
 //
 // Writes are inserts by _id (a repeated id is a duplicate, never a second record), gathered into
-// batches when they come together (group commit, batch.go); nothing is updated or deleted. Reads
-// are by _id.
+// batches when they come together (group commit, batch.go); records are never updated or
+// deleted. Reads are by _id. The one exception is a small working set a service keeps beside its
+// records (order's open orders): Delete and Set change one of its documents by _id, and Before
+// finds the ones whose time has come, which a MongoDB answers from an index (Index) and the
+// embedded store by scanning that working set, never the records.
 //
 // # What the store costs
 //
@@ -230,6 +233,47 @@ func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
 		return nil, translate(err)
 	}
 	return &doc, nil
+}
+
+// Delete removes the document with _id id, if there is one.
+func (c *Collection[T]) Delete(ctx context.Context, id string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	return translate(err)
+}
+
+// Set sets field to value in the document with _id id, if there is one.
+func (c *Collection[T]) Set(ctx context.Context, id, field string, value any) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: field, Value: value}}}})
+	return translate(err)
+}
+
+// Before returns at most limit documents whose time field is before t, earliest first.
+func (c *Collection[T]) Before(ctx context.Context, field string, t time.Time, limit int) ([]*T, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	cur, err := c.c.Find(ctx, bson.D{{Key: field, Value: bson.D{{Key: "$lt", Value: t}}}},
+		options.Find().SetSort(bson.D{{Key: field, Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, translate(err)
+	}
+	var docs []*T
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, translate(err)
+	}
+	return docs, nil
+}
+
+// Index creates, if it is not there, an ascending index on field: what Before filters and sorts
+// on. The embedded store accepts it but scans anyway (see the package doc).
+func (c *Collection[T]) Index(ctx context.Context, field string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	_, err := c.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: field, Value: 1}}})
+	return translate(err)
 }
 
 // Record is a stored document that knows its id, the fingerprint of the request that created it

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -14,15 +15,55 @@ import (
 // Proxy forwards MongoDB wire traffic to a store and, when armed, either drops the store's reply
 // to the next insert command and cuts that connection (the insert lands, its sender never hears
 // so), or answers the next inserts itself with an error document, as a primary stepping down
-// would (the inserts never reach the store).
+// would (the inserts never reach the store), or holds the next inserts and delivers them late,
+// as a partition would.
 type Proxy struct {
 	ln       net.Listener
 	target   string
-	drops    atomic.Int32 // insert replies still to be dropped
+	drops    atomic.Int32           // insert replies still to be dropped
+	dropIn   atomic.Pointer[string] // the collection whose inserts they are; "" for any
 	dropped  atomic.Int64
 	failures atomic.Int32 // inserts still to be answered with failure
 	failure  atomic.Pointer[failure]
 	answered atomic.Int64
+	delays   atomic.Int32 // inserts still to be held
+	delay    atomic.Pointer[delay]
+	landed   atomic.Int64 // held inserts delivered
+}
+
+// delay is which inserts to hold, and for how long.
+type delay struct {
+	collection string
+	d          time.Duration
+}
+
+// DelayNextInserts holds the next n insert commands into collection for d, then delivers each
+// to the store on a connection of its own (its sender has given up and hung up by then, as a
+// client does when a partition outlasts its timeout; the bytes it sent still arrive). The
+// sender never hears back.
+func (p *Proxy) DelayNextInserts(collection string, n int, d time.Duration) {
+	p.delay.Store(&delay{collection: collection, d: d})
+	p.delays.Store(int32(n))
+}
+
+// Landed counts the held inserts delivered to the store (answered by it, whatever it said).
+func (p *Proxy) Landed() int64 { return p.landed.Load() }
+
+// hold delivers msg, an insert, to the store after d on a connection of its own.
+func (p *Proxy) hold(msg []byte, d time.Duration) {
+	time.Sleep(d)
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	if _, err := s.Write(msg); err != nil {
+		return
+	}
+	header := make([]byte, 16)
+	if _, err := io.ReadFull(s, header); err == nil {
+		p.landed.Add(1)
+	}
 }
 
 // failure is how to answer which inserts.
@@ -47,11 +88,14 @@ func StartProxy(t testing.TB, target string) *Proxy {
 // Addr is where clients connect.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// DropNextInsertReply arms the proxy for one insert.
-func (p *Proxy) DropNextInsertReply() { p.DropNextInsertReplies(1) }
+// DropNextInsertReply arms the proxy for one insert into collection ("" for any).
+func (p *Proxy) DropNextInsertReply(collection string) { p.DropNextInsertReplies(collection, 1) }
 
-// DropNextInsertReplies arms the proxy for the next n inserts.
-func (p *Proxy) DropNextInsertReplies(n int) { p.drops.Store(int32(n)) }
+// DropNextInsertReplies arms the proxy for the next n inserts into collection ("" for any).
+func (p *Proxy) DropNextInsertReplies(collection string, n int) {
+	p.dropIn.Store(&collection)
+	p.drops.Store(int32(n))
+}
 
 // Dropped counts the replies dropped.
 func (p *Proxy) Dropped() int64 { return p.dropped.Load() }
@@ -134,9 +178,13 @@ func (p *Proxy) accept() {
 		)
 		cut := func() { _ = c.Close(); _ = s.Close() }
 		client := &lockedWriter{Conn: c}
-		go relay(c, s, func(id, _ int32, cmd, coll string) verdict { // client → store
+		go relay(c, s, func(msg []byte, id, _ int32, cmd, coll string) verdict { // client → store
 			if cmd != "insert" {
 				return forward
+			}
+			if dl := p.delay.Load(); dl != nil && (dl.collection == coll || dl.collection == "") && take(&p.delays) {
+				go p.hold(msg, dl.d)
+				return skip
 			}
 			if reply := p.takeFailure(coll); reply != nil {
 				if _, err := client.Write(opMsgReply(id, reply)); err != nil {
@@ -144,14 +192,14 @@ func (p *Proxy) accept() {
 				}
 				return skip
 			}
-			if take(&p.drops) {
+			if in := p.dropIn.Load(); in != nil && (*in == "" || *in == coll) && take(&p.drops) {
 				mu.Lock()
 				doomed[id] = true
 				mu.Unlock()
 			}
 			return forward
 		}, cut)
-		go relay(s, client, func(_, responseTo int32, _, _ string) verdict { // store → client
+		go relay(s, client, func(_ []byte, _, responseTo int32, _, _ string) verdict { // store → client
 			mu.Lock()
 			drop := doomed[responseTo]
 			mu.Unlock()
@@ -175,7 +223,7 @@ const (
 )
 
 // relay copies wire messages from src to dst as pass says.
-func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd, coll string) verdict, cut func()) {
+func relay(src net.Conn, dst io.Writer, pass func(msg []byte, id, responseTo int32, cmd, coll string) verdict, cut func()) {
 	defer cut()
 	header := make([]byte, 16)
 	for {
@@ -194,7 +242,7 @@ func relay(src net.Conn, dst io.Writer, pass func(id, responseTo int32, cmd, col
 		id := int32(binary.LittleEndian.Uint32(msg[4:]))
 		responseTo := int32(binary.LittleEndian.Uint32(msg[8:]))
 		cmd, coll := command(msg)
-		switch pass(id, responseTo, cmd, coll) {
+		switch pass(msg, id, responseTo, cmd, coll) {
 		case stop:
 			return
 		case skip:

@@ -1,0 +1,146 @@
+package chaintest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/order"
+	"github.com/breakerchain/breakerchain/payment"
+	"github.com/breakerchain/breakerchain/shipment"
+)
+
+// openOrders is where order keeps a copy of every order that may be saved and is not final yet.
+const openOrders = "orders_open"
+
+// allCompleted waits until every order in ids is completed, with one payment and one shipment
+// each and no copy left among the open orders.
+func (w *world) allCompleted(t *testing.T, within time.Duration, ids ...string) {
+	t.Helper()
+	testkit.Eventually(t, within, fmt.Sprintf("%d orders to complete", len(ids)), func() bool {
+		st := w.orderStates()
+		for _, id := range ids {
+			if st[id].Status != order.StatusCompleted {
+				return false
+			}
+		}
+		return true
+	})
+	n := int64(len(ids))
+	if got := w.counts(); got != [3]int64{n, n, n} {
+		t.Errorf("orders, payments, shipments = %v, want %d each, exactly once", got, n)
+	}
+	testkit.Eventually(t, 10*time.Second, "no open order left", func() bool { return w.count(openOrders, nil) == 0 })
+}
+
+// A pending order's timer is lost — purged, or cancelled by a message without a schedule stored
+// on its subject, as a NATS user could once do by naming that subject as the reply of a request
+// (docs/security.md) — while another keeps its own. The store is the source of truth: the
+// reconciler finds both orders not final with nothing queued, gives them a timer again, and all
+// three complete once payment is back.
+func TestLostTimerIsFoundAgain(t *testing.T) {
+	w := newWorld(t)
+	env := testkit.Env{"REDRIVE_AFTER": "1s", "REDRIVE_ACK_WAIT": "3s", "BREAKER_DELAY": "500ms"}
+	w.start(shipment.Service, env)
+	p := w.start(payment.Service, env)
+	o := w.start(order.Service, env) // no re-driver: the timers stay as the test leaves them
+	p.Stop()
+	ids := []string{"kept", "purged", "cancelled"}
+	for _, id := range ids {
+		if res := post(t, o, seedOrder(id)); res.code != http.StatusAccepted {
+			t.Fatalf("POST %s with payment away: %d %s, want 202", id, res.code, res.body)
+		}
+	}
+	stream := w.stream()
+	if err := stream.Purge(t.Context(), jetstream.WithPurgeSubject(order.TimerSubject("purged"))); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(w.conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), order.TimerSubject("cancelled"), []byte(`{"name":"order","type":"io.nats.micro.v1.ping_response"}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	w.start(payment.Service, env)
+	w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "RECONCILE_EVERY": "200ms"})
+	w.allCompleted(t, 30*time.Second, ids...)
+	testkit.Eventually(t, 10*time.Second, "the queue to be empty", func() bool { return w.queued() == 0 })
+}
+
+// Order's store connection is held, as a partition holds bytes: the insert (and its resend)
+// lands 25 s later, after the client was told 503 "may or may not have been saved", after the
+// order's timer fired and found nothing, and after the old cut-off (22 s) by which a due order
+// not found was taken as never saved and dropped. The order completes by itself, once.
+func TestLateInsertIsNotStranded(t *testing.T) {
+	const late = 25 * time.Second
+	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_AFTER": "1s",
+		"REDRIVE_ACK_WAIT": "3s", "RECONCILE_EVERY": "200ms"})
+	px.DelayNextInserts(order.Collection, 2, late)
+	sent := time.Now()
+	// The request waits out the insert and its resend: longer than the tests' client waits.
+	res, err := (&http.Client{Timeout: time.Minute}).Post(o.URL()+"/create", "application/json", strings.NewReader(seedOrder("late")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "may or may not have been saved") {
+		t.Fatalf("insert held: %d %s, want 503 saying it may or may not have been saved", res.StatusCode, body)
+	}
+	testkit.Eventually(t, late+10*time.Second, "the held inserts to land", func() bool { return px.Landed() == 2 })
+	t.Logf("the held inserts landed %s after the request", time.Since(sent).Round(time.Second))
+	w.allCompleted(t, 30*time.Second, "late")
+}
+
+// Two order instances share NATS (and so the queue) but not a database: an instance on another
+// MONGO_DB takes due orders that are not its own. It must not drop them as never saved: they
+// wait for an instance of their own database, and complete; it leaves no pending mark behind.
+func TestOrdersOfAnotherDatabase(t *testing.T) {
+	w := newWorld(t)
+	env := testkit.Env{"REDRIVE_BACKOFF": "100ms"}
+	w.start(shipment.Service, env)
+	p := w.start(payment.Service, env)
+	o := w.start(order.Service, env) // database A, no re-driver
+	_, otherDB := testkit.Database(t)
+	testkit.Start(t, from(order.Service), w.natsURL, w.uri, otherDB,
+		testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
+	p.Stop()
+	var ids []string
+	for i := range 30 {
+		id := fmt.Sprintf("a%d", i)
+		if res := post(t, o, seedOrder(id)); res.code != http.StatusAccepted {
+			t.Fatalf("POST %s with payment away: %d %s, want 202", id, res.code, res.body)
+		}
+		ids = append(ids, id)
+	}
+	// Longer than the old cut-off (22 s after an order's timer was set), after which the other
+	// instance dropped every one of them as never saved.
+	time.Sleep(25 * time.Second)
+	js, err := jetstream.New(w.conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	since, err := js.Stream(t.Context(), order.SinceStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := since.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("%d pending marks left by the instance on another database, want 0", n)
+	}
+
+	w.start(payment.Service, env)
+	w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
+	w.allCompleted(t, 60*time.Second, ids...)
+	if n := testkit.Count(t, w.client, otherDB, order.Collection, bson.D{}); n != 0 {
+		t.Errorf("%d orders in the other database, want none", n)
+	}
+}
