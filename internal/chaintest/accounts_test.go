@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -131,16 +130,7 @@ const (
 // orders.since.…, then each is refused, or answered in the sender's account (the observer sees
 // the answer there), or not answered at all — and neither ORDERS nor ORDERS_SINCE stored a thing.
 func TestNoUserReachesTheQueue(t *testing.T) {
-	url := securedNATS(t)
-	uri, db := testkit.Database(t)
-	withChaos := func(svc service.Service) testkit.Env {
-		env := asUser(svc)
-		env["CHAOS"] = "1"
-		return env
-	}
-	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
-	testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
-	o := testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
+	url, o, _, _ := securedChainWithChaos(t)
 	if r := post(t, o, seedOrder("reach-1")); r.code != http.StatusCreated {
 		t.Fatalf("POST /create: %d %s, want 201", r.code, r.body)
 	}
@@ -165,14 +155,7 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 	}
 	before := lastSeqs()
 
-	watcher, _ := connectAs(t, url, "observer")
-	seen, err := watcher.SubscribeSync("orders.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := watcher.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	seen := watch(t, url, "orders.>")
 
 	all := []string{"order", "payment", "shipment", "observer", "chaos"}
 	only := func(user string, o outcome) map[string]outcome { return map[string]outcome{user: o} }
@@ -278,7 +261,8 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 	}
 
 	// The controls refuse at once what they refuse; one more round of discovery gives them time.
-	if _, err := watcher.Request("$SRV.PING", nil, 5*time.Second); err != nil {
+	obs, _ := connectAs(t, url, "observer")
+	if _, err := obs.Request("$SRV.PING", nil, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for {

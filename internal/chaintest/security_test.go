@@ -102,6 +102,21 @@ func connectAs(t *testing.T, url, user string) (*nats.Conn, <-chan error) {
 	return nc, errs
 }
 
+// watch subscribes to subject as the observer, on a connection of its own, and returns once the
+// server has the subscription.
+func watch(t *testing.T, url, subject string) *nats.Subscription {
+	t.Helper()
+	watcher, _ := connectAs(t, url, "observer")
+	sub, err := watcher.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
 // asUser is the environment that makes svc connect as its own user, and order's queue as
 // order-queue.
 func asUser(svc service.Service) testkit.Env {
@@ -110,6 +125,25 @@ func asUser(svc service.Service) testkit.Env {
 		env["NATS_QUEUE_USER"], env["NATS_QUEUE_PASSWORD"] = queueUser, passwordOf(queueUser)
 	}
 	return env
+}
+
+// withChaos is asUser with CHAOS=1: faults may be changed at runtime, over chaos.<service>.
+func withChaos(svc service.Service) testkit.Env {
+	env := asUser(svc)
+	env["CHAOS"] = "1"
+	return env
+}
+
+// securedChainWithChaos starts the chain on a securedNATS as compose runs it with chaos on
+// everywhere: each service as its own user, with CHAOS=1. It returns the server's URL.
+func securedChainWithChaos(t *testing.T) (url string, o, p, s *testkit.Instance) {
+	t.Helper()
+	url = securedNATS(t)
+	uri, db := testkit.Database(t)
+	s = testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
+	p = testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
+	o = testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
+	return url, o, p, s
 }
 
 // refusedAtStart starts shipment with env, which must not start, and returns why it did not.
@@ -322,16 +356,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 // same wildcards. A change whose reply subject is not an inbox is refused: a service answers on
 // whatever subject a request names, its publish rights notwithstanding.
 func TestChaosWithLeastPrivilege(t *testing.T) {
-	url := securedNATS(t)
-	uri, db := testkit.Database(t)
-	withChaos := func(svc service.Service) testkit.Env {
-		env := asUser(svc)
-		env["CHAOS"] = "1"
-		return env
-	}
-	s := testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
-	p := testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
-	o := testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
+	url, o, p, s := securedChainWithChaos(t)
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	ops, opsErrs := connectAs(t, url, "chaos")
@@ -516,14 +541,7 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 	} {
 		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
 			nc, errs := connectAs(t, url, row.user)
-			watcher, _ := connectAs(t, url, "observer")
-			watched, err := watcher.SubscribeSync(">")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := watcher.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			watched := watch(t, url, ">")
 
 			want := `subscription to "` + row.subject + `"`
 			switch row.op {
@@ -748,9 +766,7 @@ func TestNATSCredsFile(t *testing.T) {
 func TestDashboardWithLeastPrivilege(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
-	withChaos := asUser(shipment.Service)
-	withChaos["CHAOS"] = "1"
-	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos)
+	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
 	testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
 	o := testkit.Start(t, from(order.Service), url, uri, db, asUser(order.Service))
 
