@@ -177,6 +177,10 @@ func TestComposeClusterFile(t *testing.T) {
 		if want := map[bool]int{true: 3, false: 1}[svc.Name == "order"]; c.JetStreamReplicas != want {
 			t.Errorf("%s: JETSTREAM_REPLICAS %d, want %d", svc.Name, c.JetStreamReplicas, want)
 		}
+		// order's queue keeps its own user, in its own account, on the cluster too.
+		if want := map[bool]string{true: "order-queue"}[svc.Name == "order"]; c.NATSQueue.User != want {
+			t.Errorf("%s: NATS_QUEUE_USER %q, want %q", svc.Name, c.NATSQueue.User, want)
+		}
 		if s.DependsOn["mongo-rs"].Condition != types.ServiceConditionCompletedSuccessfully || s.DependsOn["nats-3"].Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s: depends_on %v; want the replica set made and every node healthy", svc.Name, s.DependsOn)
 		}
