@@ -34,7 +34,7 @@ var Service = service.Service{
 	Collections: []string{Collection, ResultsCollection},
 	Check:       service.Check(Decode),
 	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
-		q, err := openQueue(ctx, d.NATS, d.Config.JetStreamReplicas)
+		q, err := openQueue(ctx, d.Queue, d.Config.JetStreamReplicas)
 		if err != nil {
 			return service.Parts{}, err
 		}

@@ -67,8 +67,8 @@ func TestComposeClusterFile(t *testing.T) {
 				volumes[v.Source] = true
 			}
 		}
-		// The node's file loads, with the node's environment: deploy/nats.conf's users, JetStream,
-		// its own name and the routes to all three.
+		// The node's file loads, with the node's environment: deploy/nats.conf's accounts and
+		// users, JetStream, its own name and the routes to all three.
 		for k, v := range n.Environment {
 			t.Setenv(k, *v)
 		}
@@ -81,9 +81,17 @@ func TestComposeClusterFile(t *testing.T) {
 			routes = append(routes, r.Host)
 		}
 		slices.Sort(routes)
+		var accounts []string
+		for _, a := range opts.Accounts {
+			accounts = append(accounts, a.Name)
+		}
+		slices.Sort(accounts)
+		if !slices.Equal(accounts, []string{"APP", "QUEUE"}) {
+			t.Errorf("%s: accounts %v, want nats.conf's APP and QUEUE", name, accounts)
+		}
 		if opts.ServerName != *n.Environment["NATS_SERVER_NAME"] || opts.Cluster.Name != "breakerchain" || opts.Cluster.Port != 6222 ||
-			!slices.Equal(routes, []string{"nats-1-route:6222", "nats-2-route:6222", "nats-3-route:6222"}) || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Users) != 5 {
-			t.Errorf("%s: server %q cluster %q:%d routes %v JetStream %v in %q, %d users; want its name, cluster breakerchain on 6222 routed to all three, JetStream in /data, nats.conf's 5 users",
+			!slices.Equal(routes, []string{"nats-1-route:6222", "nats-2-route:6222", "nats-3-route:6222"}) || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Users) != 6 {
+			t.Errorf("%s: server %q cluster %q:%d routes %v JetStream %v in %q, %d users; want its name, cluster breakerchain on 6222 routed to all three, JetStream in /data, nats.conf's 6 users",
 				name, opts.ServerName, opts.Cluster.Name, opts.Cluster.Port, routes, opts.JetStream, opts.StoreDir, len(opts.Users))
 		}
 		// Routes are unauthenticated: they listen only on the node's name on nats-routes, a
@@ -168,6 +176,10 @@ func TestComposeClusterFile(t *testing.T) {
 		}
 		if want := map[bool]int{true: 3, false: 1}[svc.Name == "order"]; c.JetStreamReplicas != want {
 			t.Errorf("%s: JETSTREAM_REPLICAS %d, want %d", svc.Name, c.JetStreamReplicas, want)
+		}
+		// order's queue keeps its own user, in its own account, on the cluster too.
+		if want := map[bool]string{true: "order-queue"}[svc.Name == "order"]; c.NATSQueue.User != want {
+			t.Errorf("%s: NATS_QUEUE_USER %q, want %q", svc.Name, c.NATSQueue.User, want)
 		}
 		if s.DependsOn["mongo-rs"].Condition != types.ServiceConditionCompletedSuccessfully || s.DependsOn["nats-3"].Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s: depends_on %v; want the replica set made and every node healthy", svc.Name, s.DependsOn)

@@ -273,7 +273,8 @@ func TestComposeNeedsEverySecret(t *testing.T) {
 
 // The passwords compose hands the services open the server compose runs: deploy/nats.conf,
 // loaded with the nats container's environment, lets each service in as the user its
-// environment names, and the nats CLI's users (nats-box's observer, nats-chaos's chaos) too.
+// environment names (order twice: its queue as NATS_QUEUE_USER), and the nats CLI's users
+// (nats-box's observer, nats-chaos's chaos) too.
 func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
 	root, _, p := composeProject(t)
 	natsSvc, err := p.GetService("nats")
@@ -288,14 +289,21 @@ func TestComposeCredentialsOpenTheNATSConfig(t *testing.T) {
 		t.Fatal("nats does not mount deploy/nats.conf")
 	}
 	url := testkit.NATSWithConfig(t, conf.Source).URL()
-	for _, name := range []string{"order", "payment", "shipment", "nats-box", "nats-chaos", "dashboard", "dashboard's controls"} {
-		s, err := p.GetService(strings.TrimSuffix(name, "'s controls"))
+	for _, name := range []string{"order", "order's queue", "payment", "shipment", "nats-box", "nats-chaos", "dashboard", "dashboard's controls"} {
+		s, err := p.GetService(strings.TrimSuffix(strings.TrimSuffix(name, "'s controls"), "'s queue"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		user, pw := s.Environment["NATS_USER"], s.Environment["NATS_PASSWORD"]
-		if strings.HasSuffix(name, "controls") {
+		switch {
+		case strings.HasSuffix(name, "controls"):
 			user, pw = s.Environment["CHAOS_NATS_USER"], s.Environment["CHAOS_NATS_PASSWORD"]
+		case strings.HasSuffix(name, "queue"):
+			user, pw = s.Environment["NATS_QUEUE_USER"], s.Environment["NATS_QUEUE_PASSWORD"]
+		}
+		if user == nil || pw == nil {
+			t.Errorf("%s: no user or password in its environment", name)
+			continue
 		}
 		nc, err := natsgo.Connect(url, natsgo.UserInfo(*user, *pw))
 		if err != nil {

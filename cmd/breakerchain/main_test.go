@@ -376,6 +376,10 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 	if code := postSeed(t, orderURL, ""); code != http.StatusCreated {
 		t.Errorf("POST /create: %d, want 201\n%s", code, stderr.String())
 	}
+	// order's queue connects as the file's order-queue, with order's password, unasked.
+	if !strings.Contains(stderr.String(), "config.nats_queue_auth.user=order-queue config.nats_queue_auth.password=xxxxx") {
+		t.Errorf("order's start line names no queue user order-queue:\n%s", stderr.String())
+	}
 	if nc, err := nats.Connect(natsURL); !errors.Is(err, nats.ErrAuthorization) {
 		if nc != nil {
 			nc.Close()

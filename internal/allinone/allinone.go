@@ -8,7 +8,9 @@
 // NATS_CONFIG=deploy/nats.conf gives the embedded NATS the users and permissions compose runs
 // with (the file's listen address and monitoring port are not used: it still listens on
 // 127.0.0.1:NATS_PORT only), and each service connects as the user named after it, with the
-// password in <SERVICE>_NATS_PASSWORD — the variable the file itself reads.
+// password in <SERVICE>_NATS_PASSWORD — the variable the file itself reads. When the file has a
+// user <service>-queue (order-queue, in an account of its own), the service's queue connects as
+// that user, with the same password, as the file gives it.
 package allinone
 
 import (
@@ -225,11 +227,21 @@ func dashboardPortFree(sv servers, cfgs []config.Settings) error {
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed
 // PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
 // prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
-// NATS_USER or NATS_CREDS of its own connects as the user named after it.
+// NATS_USER or NATS_CREDS of its own connects as the user named after it (see ownUser).
 func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, error) {
 	env := config.NewSource("", lookup)
 	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
-	ownUsers := env.String("NATS_CONFIG", "") != ""
+	natsConfig := env.String("NATS_CONFIG", "")
+	var fileUsers map[string]bool
+	if natsConfig != "" {
+		// A file that does not load is readServers' error to report.
+		if opts, err := embedded.LoadNATSConfig(natsConfig); err == nil {
+			fileUsers = map[string]bool{}
+			for _, u := range opts.Users {
+				fileUsers[u.Username] = true
+			}
+		}
+	}
 	errs := []error{env.Err()}
 	withoutPort := func(name string) (string, bool) {
 		if name == "PORT" {
@@ -244,8 +256,8 @@ func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, e
 			port = base + i
 		}
 		l := withoutPort
-		if ownUsers {
-			l = ownUser(svc.Name, withoutPort)
+		if natsConfig != "" {
+			l = ownUser(svc.Name, fileUsers, withoutPort)
 		}
 		c, err := config.Load(svc.Name, Host, port, l)
 		errs = append(errs, err)
@@ -255,19 +267,29 @@ func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, e
 }
 
 // ownUser makes service's NATS_USER default to its own name, unless a user or a credentials
-// file is set for it.
-func ownUser(service string, lookup config.Lookup) config.Lookup {
+// file is set for it; and, when the file has a user <service>-queue, its NATS_QUEUE_USER default
+// to that one, with the service's own password (deploy/nats.conf gives order-queue order's),
+// unless a queue user or credentials file is set for it.
+func ownUser(service string, fileUsers map[string]bool, lookup config.Lookup) config.Lookup {
 	prefix := strings.ToUpper(service) + "_"
-	set := func(name string) bool {
+	get := func(name string) (string, bool) {
 		v, ok := lookup(prefix + name)
 		if !ok || v == "" {
 			v, ok = lookup(name)
 		}
-		return ok && v != ""
+		return v, ok && v != ""
 	}
+	set := func(name string) bool { _, ok := get(name); return ok }
+	queueUser := service + "-queue"
+	ownQueue := fileUsers[queueUser] && !set("NATS_QUEUE_USER") && !set("NATS_QUEUE_CREDS")
 	return func(name string) (string, bool) {
-		if name == prefix+"NATS_USER" && !set("NATS_USER") && !set("NATS_CREDS") {
+		switch {
+		case name == prefix+"NATS_USER" && !set("NATS_USER") && !set("NATS_CREDS"):
 			return service, true
+		case name == prefix+"NATS_QUEUE_USER" && ownQueue:
+			return queueUser, true
+		case name == prefix+"NATS_QUEUE_PASSWORD" && ownQueue && !set("NATS_QUEUE_PASSWORD"):
+			return get("NATS_PASSWORD")
 		}
 		return lookup(name)
 	}

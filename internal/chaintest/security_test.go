@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,14 +51,32 @@ var natsUsers = map[string]string{
 	"chaos": "chaos-pw-5",
 }
 
+// queueUser is order's second user, the one of account QUEUE, where its queue is: the file gives
+// it order's password.
+const queueUser = "order-queue"
+
+// passwordOf is user's password in these tests.
+func passwordOf(user string) string {
+	if user == queueUser {
+		return natsUsers["order"]
+	}
+	return natsUsers[user]
+}
+
 // securedNATS starts a nats-server from deploy/nats.conf with the passwords in the environment,
 // as compose starts it, and returns its URL.
 func securedNATS(t *testing.T) string {
 	t.Helper()
+	return securedServer(t).URL()
+}
+
+// securedServer is securedNATS's server, for what only the server can tell (its connections).
+func securedServer(t *testing.T) *embedded.NATS {
+	t.Helper()
 	for user, pw := range natsUsers {
 		t.Setenv(strings.ToUpper(user)+"_NATS_PASSWORD", pw)
 	}
-	return testkit.NATSWithConfig(t, natsConf).URL()
+	return testkit.NATSWithConfig(t, natsConf)
 }
 
 // connectAs connects as user with its password; the connection's asynchronous errors (the
@@ -65,13 +84,17 @@ func securedNATS(t *testing.T) string {
 func connectAs(t *testing.T, url, user string) (*nats.Conn, <-chan error) {
 	t.Helper()
 	errs := make(chan error, 16)
-	nc, err := nats.Connect(url, nats.UserInfo(user, natsUsers[user]),
+	opts := []nats.Option{nats.UserInfo(user, passwordOf(user)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err:
 			default:
 			}
-		}))
+		})}
+	if user == queueUser {
+		opts = append(opts, nats.CustomInboxPrefix(messaging.InboxPrefix("order"))) // its only replies
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -79,9 +102,48 @@ func connectAs(t *testing.T, url, user string) (*nats.Conn, <-chan error) {
 	return nc, errs
 }
 
-// asUser is the environment that makes svc connect as its own user.
+// watch subscribes to subject as the observer, on a connection of its own, and returns once the
+// server has the subscription.
+func watch(t *testing.T, url, subject string) *nats.Subscription {
+	t.Helper()
+	watcher, _ := connectAs(t, url, "observer")
+	sub, err := watcher.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// asUser is the environment that makes svc connect as its own user, and order's queue as
+// order-queue.
 func asUser(svc service.Service) testkit.Env {
-	return testkit.Env{"BREAKER_TIMEOUT": "5s", "NATS_USER": svc.Name, "NATS_PASSWORD": natsUsers[svc.Name]}
+	env := testkit.Env{"BREAKER_TIMEOUT": "5s", "NATS_USER": svc.Name, "NATS_PASSWORD": natsUsers[svc.Name]}
+	if svc.Name == order.Service.Name {
+		env["NATS_QUEUE_USER"], env["NATS_QUEUE_PASSWORD"] = queueUser, passwordOf(queueUser)
+	}
+	return env
+}
+
+// withChaos is asUser with CHAOS=1: faults may be changed at runtime, over chaos.<service>.
+func withChaos(svc service.Service) testkit.Env {
+	env := asUser(svc)
+	env["CHAOS"] = "1"
+	return env
+}
+
+// securedChainWithChaos starts the chain on a securedNATS as compose runs it with chaos on
+// everywhere: each service as its own user, with CHAOS=1. It returns the server's URL.
+func securedChainWithChaos(t *testing.T) (url string, o, p, s *testkit.Instance) {
+	t.Helper()
+	url = securedNATS(t)
+	uri, db := testkit.Database(t)
+	s = testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
+	p = testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
+	o = testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
+	return url, o, p, s
 }
 
 // refusedAtStart starts shipment with env, which must not start, and returns why it did not.
@@ -136,11 +198,15 @@ func TestNATSRefusesStrangers(t *testing.T) {
 	})
 }
 
-// The whole chain works with every service as its own least-privileged user: the order
-// completes, the circuits' events reach an observer, discovery answers, and no service was
+// The whole chain works with every service as its own least-privileged user, and order's queue
+// as order-queue, the one user of account QUEUE: the order completes, a pending one is re-driven
+// to completion, the circuits' events reach an observer, discovery answers, and no service was
 // refused anything on the way (a refusal is logged as an error by the connection's handler).
+// None of the queue's traffic is in the services' account: the observer, who sees all of it,
+// sees none.
 func TestChainWithLeastPrivilege(t *testing.T) {
-	url := securedNATS(t)
+	ns := securedServer(t)
+	url := ns.URL()
 	uri, db := testkit.Database(t)
 	s := testkit.Start(t, from(shipment.Service), url, uri, db, asUser(shipment.Service))
 	p := testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
@@ -150,7 +216,8 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	// A person watching everything, plainly (nats sub '>'), takes nothing from the services.
-	if _, err := obs.SubscribeSync(">"); err != nil {
+	everything, err := obs.SubscribeSync(">")
+	if err != nil {
 		t.Fatal(err)
 	}
 	events, err := obs.SubscribeSync("breaker.>")
@@ -245,6 +312,30 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		}
 	}
 
+	// order is connected twice: as order in APP, and its queue as order-queue in QUEUE, alone there.
+	for account, want := range map[string]string{"APP": "order", "QUEUE": queueUser} {
+		conns, err := ns.Connz(&server.ConnzOptions{Account: account, Username: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var users []string
+		for _, c := range conns.Conns {
+			users = append(users, c.AuthorizedUser)
+		}
+		if !slices.Contains(users, want) || account == "QUEUE" && len(users) != 1 {
+			t.Errorf("account %s: connections of %q, want %s's (alone in QUEUE)", account, users, want)
+		}
+	}
+	for {
+		m, err := everything.NextMsg(0)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(m.Subject, "orders.") || strings.HasPrefix(m.Subject, "$JS.ACK.") {
+			t.Errorf("the observer saw order's queue traffic in its account: %s", m.Subject)
+		}
+	}
+
 	for _, svc := range []*testkit.Instance{o, p, s} {
 		if errs := svc.LoggedErrors(); len(errs) > 0 {
 			t.Errorf("%s logged errors: %q", svc.Config.Name, errs)
@@ -265,16 +356,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 // same wildcards. A change whose reply subject is not an inbox is refused: a service answers on
 // whatever subject a request names, its publish rights notwithstanding.
 func TestChaosWithLeastPrivilege(t *testing.T) {
-	url := securedNATS(t)
-	uri, db := testkit.Database(t)
-	withChaos := func(svc service.Service) testkit.Env {
-		env := asUser(svc)
-		env["CHAOS"] = "1"
-		return env
-	}
-	s := testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
-	p := testkit.Start(t, from(payment.Service), url, uri, db, withChaos(payment.Service))
-	o := testkit.Start(t, from(order.Service), url, uri, db, withChaos(order.Service))
+	url, o, p, s := securedChainWithChaos(t)
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	ops, opsErrs := connectAs(t, url, "chaos")
@@ -425,10 +507,15 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "observer", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "$SRV.PING.marker", why: "empty order's queue: it only reads JetStream"},
 		{user: "observer", op: "publish", subject: "$JS.API.CONSUMER.MSG.NEXT.ORDERS.redriver", marker: "$SRV.PING.marker", why: "take order's due orders"},
 		{user: "observer", op: "publish", subject: "orders.timer.forged", marker: "$SRV.PING.marker", why: "queue an order"},
-		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", marker: "breaker.order.marker", why: "delete its own queue"},
-		{user: "order", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.order.marker", why: "empty its own queue at once"},
-		{user: "order", op: "publish", subject: "$JS.API.STREAM.CREATE.OTHER", marker: "breaker.order.marker", why: "create any stream"},
-		{user: "order", op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS_SINCE", marker: "breaker.order.marker", why: "delete the marks of pending orders"},
+		{user: "order", op: "publish", subject: "$JS.API.STREAM.INFO.ORDERS", marker: "breaker.order.marker", why: "use JetStream: its queue is order-queue's, in QUEUE"},
+		{user: "order", op: "publish", subject: "orders.timer.forged", marker: "breaker.order.marker", why: "publish on its queue's subjects, in the wrong account"},
+		// order-queue is alone in its account: no watcher there to see a refused message.
+		{user: queueUser, op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS", why: "delete its own queue"},
+		{user: queueUser, op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", why: "empty its own queue at once"},
+		{user: queueUser, op: "publish", subject: "$JS.API.STREAM.CREATE.OTHER", why: "create any stream"},
+		{user: queueUser, op: "publish", subject: "$JS.API.STREAM.DELETE.ORDERS_SINCE", why: "delete the marks of pending orders"},
+		{user: queueUser, op: "publish", subject: "payment.create", why: "use the chain: it is only order's queue"},
+		{user: queueUser, op: "subscribe", subject: "orders.>", why: "subscribe to anything but its replies"},
 		{user: "observer", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS_SINCE", marker: "$SRV.PING.marker", why: "remove pending orders' marks: it only reads JetStream"},
 		{user: "payment", op: "publish", subject: "orders.since.forged", marker: "breaker.payment.marker", why: "mark an order pending"},
 		{user: "payment", op: "publish", subject: "$JS.API.STREAM.PURGE.ORDERS", marker: "breaker.payment.marker", why: "empty order's queue"},
@@ -454,14 +541,7 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 	} {
 		t.Run(row.user+" "+row.op+" "+row.subject+" "+row.queue, func(t *testing.T) {
 			nc, errs := connectAs(t, url, row.user)
-			watcher, _ := connectAs(t, url, "observer")
-			watched, err := watcher.SubscribeSync(">")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := watcher.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			watched := watch(t, url, ">")
 
 			want := `subscription to "` + row.subject + `"`
 			switch row.op {
@@ -686,9 +766,7 @@ func TestNATSCredsFile(t *testing.T) {
 func TestDashboardWithLeastPrivilege(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
-	withChaos := asUser(shipment.Service)
-	withChaos["CHAOS"] = "1"
-	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos)
+	testkit.Start(t, from(shipment.Service), url, uri, db, withChaos(shipment.Service))
 	testkit.Start(t, from(payment.Service), url, uri, db, asUser(payment.Service))
 	o := testkit.Start(t, from(order.Service), url, uri, db, asUser(order.Service))
 

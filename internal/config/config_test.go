@@ -111,8 +111,9 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-// NATS_USER and NATS_PASSWORD go together, or NATS_CREDS alone; files must be readable and be
-// what they claim; a bad value names its variable and never shows a password.
+// NATS_USER and NATS_PASSWORD go together, or NATS_CREDS alone, and so do their NATS_QUEUE_
+// counterparts (the queue's own connection); files must be readable and be what they claim; a
+// bad value names its variable and never shows a password.
 func TestNATSAuth(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -124,12 +125,21 @@ func TestNATSAuth(t *testing.T) {
 	}
 	garbage := write("garbage", "not a certificate\n")
 	rows := []struct {
-		name    string
-		env     env
-		want    NATSAuth
-		wantErr string
+		name      string
+		env       env
+		want      NATSAuth
+		wantQueue NATSAuth
+		wantErr   string
 	}{
 		{name: "none", env: env{}},
+		{name: "a queue of its own", env: env{"NATS_USER": "order", "NATS_PASSWORD": "pw-1", "NATS_QUEUE_USER": "order-queue", "NATS_QUEUE_PASSWORD": "pw-1"},
+			want: NATSAuth{User: "order", Password: "pw-1"}, wantQueue: NATSAuth{User: "order-queue", Password: "pw-1"}},
+		{name: "queue user alone", env: env{"NATS_USER": "order", "NATS_PASSWORD": "pw-1", "ORDER_NATS_QUEUE_USER": "order-queue"},
+			wantErr: `ORDER_NATS_QUEUE_USER="order-queue": want ORDER_NATS_QUEUE_PASSWORD or NATS_QUEUE_PASSWORD set with it`},
+		{name: "queue password alone", env: env{"NATS_QUEUE_PASSWORD": "pw-1"},
+			wantErr: `ORDER_NATS_QUEUE_PASSWORD or NATS_QUEUE_PASSWORD is set: want ORDER_NATS_QUEUE_USER or NATS_QUEUE_USER with it`},
+		{name: "missing queue creds", env: env{"NATS_QUEUE_CREDS": filepath.Join(dir, "none.creds")},
+			wantErr: `NATS_QUEUE_CREDS="` + filepath.Join(dir, "none.creds") + `": want a readable NATS credentials file (a user JWT and its NKey seed) (no such file or directory)`},
 		{name: "user and password", env: env{"NATS_USER": "order", "NATS_PASSWORD": "pw-1"},
 			want: NATSAuth{User: "order", Password: "pw-1"}},
 		{name: "prefixed wins", env: env{"NATS_USER": "x", "NATS_PASSWORD": "pw-x", "ORDER_NATS_USER": "order", "ORDER_NATS_PASSWORD": "pw-1"},
@@ -150,8 +160,8 @@ func TestNATSAuth(t *testing.T) {
 		t.Run(row.name, func(t *testing.T) {
 			c, err := Load("order", "", 3000, row.env.lookup)
 			if row.wantErr == "" {
-				if err != nil || c.NATS != row.want {
-					t.Errorf("got %+v, %v; want %+v", c.NATS, err, row.want)
+				if err != nil || c.NATS != row.want || c.NATSQueue != row.wantQueue {
+					t.Errorf("got %+v and queue %+v, %v; want %+v and %+v", c.NATS, c.NATSQueue, err, row.want, row.wantQueue)
 				}
 				return
 			}
@@ -190,7 +200,7 @@ func TestCORSOrigins(t *testing.T) {
 func TestLogValueHidesSecrets(t *testing.T) {
 	c, err := Load("order", "", 3000, env{
 		"MONGO_URL": "mongodb://app:mongo-pw@db:27017/x", "NATS_URL": "nats://tok-pw@n:4222",
-		"NATS_USER": "order", "NATS_PASSWORD": "nats-pw",
+		"NATS_USER": "order", "NATS_PASSWORD": "nats-pw", "NATS_QUEUE_USER": "order-queue", "NATS_QUEUE_PASSWORD": "queue-pw",
 	}.lookup)
 	if err != nil {
 		t.Fatal(err)
@@ -198,15 +208,16 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	var b strings.Builder
 	slog.New(slog.NewTextHandler(&b, nil)).Info("starting", "config", c)
 	line := b.String()
-	for _, secret := range []string{"mongo-pw", "tok-pw", "nats-pw"} {
+	for _, secret := range []string{"mongo-pw", "tok-pw", "nats-pw", "queue-pw"} {
 		if strings.Contains(line, secret) {
 			t.Errorf("%q shows %s", line, secret)
 		}
 	}
-	if !strings.Contains(line, "config.nats_auth.user=order") || !strings.Contains(line, "mongodb://app:xxxxx@db") {
-		t.Errorf("%q: want the NATS user and the masked store URL", line)
+	if !strings.Contains(line, "config.nats_auth.user=order ") || !strings.Contains(line, "config.nats_queue_auth.user=order-queue") ||
+		!strings.Contains(line, "mongodb://app:xxxxx@db") {
+		t.Errorf("%q: want the NATS users and the masked store URL", line)
 	}
-	if got := c.Secrets(); !slices.Contains(got, "mongo-pw") || !slices.Contains(got, "tok-pw") || !slices.Contains(got, "nats-pw") {
+	if got := c.Secrets(); !slices.Contains(got, "mongo-pw") || !slices.Contains(got, "tok-pw") || !slices.Contains(got, "nats-pw") || !slices.Contains(got, "queue-pw") {
 		t.Errorf("Secrets() = %q, want every secret", got)
 	}
 }

@@ -33,6 +33,9 @@ type Settings struct {
 	MongoDB       string
 	NatsURL       string
 	NATS          NATSAuth
+	// NATSQueue is the identity of a second connection for the service's JetStream state
+	// (order's queue), in an account of its own (NATS_QUEUE_USER…); unset, NATS serves both.
+	NATSQueue     NATSAuth
 	Breaker       messaging.BreakerSettings
 	MaxConcurrent uint
 	PProf         bool     // PPROF=1: serve /debug/pprof on the HTTP port
@@ -100,7 +103,8 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		MongoURL:      s.MongoURL("MONGO_URL"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
 		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
-		NATS:          s.natsAuth(),
+		NATS:          s.natsAuth("NATS_"),
+		NATSQueue:     s.natsAuth("NATS_QUEUE_"),
 		PProf:         s.Bool("PPROF", false),
 		Breaker: messaging.BreakerSettings{
 			Timeout:     s.Duration("BREAKER_TIMEOUT", d.Timeout, time.Millisecond, time.Hour),
@@ -127,12 +131,13 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 	return c, s.Err()
 }
 
-// natsAuth reads NATS_USER and NATS_PASSWORD, or NATS_CREDS, and NATS_CA.
-func (s *Source) natsAuth() NATSAuth {
+// natsAuth reads <v>USER and <v>PASSWORD, or <v>CREDS: v is "NATS_" (the service's identity,
+// with NATS_CA, which both connections trust) or "NATS_QUEUE_" (its queue's).
+func (s *Source) natsAuth(v string) NATSAuth {
 	a := NATSAuth{
-		User:     s.String("NATS_USER", ""),
-		Password: s.String("NATS_PASSWORD", ""),
-		Creds: s.File("NATS_CREDS", "a readable NATS credentials file (a user JWT and its NKey seed)", func(b []byte) error {
+		User:     s.String(v+"USER", ""),
+		Password: s.String(v+"PASSWORD", ""),
+		Creds: s.File(v+"CREDS", "a readable NATS credentials file (a user JWT and its NKey seed)", func(b []byte) error {
 			if _, err := nkeys.ParseDecoratedUserNKey(b); err != nil {
 				return errors.New("no user NKey seed in it")
 			}
@@ -141,27 +146,32 @@ func (s *Source) natsAuth() NATSAuth {
 			}
 			return nil
 		}),
-		CA: s.File("NATS_CA", "a readable PEM file of CA certificates", func(b []byte) error {
+	}
+	if v == "NATS_" {
+		a.CA = s.File("NATS_CA", "a readable PEM file of CA certificates", func(b []byte) error {
 			if !x509.NewCertPool().AppendCertsFromPEM(b) {
 				return errors.New("no PEM certificate in it")
 			}
 			return nil
-		}),
+		})
 	}
-	_, userFrom, _ := s.get("NATS_USER")
-	_, credsFrom, _ := s.get("NATS_CREDS")
+	_, userFrom, _ := s.get(v + "USER")
+	_, credsFrom, _ := s.get(v + "CREDS")
 	switch {
 	case a.User != "" && a.Password == "":
-		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want %s set with it", userFrom, a.User, s.names("NATS_PASSWORD")))
+		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want %s set with it", userFrom, a.User, s.names(v+"PASSWORD")))
 	case a.User == "" && a.Password != "":
 		// The password itself is never shown.
-		s.errs = append(s.errs, fmt.Sprintf("%s is set: want %s with it", s.names("NATS_PASSWORD"), s.names("NATS_USER")))
+		s.errs = append(s.errs, fmt.Sprintf("%s is set: want %s with it", s.names(v+"PASSWORD"), s.names(v+"USER")))
 	}
 	if a.User != "" && a.Creds != "" {
 		s.errs = append(s.errs, fmt.Sprintf("%s=%q: want either it or %s, not both", credsFrom, a.Creds, userFrom))
 	}
 	return a
 }
+
+// Set tells whether an identity is given: a user or a credentials file.
+func (a NATSAuth) Set() bool { return a.User != "" || a.Creds != "" }
 
 // names is how to set name for this source: "ORDER_NATS_PASSWORD or NATS_PASSWORD".
 func (s *Source) names(name string) string {
@@ -174,8 +184,10 @@ func (s *Source) names(name string) string {
 // Secrets lists every secret in the configuration, for redacting error texts.
 func (c Settings) Secrets() []string {
 	out := append(urlSecrets(c.MongoURL), urlSecrets(c.NatsURL)...)
-	if c.NATS.Password != "" {
-		out = append(out, c.NATS.Password)
+	for _, pw := range []string{c.NATS.Password, c.NATSQueue.Password} {
+		if pw != "" {
+			out = append(out, pw)
+		}
 	}
 	return out
 }
@@ -211,6 +223,9 @@ func (c Settings) LogValue() slog.Value {
 		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.PProf),
 		slog.Bool("chaos", c.Chaos),
+	}
+	if c.NATSQueue.Set() {
+		attrs = append(attrs, slog.Any("nats_queue_auth", c.NATSQueue))
 	}
 	if c.Name == "order" {
 		attrs = append(attrs, slog.String("redrive",

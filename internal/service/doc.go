@@ -1,7 +1,8 @@
 // Package service runs one service of the chain, whichever it is: it connects what the service
-// needs (the store, NATS, the breaker-guarded requester for the next service in the Chain), starts
-// it (its NATS endpoint, its HTTP server with the ops routes every service has) and stops it in
-// reverse, each step bounded: HTTP Shutdown → micro Stop → NATS drain → store disconnect. It also
+// needs (the store, NATS — and a second connection for its JetStream state when NATS_QUEUE_* says
+// so —, the breaker-guarded requester for the next service in the Chain), starts it (its NATS
+// endpoint, its HTTP server with the ops routes every service has) and stops it in reverse, each
+// step bounded: HTTP Shutdown → micro Stop → NATS drain (both connections) → store disconnect. It also
 // holds the seed's hop, written once for every service: split a request body (Split), wait any
 // injected latency, save the record once by its id (Save), fail on purpose if asked to, stop at
 // the JUMPS limit, and otherwise call the next service (Forward). The single-service command and

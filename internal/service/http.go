@@ -159,7 +159,8 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// ready answers 200 when the store answers within a second and NATS is connected, else 503.
+// ready answers 200 when the store answers within a second and NATS is connected (both
+// connections, with a queue's own), else 503.
 func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	checks := map[string]string{"store": "ok", "nats": "ok"}
 	status := http.StatusOK
@@ -168,6 +169,12 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	}
 	if !r.nc.IsConnected() {
 		checks["nats"], status = r.nc.Status().String(), http.StatusServiceUnavailable
+	}
+	if r.queue != r.nc {
+		checks["nats_queue"] = "ok"
+		if !r.queue.IsConnected() {
+			checks["nats_queue"], status = r.queue.Status().String(), http.StatusServiceUnavailable
+		}
 	}
 	for name, check := range r.checks {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)

@@ -17,8 +17,25 @@ import (
 
 // ConnectNATS connects a service to NATS as its settings say, reconnecting forever.
 func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
+	return connect(cfg, cfg.NATS, cfg.ID, "NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_CA", log)
+}
+
+// connectQueue opens the connection of the service's JetStream state as cfg.NATSQueue says:
+// another user, in an account of its own where no other user's message or reply can land
+// (deploy/nats.conf). Without one, nc serves the queue too.
+func connectQueue(cfg config.Settings, nc *nats.Conn, log *slog.Logger) (*nats.Conn, error) {
+	if !cfg.NATSQueue.Set() {
+		return nc, nil
+	}
+	return connect(cfg, cfg.NATSQueue, cfg.ID+" queue", "NATS_QUEUE_USER and NATS_QUEUE_PASSWORD, NATS_QUEUE_CREDS or NATS_CA",
+		log.With("connection", "queue"))
+}
+
+// connect connects to cfg's NATS as auth, named name; hint names the variables to check when
+// the server refuses.
+func connect(cfg config.Settings, auth config.NATSAuth, name, hint string, log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
-		nats.Name(cfg.ID),
+		nats.Name(name),
 		nats.CustomInboxPrefix(messaging.InboxPrefix(cfg.Name)),
 		// Reconnect forever, with jittered backoff; requests meanwhile fail fast and count
 		// against the circuit, which is what it is for.
@@ -40,7 +57,7 @@ func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 			log.Error("NATS error", "subject", subj, "err", config.Redact(err, cfg.Secrets()...))
 		}),
 	}
-	switch a := cfg.NATS; {
+	switch a := auth; {
 	case a.Creds != "":
 		opts = append(opts, nats.UserCredentials(a.Creds))
 	case a.User != "":
@@ -57,11 +74,10 @@ func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 		nc, err = nats.Connect(cfg.NatsURL, append(opts, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
-		hint := ""
 		if refused(err) {
-			hint = " (check NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_CA)"
+			return nil, fmt.Errorf("nats %s: %w (check %s)", config.Mask(cfg.NatsURL), err, hint)
 		}
-		return nil, fmt.Errorf("nats %s: %w%s", config.Mask(cfg.NatsURL), err, hint)
+		return nil, fmt.Errorf("nats %s: %w", config.Mask(cfg.NatsURL), err)
 	}
 	return nc, nil
 }

@@ -45,7 +45,8 @@ type Deps struct {
 	Config  config.Settings
 	Log     *slog.Logger
 	DB      *mongo.Database
-	NATS    *nats.Conn // for a service's own use of NATS beyond its hop (order's JetStream queue)
+	NATS    *nats.Conn // for a service's own use of NATS beyond its hop
+	Queue   *nats.Conn // for its JetStream state (order's queue): its own with NATS_QUEUE_*, else NATS
 	Hop     *Hop
 	Metrics *metrics.Recorder // to register the service's own metrics on
 }
@@ -72,6 +73,7 @@ type Running struct {
 	log       *slog.Logger
 	http      *Listening
 	nc        *nats.Conn
+	queue     *nats.Conn // Deps.Queue: nc, or a connection of its own
 	mongo     *mongo.Client
 	chaos     *chaos.Controller
 	checks    map[string]func(context.Context) error // Parts.Ready
@@ -103,6 +105,9 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	if r.nc, err = ConnectNATS(cfg, log); err != nil {
 		return nil, err
 	}
+	if r.queue, err = connectQueue(cfg, r.nc, log); err != nil {
+		return nil, err
+	}
 	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:]}
 	faults := chaos.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
@@ -120,7 +125,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		r.Metrics.TrackState(next, r.Requester.State)
 		hop.Next = r.Requester
 	}
-	parts, err := svc.Build(ctx, Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), NATS: r.nc, Hop: hop, Metrics: r.Metrics})
+	parts, err := svc.Build(ctx, Deps{Config: cfg, Log: log, DB: r.mongo.Database(cfg.MongoDB), NATS: r.nc, Queue: r.queue, Hop: hop, Metrics: r.Metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +197,9 @@ func (r *Running) teardown(ctx context.Context) error {
 	}
 	if r.nc != nil {
 		errs = append(errs, drain(ctx, r.nc))
+	}
+	if r.queue != nil && r.queue != r.nc {
+		errs = append(errs, drain(ctx, r.queue))
 	}
 	if r.mongo != nil {
 		errs = append(errs, r.mongo.Disconnect(ctx))
