@@ -4,8 +4,8 @@
 // It must not know the services or the wire: a record is a plain struct that embeds Meta.
 //
 // Writes are inserts by _id (a repeated id is a duplicate, never a second record), gathered into
-// batches when they come together (group commit, batch.go); nothing is updated or deleted. Reads
-// are by _id.
+// batches when they come together (group commit, batch.go); nothing is deleted, and the one update
+// is a void (VoidOnce), by _id, rare (a compensation). Reads are by _id.
 //
 // # What the store costs
 //
@@ -179,6 +179,8 @@ type Meta struct {
 	Origin      string    `bson:"origin,omitempty"`
 	RequestID   string    `bson:"request_id,omitempty"`
 	CreatedAt   time.Time `bson:"created_at"`
+	// Voided is set when the record is undone (see VoidOnce): the one update a record ever gets.
+	Voided *Void `bson:"voided,omitempty"`
 }
 
 // Metadata returns m: a record embeds Meta and so is a Record.
