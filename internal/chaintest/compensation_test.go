@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/breakerchain/breakerchain/internal/testkit"
@@ -114,14 +115,7 @@ func TestVoidWhilePaymentAwayCompletesLater(t *testing.T) {
 	if r := post(t, o, orderBody("a", "pay-a", 10, "s")); r.code != http.StatusCreated {
 		t.Fatalf("order a: %d %s, want 201", r.code, r.body)
 	}
-	nc := w.conn()
-	atShipment, err := nc.SubscribeSync(messaging.Subject("shipment"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	atShipment := w.watch(messaging.Subject("shipment"))
 	answer := make(chan response, 1)
 	go func() { answer <- post(t, o, orderBody("b", "pay-b", 99, "s")) }()
 	if _, err := atShipment.NextMsg(5 * time.Second); err != nil {
@@ -195,13 +189,7 @@ func TestVoidIsIdempotentAndFinal(t *testing.T) {
 	}
 
 	s = w.start(shipment.Service, nil)
-	atShipment, err := nc.SubscribeSync(messaging.Subject("shipment"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	atShipment := w.watch(messaging.Subject("shipment"))
 	reply := r.Request(as("o3", ""), body)
 	if reply.Outcome != messaging.OutcomeRefused || !strings.Contains(reply.Reason, "voided: refused downstream 0") {
 		t.Errorf("create replayed after the void: %+v, want refused as voided, with the void's reason", reply)
@@ -215,3 +203,18 @@ func TestVoidIsIdempotentAndFinal(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// watch subscribes to subject, plainly (not in a queue group: it takes nothing from a service),
+// and returns once the server knows it.
+func (w *world) watch(subject string) *nats.Subscription {
+	w.t.Helper()
+	nc := w.conn()
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		w.t.Fatal(err)
+	}
+	return sub
+}

@@ -127,14 +127,7 @@ func TestFourthServiceUndoes(t *testing.T) {
 		return strings.NewReplacer("ID", id, "SHIP", ship).Replace(
 			`{"id":"ID","items":[],"payment":{"id":"ID","amount":5,"inventory":{"id":"ID","sku":"tea","shipment":{"id":"SHIP","directions":"home"}}}}`)
 	}
-	nc := w.conn()
-	voids, err := nc.SubscribeSync("*.void")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	voids := w.watch("*.void")
 
 	if r := post(t, o, body("f1", "s")); r.code != http.StatusCreated {
 		t.Fatalf("f1: %d %s, want 201", r.code, r.body)
