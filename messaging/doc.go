@@ -1,5 +1,6 @@
 // Package messaging is everything that travels between the services of the chain: the
-// breaker-guarded [Requester] (with its retries and bulkhead), the [Responder] (a NATS micro
+// breaker-guarded [Requester] (with its retries and bulkhead; [Requester.Void] sends a void to
+// the target through the same circuit as its requests), the [Responder] (a NATS micro
 // service with a queue group and bounded concurrency), [Control] endpoints every instance of a
 // service answers, the headers a request carries, the [Reply] envelope and the seed demo's
 // one-line-per-hop text form. It knows nothing of orders, payments or shipments.

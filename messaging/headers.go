@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,7 @@ const (
 	HeaderRequestID = "Request-Id" // the id of the client request the chain serves
 	HeaderTimeout   = "Timeout"    // how long the sender will still wait, as a Go duration
 	HeaderOrigin    = "Origin-Id"  // the business id the chain serves (the order's), set at the entry
+	HeaderReason    = "Reason"     // why a void is asked: the refusal that rejected the order
 )
 
 // Call describes the client request a hop is serving.
@@ -25,6 +27,9 @@ type Call struct {
 	// unchanged: every hop records it, so an id another origin already used is told from a
 	// replay of the same one.
 	Origin string
+	// Reason is why a void is asked (the refusal that rejected the order), which each hop keeps
+	// with what it voids; empty on a create.
+	Reason string
 }
 
 type callKey struct{}
@@ -48,6 +53,9 @@ func setHeaders(h nats.Header, c Call, budget time.Duration) {
 	}
 	if c.Origin != "" {
 		h.Set(HeaderOrigin, c.Origin)
+	}
+	if c.Reason != "" {
+		h.Set(HeaderReason, c.Reason)
 	}
 	h.Set(HeaderTimeout, budget.Truncate(time.Millisecond).String())
 }
@@ -81,5 +89,9 @@ func readHeaders(h nats.Header) (Call, time.Duration) {
 	if !ValidRequestID(origin) {
 		origin = "" // as if absent: a request from outside the chain (nats req)
 	}
-	return Call{Hop: hop + 1, RequestID: id, Origin: origin}, budget
+	reason := h.Get(HeaderReason)
+	if len(reason) > maxReplyText {
+		reason = strings.ToValidUTF8(reason[:maxReplyText], "") // it is stored: bounded like a reply's text
+	}
+	return Call{Hop: hop + 1, RequestID: id, Origin: origin, Reason: reason}, budget
 }

@@ -8,10 +8,11 @@ import (
 // Outcome says how a hop ended.
 type Outcome string
 
-// Outcomes of a hop. Only OutcomeOK and OutcomeLast mean the hop did its work.
+// Outcomes of a hop. Only OutcomeOK, OutcomeLast and OutcomeVoided mean the hop did its work.
 const (
-	OutcomeOK          Outcome = "ok"          // handled; the chain went on or ended here
+	OutcomeOK          Outcome = "ok"          // handled; the chain went on or ended here (a void: nothing of its own to void)
 	OutcomeLast        Outcome = "last"        // handled; the JUMPS limit stopped the chain here
+	OutcomeVoided      Outcome = "voided"      // a void handled: the hop's own record for the order is voided
 	OutcomeUnavailable Outcome = "unavailable" // failed: no responders, connection lost or a 5xx
 	OutcomeTimeout     Outcome = "timeout"     // no answer in the time the caller had
 	OutcomeRejected    Outcome = "rejected"    // not called: the circuit is open
@@ -19,11 +20,11 @@ const (
 )
 
 // Succeeded reports whether the hop did its work.
-func (o Outcome) Succeeded() bool { return o == OutcomeOK || o == OutcomeLast }
+func (o Outcome) Succeeded() bool { return o == OutcomeOK || o == OutcomeLast || o == OutcomeVoided }
 
 func (o Outcome) known() bool {
 	switch o {
-	case OutcomeOK, OutcomeLast, OutcomeUnavailable, OutcomeTimeout, OutcomeRejected, OutcomeRefused:
+	case OutcomeOK, OutcomeLast, OutcomeVoided, OutcomeUnavailable, OutcomeTimeout, OutcomeRejected, OutcomeRefused:
 		return true
 	}
 	return false
@@ -77,6 +78,19 @@ func ReplyDone(service string, now time.Time, last bool, next *Reply) Reply {
 	}
 	if last {
 		r.Outcome = OutcomeLast
+	}
+	r.Line = "This is " + service + " @" + clock(now) + " -> " + word
+	return r
+}
+
+// ReplyVoided is the reply of a hop that carried out a void: voided says whether it had a record
+// of its own for the order (now voided, or voided before), next is the reply of the hop it passed
+// the void on to, or nil.
+func ReplyVoided(service string, now time.Time, voided bool, next *Reply) Reply {
+	r := Reply{Service: service, Time: stamp(now), Outcome: OutcomeOK, Next: next}
+	word := "nothing to void"
+	if voided {
+		r.Outcome, word = OutcomeVoided, "voided"
 	}
 	r.Line = "This is " + service + " @" + clock(now) + " -> " + word
 	return r

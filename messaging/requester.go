@@ -43,6 +43,7 @@ type Route struct {
 	From    string // the calling service, e.g. "payment"
 	To      string // the target service, e.g. "shipment"
 	Subject string // e.g. "shipment.create"
+	Void    string // the target's void endpoint, e.g. "shipment.void"; "" when it has none
 }
 
 // Requester sends requests for one route through its circuit breaker and timeout. Build one per
@@ -159,8 +160,23 @@ func (r *Requester) Breaker() circuitbreaker.CircuitBreaker[*Reply] { return r.b
 // a rejected, timed-out or failed call comes back as a Reply on behalf of the target whose
 // Outcome says what happened. ctx carries the Call (see WithCall) and the caller's deadline.
 func (r *Requester) Request(ctx context.Context, payload []byte) Reply {
+	return r.call(ctx, r.route.Subject, payload)
+}
+
+// Void sends payload to the route's void subject, as Request does: through the same circuit,
+// timeout, retries and bulkhead, for the breaker is per (caller, target), whatever it is asked,
+// and a target that cannot take a create cannot take a void either. A route without a void
+// subject answers refused, never sent.
+func (r *Requester) Void(ctx context.Context, payload []byte) Reply {
+	if r.route.Void == "" {
+		return ReplyFailed(r.route.To, time.Now(), OutcomeRefused, "it takes no void")
+	}
+	return r.call(ctx, r.route.Void, payload)
+}
+
+func (r *Requester) call(ctx context.Context, subject string, payload []byte) Reply {
 	start := time.Now()
-	reply := r.request(ctx, payload)
+	reply := r.request(ctx, subject, payload)
 	r.stats.record(reply.Outcome, time.Since(start))
 	return reply
 }
@@ -171,7 +187,7 @@ func (r *Requester) Stats() CallStats { return r.stats.snapshot() }
 // Settings returns the settings of the requester's policies.
 func (r *Requester) Settings() BreakerSettings { return r.settings }
 
-func (r *Requester) request(ctx context.Context, payload []byte) Reply {
+func (r *Requester) request(ctx context.Context, subject string, payload []byte) Reply {
 	budget, err := r.budget(ctx)
 	if err != nil {
 		// Not a verdict on the target: it was never asked, so the circuit is not told.
@@ -192,7 +208,7 @@ func (r *Requester) request(ctx context.Context, payload []byte) Reply {
 				budget = b // a retry gets what is left now; retryGate made sure that is enough
 			}
 		}
-		return r.send(exec.Context(), payload, budget)
+		return r.send(exec.Context(), subject, payload, budget)
 	})
 	if reply == nil {
 		// failsafe skips the fallback when the caller's context ends first.
@@ -249,7 +265,7 @@ func Margin(left time.Duration) time.Duration {
 	return min(max(left/5, 2*time.Millisecond), 250*time.Millisecond)
 }
 
-func (r *Requester) send(ctx context.Context, payload []byte, budget time.Duration) (*Reply, error) {
+func (r *Requester) send(ctx context.Context, subject string, payload []byte, budget time.Duration) (*Reply, error) {
 	if budget < r.settings.Timeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, budget)
@@ -260,7 +276,7 @@ func (r *Requester) send(ctx context.Context, payload []byte, budget time.Durati
 		// fail fast instead, and let the circuit count it.
 		return nil, nats.ErrConnectionReconnecting
 	}
-	msg := nats.NewMsg(r.route.Subject)
+	msg := nats.NewMsg(subject)
 	msg.Data = payload
 	setHeaders(msg.Header, CallFrom(ctx), budget)
 	resp, err := r.nc.RequestMsgWithContext(ctx, msg)

@@ -30,6 +30,10 @@ type Endpoint struct {
 	Version     string // semver, shown by `nats micro ls`
 	Description string
 	Subject     string // e.g. "payment.create"
+	// Void, when set, is served on VoidSubject ("payment.void") beside the requests, in the same
+	// queue group and within the same MaxConcurrent: the undo of what a request saved.
+	Void        Handler
+	VoidSubject string
 	// MaxConcurrent bounds the requests handled at once; a micro endpoint is serial otherwise.
 	MaxConcurrent uint
 	// Info, when set, is what the service adds to every endpoint's `nats micro stats` data
@@ -75,9 +79,15 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger, controls ...
 		return nil, fmt.Errorf("micro service %s: %w", ep.Service, err)
 	}
 	if h != nil {
-		if err := svc.AddEndpoint("create", micro.HandlerFunc(r.dispatch), micro.WithEndpointSubject(ep.Subject)); err != nil {
+		if err := svc.AddEndpoint("create", r.dispatcher(h), micro.WithEndpointSubject(ep.Subject)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("micro endpoint %s: %w", ep.Subject, err)
+		}
+	}
+	if ep.Void != nil {
+		if err := svc.AddEndpoint("void", r.dispatcher(ep.Void), micro.WithEndpointSubject(ep.VoidSubject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("micro endpoint %s: %w", ep.VoidSubject, err)
 		}
 	}
 	for _, c := range controls {
@@ -109,18 +119,23 @@ func (r *Responder) endpointStats(e *micro.Endpoint) any {
 	if r.ep.Info != nil {
 		s = r.ep.Info()
 	}
-	if e.Subject == r.ep.Subject && r.handle != nil {
+	if e.Subject == r.ep.Subject && r.handle != nil { // its counts include the voids
 		s["handled"], s["errors"], s["max_concurrent"] = r.handled.Load(), r.failed.Load(), r.ep.MaxConcurrent
 	}
 	return s
 }
 
+// dispatcher is dispatch with h as the handler, for one endpoint.
+func (r *Responder) dispatcher(h Handler) micro.HandlerFunc {
+	return func(req micro.Request) { r.dispatch(req, h) }
+}
+
 // dispatch runs on the subscription's goroutine and hands each request to a goroutine of its
-// own, up to MaxConcurrent at once. When all slots are taken it answers 503 at once rather than
+// own, up to MaxConcurrent at once (creates and voids together). When all slots are taken it answers 503 at once rather than
 // wait: a request queued behind a full service would start late with its full Timeout still in
 // hand, doing work its caller has already given up on. A caller counts the 503 as a failure,
 // which is what an overloaded service is.
-func (r *Responder) dispatch(req micro.Request) {
+func (r *Responder) dispatch(req micro.Request, h Handler) {
 	call, budget := readHeaders(nats.Header(req.Headers()))
 	if call.RequestID == "" {
 		call.RequestID = nuid.Next()
@@ -138,7 +153,7 @@ func (r *Responder) dispatch(req micro.Request) {
 	serve := func() {
 		defer cancel()
 		defer r.slots.ReleasePermit()
-		reply, err := r.handle(ctx, req.Data())
+		reply, err := h(ctx, req.Data())
 		r.respond(ctx, req.Reply(), reply, err)
 	}
 	r.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -128,5 +129,14 @@ func TestResponderDistrustsHeaders(t *testing.T) {
 				t.Errorf("request id %.40q (kept %v), want kept %v and a valid id", c.RequestID, kept, row.wantID)
 			}
 		})
+	}
+	// A void's reason is stored with what it voids: bounded, and still valid UTF-8 once cut.
+	msg := nats.NewMsg("hdr.create")
+	msg.Header.Set(messaging.HeaderReason, strings.Repeat("é", 10_000))
+	if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-calls; len(c.Reason) == 0 || len(c.Reason) > 4096 || !utf8.ValidString(c.Reason) {
+		t.Errorf("a 20,000-byte reason came through as %d bytes (valid UTF-8: %v), want at most 4096, valid", len(c.Reason), utf8.ValidString(c.Reason))
 	}
 }

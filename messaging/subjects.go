@@ -7,6 +7,10 @@ package messaging
 // Subject is the subject service serves requests on, in a queue group named after it.
 func Subject(service string) string { return service + ".create" }
 
+// VoidSubject is where service, in the same queue group, takes the void of what it saved for an
+// order that a later hop refused for good (the saga's compensation; see service.Service.Undo).
+func VoidSubject(service string) string { return service + ".void" }
+
 // BreakerSubject is where the circuit from service to target publishes its events.
 func BreakerSubject(service, target string) string { return "breaker." + service + "." + target }
 

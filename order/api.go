@@ -113,6 +113,8 @@ type View struct {
 	Status string           `json:"status"`
 	Reason string           `json:"reason,omitempty"`
 	Reply  *messaging.Reply `json:"reply,omitempty"`
+	// Compensation is what a rejection undid, by service: {"payment": "voided"}.
+	Compensation map[string]messaging.Outcome `json:"compensation,omitempty"`
 }
 
 // Detail is an order as GET /orders/{id} shows it: the View, what was ordered, and how many
@@ -129,7 +131,7 @@ type Detail struct {
 }
 
 func summary(r *record) View {
-	return View{ID: r.ID, Status: r.Status, Reason: r.Reason, Reply: r.Hops.reply()}
+	return View{ID: r.ID, Status: r.Status, Reason: r.Reason, Reply: r.Hops.reply(), Compensation: r.Compensation}
 }
 
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
@@ -232,6 +234,7 @@ func lookupError(err error) error {
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
+	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded
 	_, _, err := a.saveResult(ctx, out, rec.CreatedAt)
 	if err == nil && out.final() {
 		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final

@@ -1,7 +1,8 @@
 // Package order is the entry of the chain: the HTTP API that takes an order, saves it, calls
 // payment through its breaker and records what happened. An order is "completed" only when
-// every hop did its work, "rejected" when a hop refused it (4xx), and otherwise "pending" with
-// the reason — until it is completed or rejected by itself: no order that may have been saved is
+// every hop did its work, "rejected" when a hop refused it (4xx) and what was done before the
+// refusal is voided (compensate.go: payment.void, re-driven until it answers), and otherwise
+// "pending" with the reason — until it is completed or rejected by itself: no order that may have been saved is
 // left behind, whatever the client was told and whichever process died when.
 // It must not know payment's or shipment's fields: it checks the body it sends payment with the
 // next services' own rules (service.Split) and keeps it as sent.
@@ -59,6 +60,9 @@
 //	outcome not recorded (store away)      the request re-arms the timer soon           the re-driver, once the store is back
 //	pending outcome recorded               its timer fires after the backoff            the re-driver
 //	re-driver mid-run (not acknowledged)   JetStream delivers it again after ack wait   another instance (ack wait: the longest run)
+//	rejected, void not answered            the order stays pending "voiding"; re-run:   the re-driver, once payment answers
+//	                                       the create is refused again, the void asked
+//	                                       again (voiding twice is one void)
 //	final outcome recorded, timer left     the timer fires, finds the order final       nobody needed: dropped
 //
 // Without JetStream there is no timer, so there is no order: POST /create answers 503 "nothing

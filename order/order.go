@@ -59,7 +59,7 @@ func Decode(data []byte) (Order, error) { return wire.DecodeValid[Order](data) }
 const (
 	StatusPending   = "pending"   // saved; not every hop has done its work yet (see reason)
 	StatusCompleted = "completed" // payment and shipment both did their work
-	StatusRejected  = "rejected"  // a hop refused it (4xx, e.g. a payment id already used): it never will
+	StatusRejected  = "rejected"  // a hop refused it (4xx, e.g. a payment id already used): it never will; what was paid is voided
 )
 
 // record is an order as stored in the orders collection: inserted once, never changed. Status
@@ -81,6 +81,8 @@ type record struct {
 	Attempts    int        `bson:"-"` // runs of the chain that answered: the first, then re-drives
 	LastError   string     `bson:"-"` // why the last run that did not complete did not
 	NextAttempt *time.Time `bson:"-"` // when a pending order is re-driven next, at the earliest
+	// What a rejection undid, by service: {"payment": "voided"} (see compensate).
+	Compensation map[string]messaging.Outcome `bson:"-"`
 }
 
 // legacyPayment is the payment as orders saved before payment_body stored it, flattened.
@@ -115,6 +117,8 @@ type result struct {
 	UpdatedAt time.Time  `bson:"updated_at"`
 	Attempts  int        `bson:"attempts"`
 	LastError string     `bson:"last_error,omitempty"`
+	// Compensation is what was voided for a rejected order, by service (see compensate).
+	Compensation map[string]messaging.Outcome `bson:"compensation,omitempty"`
 }
 
 // ResultsCollection holds the final results of orders, inserted once (its name is older than the type's).
@@ -142,7 +146,7 @@ func (o *result) final() bool { return o.Status != StatusPending }
 // setResult makes rec show o.
 func (rec *record) setResult(o *result) {
 	rec.Status, rec.Reason, rec.Hops, rec.UpdatedAt = o.Status, o.Reason, o.Hops, o.UpdatedAt
-	rec.Attempts, rec.LastError = o.Attempts, o.LastError
+	rec.Attempts, rec.LastError, rec.Compensation = o.Attempts, o.LastError, o.Compensation
 }
 
 // hopRecord is a stored messaging.Reply.

@@ -376,6 +376,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	out := newResult(e.ID, attempt, e.LastError, &reply, ferr)
+	compensate(cctx, d.hop, rec, out)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
 	since := e.Since
 	if since.IsZero() {

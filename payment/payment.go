@@ -1,7 +1,9 @@
 // Package payment is the middle service of the chain: it saves the payment it is asked for,
 // calls the next service through its breaker and answers with both hops. It serves
-// payment.create on NATS. A repeated payment id is a replay, never a second charge. It must not
-// know who calls it or who comes after it: the chain's order is the command's list.
+// payment.create on NATS. A repeated payment id is a replay, never a second charge. It declares
+// an undo (Service.Undo): on payment.void, when a later hop refused the order for good, its
+// payment is marked voided with the reason, and a replay of it is refused from then on. It must
+// not know who calls it or who comes after it: the chain's order is the command's list.
 package payment
 
 import (

@@ -16,11 +16,12 @@ var Service = service.Service{
 	Description: "Applies payments and starts their shipment: the middle hop of breakerchain",
 	Collections: []string{Collection},
 	Check:       service.Check(Decode),
+	Undo:        true, // a payment taken for an order refused later is voided
 	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
 		step := &service.Step[Payment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,
 		}
-		return service.Parts{Handle: step.Handle}, nil
+		return step.Parts(), nil
 	},
 }

@@ -21,6 +21,6 @@ var Service = service.Service{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),
 			Decode: Decode, Record: newRecord,
 		}
-		return service.Parts{Handle: step.Handle}, nil
+		return step.Parts(), nil
 	},
 }

@@ -1,6 +1,8 @@
 // Package shipment is the last service of the chain: it saves the shipment it is asked for and
 // answers (were a service added after it, it would call that one: the chain's order is the
-// command's list, not shipment's business). It serves shipment.create on NATS.
+// command's list, not shipment's business). It serves shipment.create on NATS, and
+// shipment.void as every Step does, though it declares no undo: nobody asks it while no service
+// after it declares one.
 package shipment
 
 import (

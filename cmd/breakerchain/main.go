@@ -155,7 +155,7 @@ func applyQueue(ctx context.Context, lookup config.Lookup, log *slog.Logger, std
 	if err != nil {
 		return err
 	}
-	nc, err := service.ConnectNATS(cfg, log)
+	nc, err := service.ConnectQueue(cfg, log)
 	if err != nil {
 		return err
 	}

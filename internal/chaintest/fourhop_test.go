@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -51,7 +52,7 @@ var inventory = service.Service{
 				return &reservationRecord{Meta: service.Meta(ctx, b.Own.ID, b.Canonical), SKU: b.Own.SKU}
 			},
 		}
-		return service.Parts{Handle: step.Handle}, nil
+		return step.Parts(), nil
 	},
 }
 
@@ -105,5 +106,53 @@ func TestFourHopChain(t *testing.T) {
 	}
 	if n := w.count("reservations", nil); n != 2 {
 		t.Errorf("%d reservations, want 2", n)
+	}
+}
+
+// A fourth service gets the saga's undo by declaring one (Service.Undo) in the chain's list,
+// nothing else: with inventory between payment and shipment, an order that shipment refuses has
+// its payment and its reservation voided; the void is asked of the services that declared an
+// undo and those before them, never of shipment, after which nobody declared one.
+func TestFourthServiceUndoes(t *testing.T) {
+	w := newWorld(t)
+	undoing := inventory
+	undoing.Undo = true
+	four := service.Chain{order.Service, payment.Service, undoing, shipment.Service}
+	env := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}
+	for i := len(four) - 1; i > 0; i-- {
+		testkit.Start(t, four[i:], w.natsURL, w.uri, w.db, env)
+	}
+	o := testkit.Start(t, four, w.natsURL, w.uri, w.db, env)
+	body := func(id, ship string) string {
+		return strings.NewReplacer("ID", id, "SHIP", ship).Replace(
+			`{"id":"ID","items":[],"payment":{"id":"ID","amount":5,"inventory":{"id":"ID","sku":"tea","shipment":{"id":"SHIP","directions":"home"}}}}`)
+	}
+	voids := w.watch("*.void")
+
+	if r := post(t, o, body("f1", "s")); r.code != http.StatusCreated {
+		t.Fatalf("f1: %d %s, want 201", r.code, r.body)
+	}
+	if r := post(t, o, body("f2", "s")); r.code != http.StatusConflict {
+		t.Fatalf("f2 reusing f1's shipment: %d %s, want 409", r.code, r.body)
+	}
+	d := getOrder(t, o.URL(), "f2")
+	if d.Status != order.StatusRejected || d.Compensation["payment"] != "voided" || d.Compensation["inventory"] != "voided" {
+		t.Errorf("GET /orders/f2: %+v, want rejected, payment and inventory voided", d)
+	}
+	for _, c := range []string{payment.Collection, "reservations"} {
+		if w.voidOf(c, "f2") == nil || w.voidOf(c, "f1") != nil {
+			t.Errorf("%s: f2 voided %v, f1 voided %v; want f2's only", c, w.voidOf(c, "f2"), w.voidOf(c, "f1"))
+		}
+	}
+	var asked []string
+	for {
+		m, err := voids.NextMsg(300 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		asked = append(asked, m.Subject)
+	}
+	if strings.Join(asked, " ") != "payment.void inventory.void" {
+		t.Errorf("voids on the bus: %v, want payment.void then inventory.void, none to shipment", asked)
 	}
 }

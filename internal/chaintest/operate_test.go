@@ -30,11 +30,12 @@ func TestMicroDiscovery(t *testing.T) {
 	for _, name := range []string{"payment", "shipment"} {
 		var info micro.Info
 		request(t, nc, "$SRV.INFO."+name, &info)
-		if info.Name != name || info.Version != service.Version || info.Description == "" || len(info.Endpoints) != 2 ||
+		if info.Name != name || info.Version != service.Version || info.Description == "" || len(info.Endpoints) != 3 ||
 			info.Endpoints[0].Subject != messaging.Subject(name) || info.Endpoints[0].QueueGroup != name ||
-			info.Endpoints[1].Subject != messaging.CircuitsSubject(name) || info.Endpoints[1].QueueGroup != "" {
-			t.Errorf("$SRV.INFO.%s: %+v, want %s in queue group %s, and %s answered by every instance",
-				name, info, messaging.Subject(name), name, messaging.CircuitsSubject(name))
+			info.Endpoints[1].Subject != messaging.VoidSubject(name) || info.Endpoints[1].QueueGroup != name ||
+			info.Endpoints[2].Subject != messaging.CircuitsSubject(name) || info.Endpoints[2].QueueGroup != "" {
+			t.Errorf("$SRV.INFO.%s: %+v, want %s and %s in queue group %s, and %s answered by every instance",
+				name, info, messaging.Subject(name), messaging.VoidSubject(name), name, messaging.CircuitsSubject(name))
 		}
 	}
 	// Order serves no requests on NATS, but is discoverable with its circuits, which
@@ -56,7 +57,7 @@ func TestMicroDiscovery(t *testing.T) {
 		Handled  int64
 		Circuits []service.Circuit
 	}
-	if len(stats.Endpoints) != 2 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
+	if len(stats.Endpoints) != 3 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
 		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" ||
 		data.Circuits[0].Calls.Success != 1 || data.Circuits[0].Calls.P50 <= 0 || data.Circuits[0].Threshold != 50 {
 		t.Errorf("$SRV.STATS.payment: %+v data %s, want one request and the shipment circuit closed, one success", stats, stats.Endpoints[0].Data)

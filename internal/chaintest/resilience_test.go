@@ -218,8 +218,8 @@ func TestChaosAtRuntime(t *testing.T) {
 	var stats micro.Stats
 	request(t, nc, "$SRV.STATS.shipment", &stats)
 	var data struct{ Chaos chaos.State }
-	if len(stats.Endpoints) != 3 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil || data.Chaos.Latency != "1.5s" {
-		t.Errorf("$SRV.STATS.shipment: %+v, want the create, circuits and chaos endpoints and the chaos in force", stats)
+	if len(stats.Endpoints) != 4 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil || data.Chaos.Latency != "1.5s" {
+		t.Errorf("$SRV.STATS.shipment: %+v, want the create, void, circuits and chaos endpoints and the chaos in force", stats)
 	}
 	if got := scrape(t, s.URL())[`breakerchain_chaos_latency_seconds{service="shipment"}`]; got != 1.5 {
 		t.Errorf("shipment chaos_latency_seconds = %v, want 1.5", got)

@@ -268,6 +268,14 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	completed(t, o, "least-privilege-pending")
 	testkit.Eventually(t, 5*time.Second, "the completed order's mark to go", func() bool { return marks() == 0 })
 
+	// A rejection after payment voids the payment with order's and payment's rights (payment.void).
+	if r := post(t, o, strings.ReplaceAll(seedOrder("least-privilege-void"), `"shipment":{"id":"least-privilege-void"`, `"shipment":{"id":"least-privilege"`)); r.code != http.StatusConflict {
+		t.Fatalf("POST /create reusing a shipment id: %d %s, want 409", r.code, r.body)
+	}
+	if v := do(t, http.MethodGet, o.URL()+"/orders/least-privilege-void", "").view(t); v.Status != order.StatusRejected || v.Compensation["payment"] != messaging.OutcomeVoided {
+		t.Errorf("the rejected order: %+v, want rejected with its payment voided", v)
+	}
+
 	// Each caller published its circuit's events on its own breaker subject.
 	seen := map[string]bool{}
 	for !seen[messaging.BreakerSubject("order", "payment")] || !seen[messaging.BreakerSubject("payment", "shipment")] {
@@ -307,7 +315,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		request(t, obs, "$SRV.INFO."+name, &info)
 		var stats micro.Stats
 		request(t, obs, "$SRV.STATS."+name+"."+info.ID, &stats)
-		if stats.Name != name || len(stats.Endpoints) != 2 {
+		if stats.Name != name || len(stats.Endpoints) != 3 {
 			t.Errorf("$SRV.STATS.%s.%s: %+v", name, info.ID, stats)
 		}
 	}
@@ -489,6 +497,15 @@ func TestNATSPermissionsRefuse(t *testing.T) {
 		{user: "order", op: "publish", subject: "breaker.payment.shipment", marker: "breaker.order.marker", why: "forge payment's circuit events"},
 		{user: "order", op: "subscribe", subject: "payment.create", why: "take payment's requests"},
 		{user: "order", op: "subscribe", subject: "_INBOX.payment.>", why: "read payment's replies"},
+		{user: "order", op: "publish", subject: "shipment.void", marker: "breaker.order.marker", why: "void past payment"},
+		{user: "order", op: "subscribe", subject: "payment.void", queue: "payment", why: "take payment's voids"},
+		{user: "payment", op: "publish", subject: "payment.void", marker: "breaker.payment.marker", why: "void payments unasked"},
+		{user: "payment", op: "subscribe", subject: "payment.void", queue: "thief", why: "serve voids in another queue group"},
+		{user: "shipment", op: "publish", subject: "payment.void", marker: "chaos.shipment.changed", why: "void a payment"},
+		{user: "shipment", op: "subscribe", subject: "shipment.void", why: "serve voids outside its queue group"},
+		{user: "observer", op: "publish", subject: "payment.void", marker: "$SRV.PING.marker", why: "void a payment: it only watches"},
+		{user: "observer", op: "subscribe", subject: "payment.void", queue: "payment", why: "take a share of payment's voids and never answer them"},
+		{user: "chaos", op: "publish", subject: "payment.void", marker: "chaos.marker", why: "void a payment"},
 		{user: "payment", op: "publish", subject: "payment.create", marker: "breaker.payment.marker", why: "pay without an order"},
 		{user: "payment", op: "publish", subject: "breaker.order.payment", marker: "breaker.payment.marker", why: "forge order's circuit events"},
 		{user: "payment", op: "subscribe", subject: "shipment.create", why: "take shipment's requests"},

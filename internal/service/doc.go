@@ -5,7 +5,9 @@
 // step bounded: HTTP Shutdown → micro Stop → NATS drain (both connections) → store disconnect. It also
 // holds the seed's hop, written once for every service: split a request body (Split), wait any
 // injected latency, save the record once by its id (Save), fail on purpose if asked to, stop at
-// the JUMPS limit, and otherwise call the next service (Forward). The single-service command and
-// the all-in-one call the same Start. It must not know any particular service: each describes
+// the JUMPS limit, and otherwise call the next service (Forward). And its undo, the saga's
+// compensation: a Step serves <name>.void with the same body, voids its own record if its
+// service declared an undo (Service.Undo), and passes the void on (VoidNext) only towards a later
+// service that declared one. The single-service command and the all-in-one call the same Start. It must not know any particular service: each describes
 // itself with a Service, and which calls which is the command's Chain.
 package service

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/chaos"
@@ -22,15 +23,15 @@ type Hop struct {
 	Log    *slog.Logger
 	Faults *chaos.Injector // the faults it injects
 	After  Chain           // the services after it, whose bodies its body nests (see Split)
+	Undo   bool            // its service declared an undo (Service.Undo)
 }
 
 // Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
 // limit, then the call to the next hop with next as its body (Body.Next).
 func (h *Hop) Forward(ctx context.Context, next []byte) (messaging.Reply, error) {
 	now := time.Now()
-	if h.Faults.Fail() {
-		h.Log.WarnContext(ctx, "💥 injected error")
-		return messaging.Reply{}, problem.Errorf(502, "injected error")
+	if err := h.injected(ctx); err != nil {
+		return messaging.Reply{}, err
 	}
 	if h.Next == nil {
 		return messaging.ReplyDone(h.ID, now, false, nil), nil
@@ -40,6 +41,29 @@ func (h *Hop) Forward(ctx context.Context, next []byte) (messaging.Reply, error)
 	}
 	reply := h.Next.Request(ctx, next)
 	return messaging.ReplyDone(h.ID, now, false, &reply), nil
+}
+
+// injected is the error the hop's faults make it fail with, if this request is one they fail.
+func (h *Hop) injected(ctx context.Context) error {
+	if h.Faults.Fail() {
+		h.Log.WarnContext(ctx, "💥 injected error")
+		return problem.Errorf(502, "injected error")
+	}
+	return nil
+}
+
+// VoidNext passes a void on (next is the next service's body, as for Forward) and returns the
+// reply, or nil when there is nobody to ask: no service after h declared an undo (Service.Undo),
+// or the JUMPS limit stopped the create here, so nothing after h was saved. A void asks only
+// the hops that may hold something to undo: one that does not (shipment today) is not a
+// dependency of the compensation.
+func (h *Hop) VoidNext(ctx context.Context, next []byte) *messaging.Reply {
+	if h.Next == nil || messaging.CallFrom(ctx).Hop >= h.Jumps ||
+		!slices.ContainsFunc(h.After, func(s Service) bool { return s.Undo }) {
+		return nil
+	}
+	reply := h.Next.Void(ctx, next)
+	return &reply
 }
 
 // Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of its
@@ -121,8 +145,49 @@ func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Rep
 	if err := s.Hop.Faults.Delay(ctx); err != nil {
 		return messaging.Reply{}, err // the caller gave up during the injected latency
 	}
-	if _, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, b)); err != nil {
+	stored, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, b))
+	if err != nil {
 		return messaging.Reply{}, err
+	}
+	if v := stored.Metadata().Voided; v != nil {
+		// Undone for good: a replay must not bring the rest of the chain back to life.
+		s.Hop.Log.InfoContext(ctx, "⛔ replay of a voided "+s.Hop.ID, "id", stored.Metadata().ID)
+		return messaging.Reply{}, problem.Errorf(409, "%s id %q was voided: %s", s.Hop.ID, stored.Metadata().ID, v.Reason)
 	}
 	return s.Hop.Forward(ctx, b.Next)
 }
+
+// Void is the Step's undo as a messaging.Handler, with the body Handle takes: if its service
+// declared an undo (Hop.Undo) it voids the record this order's create made, if any (idempotent:
+// voiding twice is one void, nothing to void is a success), then passes the void on
+// (Hop.VoidNext). Its reply says per hop whether a record was voided.
+func (s *Step[In, T, P]) Void(ctx context.Context, data []byte) (messaging.Reply, error) {
+	b, err := Split(s.Hop.After, data, s.Decode)
+	if err != nil {
+		return messaging.Reply{}, err
+	}
+	if err := s.Hop.Faults.Delay(ctx); err != nil {
+		return messaging.Reply{}, err
+	}
+	voided := false
+	if s.Hop.Undo {
+		call := messaging.CallFrom(ctx)
+		rec := s.Record(ctx, b)
+		voided, err = store.VoidOnce(ctx, s.Store, rec, store.Void{Reason: call.Reason, At: time.Now().UTC(), RequestID: call.RequestID})
+		if err != nil {
+			s.Hop.Log.ErrorContext(ctx, "not voided", "id", rec.Metadata().ID, "err", err)
+			return messaging.Reply{}, StoreError(err)
+		}
+		if voided {
+			s.Hop.Log.InfoContext(ctx, "↩️  "+s.Hop.ID+" voided", "id", rec.Metadata().ID, "reason", call.Reason)
+		}
+	}
+	now := time.Now()
+	if err := s.Hop.injected(ctx); err != nil {
+		return messaging.Reply{}, err
+	}
+	return messaging.ReplyVoided(s.Hop.ID, now, voided, s.Hop.VoidNext(ctx, b.Next)), nil
+}
+
+// Parts are the Step's endpoints as its service's Parts: its requests and their void.
+func (s *Step[In, T, P]) Parts() Parts { return Parts{Handle: s.Handle, Void: s.Void} }

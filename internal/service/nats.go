@@ -20,6 +20,15 @@ func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 	return connect(cfg, cfg.NATS, cfg.ID, "NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_CA", log)
 }
 
+// ConnectQueue connects as the service's queue identity (NATS_QUEUE_…), or as the service when
+// it has none: what breakerchain apply-queue changes the queue through.
+func ConnectQueue(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
+	if !cfg.NATSQueue.Set() {
+		return ConnectNATS(cfg, log)
+	}
+	return connectQueue(cfg, nil, log)
+}
+
 // connectQueue opens the connection of the service's JetStream state as cfg.NATSQueue says:
 // another user, in an account of its own where no other user's message or reply can land
 // (deploy/nats.conf). Without one, nc serves the queue too.

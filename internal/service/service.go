@@ -33,6 +33,11 @@ type Service struct {
 	Check func(own []byte) (any, error)
 	// Build makes the service from what Start connected; ctx bounds its start.
 	Build func(context.Context, Deps) (Parts, error)
+	// Undo declares that what the service saves for an order is undone when a later hop refuses
+	// the order for good: its record is marked voided, with the reason, and a replay of it is
+	// refused (Step.Void). The saga is these fields in the chain's list: the entry voids the
+	// chain after a rejection (Hop.VoidNext) whenever a service after it declares one.
+	Undo bool
 }
 
 // Chain is the services in the order a request passes them, upstream first: each calls the one
@@ -55,6 +60,7 @@ type Deps struct {
 type Parts struct {
 	Routes func(chi.Router)  // its own HTTP routes, beside the ops routes
 	Handle messaging.Handler // its NATS endpoint; nil for none
+	Void   messaging.Handler // its void endpoint (Step.Void); nil for none
 	// Background, when set, runs in its own goroutine from start until ctx ends, which is the
 	// first step of the shutdown; Stop waits for it to return.
 	Background func(ctx context.Context)
@@ -108,7 +114,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	if r.queue, err = connectQueue(cfg, r.nc, log); err != nil {
 		return nil, err
 	}
-	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:]}
+	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:], Undo: svc.Undo}
 	faults := chaos.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
 		faults.ErrorRate = cfg.InjectErrRate
@@ -120,7 +126,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	if len(c) > 1 {
 		next := c[1].Name
 		r.Requester = messaging.NewRequester(r.nc,
-			messaging.Route{From: svc.Name, To: next, Subject: messaging.Subject(next)}, cfg.Breaker, log,
+			messaging.Route{From: svc.Name, To: next, Subject: messaging.Subject(next), Void: messaging.VoidSubject(next)}, cfg.Breaker, log,
 			messaging.WithObserver(r.Metrics.Observe))
 		r.Metrics.TrackState(next, r.Requester.State)
 		hop.Next = r.Requester
@@ -132,6 +138,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	ep := messaging.Endpoint{
 		Service: svc.Name, Version: Version, Description: svc.Description,
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
+		Void: parts.Void, VoidSubject: messaging.VoidSubject(svc.Name),
 		Info: func() map[string]any { return map[string]any{"circuits": r.circuits(), "chaos": r.chaos.State()} },
 	}
 	controls := []messaging.Control{{Name: "circuits", Subject: messaging.CircuitsSubject(svc.Name),

@@ -4,11 +4,11 @@
 // It must not know the services or the wire: a record is a plain struct that embeds Meta.
 //
 // Writes are inserts by _id (a repeated id is a duplicate, never a second record), gathered into
-// batches when they come together (group commit, batch.go); records are never updated or
-// deleted. Reads are by _id. The one exception is a small working set a service keeps beside its
-// records (order's open orders): Delete and Set change one of its documents by _id, and Before
-// finds the ones whose time has come, which a MongoDB answers from an index (Index) and the
-// embedded store by scanning that working set, never the records.
+// batches when they come together (group commit, batch.go). Reads are by _id. A record is never
+// deleted, and its one update is a void (VoidOnce), by _id, rare (a compensation). Beside the
+// records, a service may keep a small working set (order's open orders): Delete and Set change one
+// of its documents by _id, and Before finds the ones whose time has come, which a MongoDB answers
+// from an index (Index) and the embedded store by scanning that working set, never the records.
 //
 // # What the store costs
 //
@@ -182,6 +182,8 @@ type Meta struct {
 	Origin      string    `bson:"origin,omitempty"`
 	RequestID   string    `bson:"request_id,omitempty"`
 	CreatedAt   time.Time `bson:"created_at"`
+	// Voided is set when the record is undone (see VoidOnce): the one update a record ever gets.
+	Voided *Void `bson:"voided,omitempty"`
 }
 
 // Metadata returns m: a record embeds Meta and so is a Record.

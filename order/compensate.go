@@ -1,0 +1,43 @@
+package order
+
+import (
+	"context"
+
+	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/messaging"
+)
+
+// compensate is the saga's undo, for a run whose outcome out is a rejection: before out is
+// recorded, it asks the chain to void what it did for the order (service.Hop.VoidNext: payment
+// voids its payment, and passes the void on to any later service that declared an undo). Once the
+// void has answered from every hop asked, out stays rejected and shows what was voided. If it
+// has not (payment away, its circuit open), out becomes pending with a reason saying so, and the
+// re-driver runs the order again: its create replay answers refused again (the same hop, or
+// payment's "voided"), and the void is asked again, voiding twice being one void. So a rejected
+// order is final only once nothing it paid for is left live. Order knows no service's fields: it
+// sends the payment body as it sent it to create.
+func compensate(ctx context.Context, hop *service.Hop, rec *record, out *result) {
+	if out.Status != StatusRejected {
+		return
+	}
+	call := messaging.CallFrom(ctx)
+	call.Reason = out.Reason
+	reply := hop.VoidNext(messaging.WithCall(ctx, call), rec.paymentBody())
+	if reply == nil {
+		return // no service after order declared an undo: nothing to void
+	}
+	if p := reply.Problem(); p != nil {
+		out.Status = StatusPending
+		out.Reason = "rejected (" + out.Reason + "); voiding: " + p.Service + " " + string(p.Outcome) + ": " + p.Reason
+		out.LastError = out.Reason
+		return
+	}
+	for h := reply; h != nil; h = h.Next {
+		if h.Outcome == messaging.OutcomeVoided {
+			if out.Compensation == nil {
+				out.Compensation = map[string]messaging.Outcome{}
+			}
+			out.Compensation[h.Service] = h.Outcome
+		}
+	}
+}
