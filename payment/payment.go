@@ -33,6 +33,7 @@ func (p *Payment) Validate() error {
 	case math.IsNaN(*p.Amount) || math.IsInf(*p.Amount, 0) || *p.Amount < 0:
 		return wire.Invalid("amount", "must be a number ≥ 0")
 	}
+	*p.Amount = wire.Zeroed(*p.Amount)
 	return nil
 }
 

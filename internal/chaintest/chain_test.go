@@ -361,6 +361,28 @@ func TestDownstreamRefusalRejectsTheOrder(t *testing.T) {
 	}
 }
 
+// -0 and 0 are one number: an order sent again with -0 for an amount or an item is a replay of
+// the one sent with 0 (200), not another body (409).
+func TestMinusZeroIsZero(t *testing.T) {
+	w := newWorld(t)
+	o, _, _ := w.chain(nil)
+	body := strings.Replace(seedOrder("zero"), `"items":[]`, `"items":[0,{"n":0}]`, 1)
+	if res := post(t, o, body); res.code != http.StatusCreated {
+		t.Fatalf("first: %d %s", res.code, res.body)
+	}
+	for _, again := range []string{
+		strings.Replace(body, `"amount":0`, `"amount":-0`, 1),
+		strings.Replace(body, `"items":[0,{"n":0}]`, `"items":[-0,{"n":-0.0}]`, 1),
+	} {
+		if res := post(t, o, again); res.code != http.StatusOK {
+			t.Errorf("%s after the same with 0: %d %s, want 200, a replay", again, res.code, res.body)
+		}
+	}
+	if got := w.counts(); got != [3]int64{1, 1, 1} {
+		t.Errorf("orders, payments, shipments = %v, want one each", got)
+	}
+}
+
 // A payment belongs to the order it was made for: another order carrying the same payment object
 // (same id, same amount, same shipment) is refused by payment with a 409 naming the payment id,
 // and rejected, with no second payment or shipment; not completed for free on the first

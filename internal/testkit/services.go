@@ -117,6 +117,16 @@ func (s *Instance) Stop() { s.stop() }
 // URL is the service's HTTP base URL.
 func (s *Instance) URL() string { return "http://" + s.Addr }
 
+// IndexIDs gives collections of db in the binary's embedded store the index its lookups by _id
+// use, as the all-in-one does (embedded.Store.IndexIDs).
+func IndexIDs(t testing.TB, db string, collections ...string) {
+	t.Helper()
+	StoreURL(t)
+	if err := shared.store.IndexIDs(t.Context(), db, collections...); err != nil {
+		t.Fatalf("index %s: %v", collections, err)
+	}
+}
+
 // Start starts svc with the configuration env gives it (unprefixed or prefixed names), listening
 // on 127.0.0.1 on a free port, and stops it when the test ends.
 func Start(t testing.TB, c service.Chain, natsURL, mongoURL, db string, env Env) *Instance {
@@ -141,10 +151,7 @@ func StartLogged(t testing.TB, c service.Chain, natsURL, mongoURL, db string, en
 		t.Fatal(err)
 	}
 	if shared.store != nil && mongoURL == shared.store.URI() {
-		// As the all-in-one does: the service's lookups by _id use an index.
-		if err := shared.store.IndexIDs(t.Context(), db, svc.Collections...); err != nil {
-			t.Fatalf("index %s's collections: %v", svc.Name, err)
-		}
+		IndexIDs(t, db, svc.Collections...) // as the all-in-one does
 	}
 	s := &Instance{Config: cfg}
 	h := errorLog{Handler: log.Handler(), mu: &s.errMu, msgs: &s.errs}

@@ -173,7 +173,7 @@ const MaxDepth = 10
 // FreeForm checks a free-form JSON array (order items) that will be stored as is: it nests at most
 // MaxDepth deep, holds no array directly inside an array (the embedded store refuses those),
 // and its object keys are ones a MongoDB store accepts (not empty, no leading '$', no '.', no
-// NUL). field names it in errors.
+// NUL). field names it in errors. It writes each -0 in it as 0 (see Zeroed).
 func FreeForm(field string, items []any) error { return free(field, items, 0) }
 
 func free(field string, v any, depth int) error {
@@ -186,12 +186,18 @@ func free(field string, v any, depth int) error {
 			if k == "" || k[0] == '$' || strings.ContainsAny(k, ".\x00") {
 				return Invalid(field, "key %q: keys must not be empty, start with '$' or contain '.'", k)
 			}
+			if f, ok := e.(float64); ok {
+				x[k] = Zeroed(f)
+			}
 			if err := free(field+"."+k, e, depth+1); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for i, e := range x {
+			if f, ok := e.(float64); ok {
+				x[i] = Zeroed(f)
+			}
 			at := fmt.Sprintf("%s[%d]", field, i)
 			if _, nested := e.([]any); nested {
 				return Invalid(at, "an array directly inside an array is not supported")
@@ -202,6 +208,15 @@ func free(field string, v any, depth int) error {
 		}
 	}
 	return nil
+}
+
+// Zeroed is f with -0 as 0: JSON tells them apart ("-0"), a body's meaning does not, so one
+// canonical body (and fingerprint) has 0.
+func Zeroed(f float64) float64 {
+	if f == 0 {
+		return 0
+	}
+	return f
 }
 
 func kind(k string) string {
