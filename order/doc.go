@@ -2,16 +2,18 @@
 // payment through its breaker and records what happened. An order is "completed" only when
 // every hop did its work, "rejected" when a hop refused it (4xx) and what was done before the
 // refusal is voided (compensate.go: payment.void, re-driven until it answers), and otherwise
-// "pending" with the reason — until it is completed or rejected by itself: no order that may have been saved is
-// left behind, whatever the client was told and whichever process died when.
+// "pending" with the reason — until it is completed or rejected by itself: no order that may
+// have been saved is left behind, whatever the client was told and whichever process died when.
 // It must not know payment's or shipment's fields: it checks the body it sends payment with the
 // next services' own rules (service.Split) and keeps it as sent.
 //
-// # Pending orders: a write-ahead timer in JetStream
+// # Pending orders: a write-ahead timer in JetStream, a copy in the store
 //
-// The queue of orders not final yet is NATS JetStream's, not the store's: one stream, ORDERS
-// (replicated JETSTREAM_REPLICAS times), holding for each such order exactly one entry — its
-// timer, or its due message once the timer fired.
+// The fast path of orders not final yet is NATS JetStream: one stream, ORDERS (replicated
+// JETSTREAM_REPLICAS times), holding for each such order exactly one entry — its timer, or its
+// due message once the timer fired. The store is the source of truth: a copy of each such order
+// in orders_open, written before the order and removed once it is final, which the reconciler
+// (reconcile.go) reads to give a timer again to any order whose entry is gone.
 //
 //   - Before an order may be saved, POST /create sets its timer: a message on
 //     orders.timer.<id> with a JetStream message schedule, "@at" now + REDRIVE_AFTER (by
@@ -22,6 +24,9 @@
 //     attempts; a new order that found an entry left by an earlier request gets its own timer
 //     once it is saved. A timer is deleted by its own sequence, never by subject: a request
 //     only ever removes the timer it set.
+//   - Then its copy goes into orders_open (with when the reconciler is to look at it: after its
+//     first timer and one run), and only once that is written is the order inserted: so an
+//     order in the store, or on its way there, always has a copy until it is final.
 //   - Then the request runs as before: insert the order, call payment. A final outcome
 //     (completed, rejected) is inserted into order_outcomes and the timer deleted; a pending one
 //     (a hop unavailable, the circuit open) replaces the timer with one due after the
@@ -30,10 +35,14 @@
 //   - When a timer fires, the server moves it to orders.due.<id>. Every order instance takes
 //     due orders from one durable pull consumer, "redriver": one at a time, at most
 //     REDRIVE_RATE a second, and none while its circuit towards payment is open (it waits out
-//     the open delay, then the next due order is the trial). It loads the order; an order
-//     never saved, or already final, is dropped; otherwise it runs the chain again (payment and
-//     shipment are idempotent by id and order, so a second run is a replay, never a second
-//     charge) and records the outcome as above. Only then does it acknowledge the due message.
+//     the open delay, then the next due order is the trial). An order of another database (a
+//     timer says its MONGO_DB) is given back for an instance of its own. It loads the order:
+//     one not in the store is given back while its copy says its insert may still land, then
+//     saved from the copy, and dropped only when it has no copy (no insert of it was ever
+//     sent); one already final is finished (its copy and mark removed); otherwise it runs the
+//     chain again (payment and shipment are idempotent by id and order, so a second run is a
+//     replay, never a second charge) and records the outcome as above. Only then does it
+//     acknowledge the due message.
 //
 // The age of the oldest pending order cannot be read from ORDERS alone, whose entries are
 // written anew on every run: a second stream, ORDERS_SINCE, holds one message per order a
@@ -53,8 +62,10 @@
 // # What survives a crash at each step
 //
 //	step                                   process dies here                            who finishes the order
-//	timer set, order not saved yet         the timer fires, finds no order: looked for  nobody needed: nothing was saved
-//	                                       again until its insert cannot land, dropped
+//	timer set, no copy yet                 the timer fires, finds no order, no copy:    nobody needed: nothing was saved
+//	                                       dropped
+//	copy written, order not (or held up)   the timer fires, finds the copy: given back  the re-driver or the reconciler, from the
+//	                                       until the insert cannot be on its way         copy, once the insert's bounds have passed
 //	order inserted (or its reply lost)     the timer fires, finds it, runs the chain    any order instance, after REDRIVE_AFTER
 //	payment called, no outcome yet         same; payment's save is replayed             any order instance
 //	outcome not recorded (store away)      the request re-arms the timer soon           the re-driver, once the store is back
@@ -64,6 +75,8 @@
 //	                                       the create is refused again, the void asked
 //	                                       again (voiding twice is one void)
 //	final outcome recorded, timer left     the timer fires, finds the order final       nobody needed: dropped
+//	any step, and the timer is lost        its copy's check_at passes with nothing       the reconciler gives it a timer again
+//	(files, a power loss, cancelled)       queued
 //
 // Without JetStream there is no timer, so there is no order: POST /create answers 503 "nothing
 // was saved". The stream is on file; a single server syncs it every second (a process crash

@@ -35,7 +35,9 @@ var errNotYet = errors.New("not saved yet; its insert may still land")
 func (b *ledger) openCopy(ctx context.Context, rec *record, checkIn time.Duration) (opened bool, err error) {
 	c := &openOrder{Order: *rec, CheckAt: time.Now().UTC().Add(checkIn)}
 	_, created, err := store.InsertOnce(ctx, b.open, c)
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		// Another body's copy; or one there when this insert was, gone when it was read: the
+		// order went final meanwhile (a concurrent replay).
 		return false, nil
 	}
 	return created, err

@@ -31,34 +31,46 @@ import (
 // while its document is still queued is answered without it being sent; a batch runs until the
 // last of its callers' deadlines.
 
-// MaxBatch is the most documents one InsertMany carries.
+// Deletes by _id gather the same way (Collection.Delete): one DeleteMany of the ids queued, one
+// write where one each was ~0.7 ms of the single writer's time. On the embedded store a filter
+// other than one _id scans the collection, so this is only for the small working sets deleted
+// from (order's open orders): 32 deletes from 64 documents took 3.9 ms in one DeleteMany, 22 ms
+// one by one; from 256 documents, 9.4 ms.
+
+// MaxBatch is the most documents one InsertMany (or ids one DeleteMany) carries.
 const MaxBatch = 128
 
-// batcher gathers the inserts into one collection.
+// batcher gathers the inserts, or the deletes, of one collection.
 type batcher struct {
 	coll   *mongo.Collection
+	write  func(b *batcher, batch []*queued) // sends one batch and answers its callers
 	mu     sync.Mutex
 	queue  []*queued
 	flying bool // a goroutine is sending batches; it stops when the queue is empty
 }
 
-// queued is one caller's document, waiting for its batch.
+// queued is one caller's document (bson.Raw) or id (string), waiting for its batch.
 type queued struct {
 	ctx  context.Context
-	doc  bson.Raw
+	doc  any
 	done chan error // gets the caller's answer, once
 }
 
 // insert queues doc and waits for its answer, or for ctx to end.
 func (b *batcher) insert(ctx context.Context, doc any) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: not sent: %w", ErrUnavailable, err)
-	}
 	raw, err := bson.Marshal(doc)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	q := &queued{ctx: ctx, doc: raw, done: make(chan error, 1)}
+	return b.add(ctx, raw)
+}
+
+// add queues doc (what write sends) and waits for its answer, or for ctx to end.
+func (b *batcher) add(ctx context.Context, doc any) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: not sent: %w", ErrUnavailable, err)
+	}
+	q := &queued{ctx: ctx, doc: doc, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, q)
 	if !b.flying {
@@ -94,14 +106,13 @@ func (b *batcher) send() {
 		clear(b.queue[:n]) // answered entries must not stay reachable from the queue
 		b.queue = b.queue[n:]
 		b.mu.Unlock()
-		b.write(batch)
+		b.write(b, batch)
 	}
 }
 
-// write sends one batch, less what its callers gave up on, and answers each caller.
-func (b *batcher) write(batch []*queued) {
-	docs := make([]any, 0, len(batch))
-	sent := batch[:0:0]
+// live answers the callers of batch that gave up, and returns the others' documents and a
+// context lasting until the last of their deadlines.
+func live(batch []*queued) (sent []*queued, docs []any, ctx context.Context, cancel context.CancelFunc) {
 	var deadline time.Time
 	for _, q := range batch {
 		if err := q.ctx.Err(); err != nil {
@@ -114,17 +125,36 @@ func (b *batcher) write(batch []*queued) {
 			deadline = dl
 		}
 	}
-	if len(sent) == 0 {
-		return
-	}
 	if deadline.IsZero() {
 		deadline = time.Now().Add(OpTimeout)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel = context.WithDeadline(context.Background(), deadline)
+	return sent, docs, ctx, cancel
+}
+
+// writeInserts sends one batch of inserts, less what its callers gave up on, and answers each.
+func writeInserts(b *batcher, batch []*queued) {
+	sent, docs, ctx, cancel := live(batch)
 	defer cancel()
+	if len(sent) == 0 {
+		return
+	}
 	_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	for i, q := range sent {
 		q.done <- documentError(err, i, len(sent))
+	}
+}
+
+// writeDeletes sends one batch of deletes by _id and answers each caller with its outcome.
+func writeDeletes(b *batcher, batch []*queued) {
+	sent, ids, ctx, cancel := live(batch)
+	defer cancel()
+	if len(sent) == 0 {
+		return
+	}
+	_, err := b.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	for _, q := range sent {
+		q.done <- translate(err)
 	}
 }
 

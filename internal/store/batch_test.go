@@ -132,6 +132,62 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 // written, it may not stay), whatever the others' errors; a command error on a batch of several
 // is "unavailable" (some may have landed: a resend lets the _id decide); on a batch of one it is
 // that document's error, as for a single insert.
+// Concurrent deletes by _id leave together too: 64 of them while one is in flight go as one more
+// delete command, and each document is gone, the others left.
+func TestConcurrentDeletesLeaveTogether(t *testing.T) {
+	uri, db := testkit.Database(t)
+	const n = 64
+	var commands, held atomic.Int64
+	var coll *store.Collection[doc]
+	c, err := store.Connect(uri, &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName != "delete" || commands.Add(1) != 1 {
+				return
+			}
+			// Hold the first delete until the others are queued behind it.
+			held.Store(1) // a delete of one _id, unless it is a batch
+			if stmts, ok := e.Command.Lookup("deletes").ArrayOK(); ok {
+				if in, ok := stmts.Index(0).Document().Lookup("q", "_id", "$in").ArrayOK(); ok {
+					ids, _ := in.Values()
+					held.Store(int64(len(ids)))
+				}
+			}
+			for deadline := time.Now().Add(3 * time.Second); int64(store.QueuedDeletes(coll)) < n-held.Load() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(context.Background()) }()
+	coll = store.NewCollection[doc](c.Database(db), "gone")
+	for i := range n + 1 {
+		if err := coll.Insert(context.Background(), &doc{Meta: store.Meta{ID: fmt.Sprintf("d%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := coll.Delete(context.Background(), fmt.Sprintf("d%d", i)); err != nil {
+				t.Errorf("delete d%d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	want := int64(1) // the held batch, and the rest together behind it if any were left
+	if held.Load() < n {
+		want++
+	}
+	if got := commands.Load(); got != want {
+		t.Errorf("%d delete commands for %d concurrent deletes, the first of %d, want %d: the queued ones did not leave together", got, n, held.Load(), want)
+	}
+	if ids := testkit.IDs(t, testkit.Client(t, uri).Database(db).Collection("gone")); len(ids) != 1 || !ids[fmt.Sprintf("d%d", n)] {
+		t.Errorf("left %v, want only d%d", ids, n)
+	}
+}
+
 func TestDocumentError(t *testing.T) {
 	wce := mongo.BulkWriteException{
 		WriteConcernError: &mongo.WriteConcernError{Code: 64, Message: "waiting for replication timed out"},

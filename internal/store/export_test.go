@@ -21,7 +21,7 @@ func WriteBatch(c *mongo.Collection, ctxs []context.Context, docs []any) []error
 		}
 		batch[i] = &queued{ctx: ctxs[i], doc: raw, done: make(chan error, 1)}
 	}
-	(&batcher{coll: c}).write(batch)
+	writeInserts(&batcher{coll: c}, batch)
 	errs := make([]error, len(batch))
 	for i, q := range batch {
 		errs[i] = <-q.done
@@ -34,4 +34,11 @@ func Queued[T any](c *Collection[T]) int {
 	c.batch.mu.Lock()
 	defer c.batch.mu.Unlock()
 	return len(c.batch.queue)
+}
+
+// QueuedDeletes is how many deletes wait in c's batcher for the batch in flight to be answered.
+func QueuedDeletes[T any](c *Collection[T]) int {
+	c.deletes.mu.Lock()
+	defer c.deletes.mu.Unlock()
+	return len(c.deletes.queue)
 }

@@ -191,15 +191,16 @@ func (m *Meta) Metadata() *Meta { return m }
 
 // Collection is a collection of T documents whose _id is the business id.
 type Collection[T any] struct {
-	c     *mongo.Collection
-	batch *batcher
+	c       *mongo.Collection
+	batch   *batcher // inserts
+	deletes *batcher
 }
 
 // NewCollection returns the collection name of db. Build one per collection and share it: its
 // inserts are gathered into batches (see batch.go).
 func NewCollection[T any](db *mongo.Database, name string) *Collection[T] {
 	c := db.Collection(name)
-	return &Collection[T]{c: c, batch: &batcher{coll: c}}
+	return &Collection[T]{c: c, batch: &batcher{coll: c, write: writeInserts}, deletes: &batcher{coll: c, write: writeDeletes}}
 }
 
 // Name returns the collection's name.
@@ -237,12 +238,12 @@ func (c *Collection[T]) Get(ctx context.Context, id string) (*T, error) {
 	return &doc, nil
 }
 
-// Delete removes the document with _id id, if there is one.
+// Delete removes the document with _id id, if there is one, in a batch with the deletes made at
+// the same time (see batch.go).
 func (c *Collection[T]) Delete(ctx context.Context, id string) error {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	_, err := c.c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	return translate(err)
+	return c.deletes.add(ctx, id)
 }
 
 // Set sets field to value in the document with _id id, if there is one.
