@@ -22,9 +22,12 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// insertHorizon is how long after a request set an order's timer its insert can still land: the
-// timer's own write, then the insert, its resend and the read of what landed, each bounded, and
-// slack. A due order not found before then is looked for again; after it, it was never saved.
+// insertHorizon is how long after an order was taken a live request may still be writing it: a
+// queue write, then an insert, its resend and the read of what landed, each bounded, and slack.
+// An order not in the store but whose open copy is waits this long before it is saved from the
+// copy (see ledger.find). It bounds nothing for a paused process or a partition, and need not:
+// an insert landing later is a replay of the one saved, and a request that finds its own order
+// saved meanwhile only runs the chain once more, a replay downstream.
 const insertHorizon = QueueTimeout + 3*store.OpTimeout + 2*time.Second
 
 // ackWait is how long a re-drive may hold a due order before JetStream gives it to another
