@@ -207,3 +207,88 @@ func from(svc service.Service) service.Chain {
 	}
 	return service.Chain{svc}
 }
+
+// A re-driver paused mid-run (SIGSTOP) for longer than the ack wait: the other order process
+// takes the held order again and completes it; the paused one, resumed, finishes its own run of
+// it too. Each order is one recovery between the two (breakerchain_orders_recovered_total), not
+// two: the run that finds the outcome recorded already does not count it.
+func TestPausedRedriverCountsRecoveriesOnce(t *testing.T) {
+	ns := testkit.NATS(t)
+	uri, db := testkit.Database(t)
+	testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
+	drain := []string{"REDRIVE_RATE=20", "REDRIVE_BACKOFF=100ms", "REDRIVE_ACK_WAIT=1s", "BREAKER_DELAY=500ms"}
+	paused, first := startOrder(t, ns.URL(), uri, db, drain...)
+	_, second := startOrder(t, ns.URL(), uri, db, drain...)
+
+	const pending = 80
+	for i := range pending {
+		res, err := http.Post(first+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("paused-%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("with payment away: %d, want 202", res.StatusCode)
+		}
+	}
+	// Each run spends most of its time waiting on payment, so the pause finds one held.
+	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "200ms"})
+	client := testkit.Client(t, uri)
+	count := func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
+	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 4 })
+	sum := func(series string) (n float64) {
+		for _, url := range []string{first, second} {
+			n += scrapeMetrics(t, url)[series]
+		}
+		return n
+	}
+	// A pause finds a run in flight most times, not always: paused again until one did.
+	for range 3 {
+		if err := paused.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond) // past the ack wait, within the breaker's timeout
+		if err := paused.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if sum("breakerchain_redeliveries_total") > 0 {
+			break
+		}
+	}
+	allCompletedOnce(t, count)
+	recovered, redelivered := sum("breakerchain_orders_recovered_total"), sum("breakerchain_redeliveries_total")
+	if recovered != pending {
+		t.Errorf("%v recoveries counted between the two processes for %d orders, want %d: each once", recovered, pending, pending)
+	}
+	if redelivered == 0 {
+		t.Error("no order was delivered again: the pause did not catch a run, and the test showed nothing")
+	}
+	t.Logf("%v recoveries, %v redeliveries", recovered, redelivered)
+}
+
+// scrapeMetrics reads the unlabelled series of a service's /metrics, by name (labels dropped).
+func scrapeMetrics(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			out[name] += v
+		}
+	}
+	return out
+}
