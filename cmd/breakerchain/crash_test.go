@@ -122,16 +122,43 @@ func allCompletedOnce(t *testing.T, count func(coll string, filter bson.D) int64
 // one is SIGKILLed mid-drain. The other completes everything, nothing twice: what the dead one
 // held unacknowledged is delivered again after the ack wait.
 func TestKilledMidDrainLosesNothing(t *testing.T) {
+	// Each run holds its due order a little longer, so the kill finds some held.
+	d := startDrain(t, 100, "3s", "20ms")
+	doomed, survivor, count := d.first, d.secondURL, d.count
+	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 10 })
+	if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.Wait()
+	if n := count(order.ResultsCollection, nil); n >= d.pending {
+		t.Fatalf("%d of %d completed before the kill: the test must kill mid-drain", n, d.pending)
+	}
+	allCompletedOnce(t, count)
+	t.Logf("the survivor's breakerchain_redeliveries_total %v (the dead one's held orders)",
+		scrapeMetrics(t, survivor)["breakerchain_redeliveries_total"])
+}
+
+// drain is two order processes re-driving the same queue, with pending orders to drain.
+type drain struct {
+	first               *exec.Cmd
+	firstURL, secondURL string
+	pending             int64
+	count               func(coll string, filter bson.D) int64 // documents in the store
+}
+
+// startDrain starts shipment, two order processes re-driving with ackWait, posts pending orders
+// while payment is away (202), then starts payment, each request held latency: the drain begins.
+func startDrain(t *testing.T, pending int, ackWait, latency string) drain {
+	t.Helper()
 	ns := testkit.NATS(t)
 	uri, db := testkit.Database(t)
 	testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
-	drain := []string{"REDRIVE_RATE=20", "REDRIVE_BACKOFF=100ms", "REDRIVE_ACK_WAIT=3s", "BREAKER_DELAY=500ms"}
-	doomed, url := startOrder(t, ns.URL(), uri, db, drain...)
-	_, survivor := startOrder(t, ns.URL(), uri, db, drain...)
-
-	const pending = 100
+	env := []string{"REDRIVE_RATE=20", "REDRIVE_BACKOFF=100ms", "REDRIVE_ACK_WAIT=" + ackWait, "BREAKER_DELAY=500ms"}
+	d := drain{pending: int64(pending)}
+	d.first, d.firstURL = startOrder(t, ns.URL(), uri, db, env...)
+	_, d.secondURL = startOrder(t, ns.URL(), uri, db, env...)
 	for i := range pending {
-		res, err := http.Post(url+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("drained-%d", i))))
+		res, err := http.Post(d.firstURL+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("drained-%d", i))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,29 +167,10 @@ func TestKilledMidDrainLosesNothing(t *testing.T) {
 			t.Fatalf("with payment away: %d, want 202", res.StatusCode)
 		}
 	}
-	// Each run holds its due order a little longer, so the kill finds some held.
-	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "20ms"})
-
+	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": latency})
 	client := testkit.Client(t, uri)
-	count := func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
-	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 10 })
-	if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = doomed.Wait()
-	if n := count(order.ResultsCollection, nil); n >= pending {
-		t.Fatalf("%d of %d completed before the kill: the test must kill mid-drain", n, pending)
-	}
-	allCompletedOnce(t, count)
-	if res, err := http.Get(survivor + "/metrics"); err == nil {
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, "breakerchain_redeliveries_total") {
-				t.Logf("the survivor's %s (the dead one's held orders)", line)
-			}
-		}
-	}
+	d.count = func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
+	return d
 }
 
 // Two all-in-ones on one DATA_DIR would share JetStream's files and corrupt them: the second
@@ -213,28 +221,9 @@ func from(svc service.Service) service.Chain {
 // it too. Each order is one recovery between the two (breakerchain_orders_recovered_total), not
 // two: the run that finds the outcome recorded already does not count it.
 func TestPausedRedriverCountsRecoveriesOnce(t *testing.T) {
-	ns := testkit.NATS(t)
-	uri, db := testkit.Database(t)
-	testkit.Start(t, from(shipment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s"})
-	drain := []string{"REDRIVE_RATE=20", "REDRIVE_BACKOFF=100ms", "REDRIVE_ACK_WAIT=1s", "BREAKER_DELAY=500ms"}
-	paused, first := startOrder(t, ns.URL(), uri, db, drain...)
-	_, second := startOrder(t, ns.URL(), uri, db, drain...)
-
-	const pending = 80
-	for i := range pending {
-		res, err := http.Post(first+"/create", "application/json", strings.NewReader(orderBody(fmt.Sprintf("paused-%d", i))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusAccepted {
-			t.Fatalf("with payment away: %d, want 202", res.StatusCode)
-		}
-	}
 	// Each run spends most of its time waiting on payment, so the pause finds one held.
-	testkit.Start(t, from(payment.Service), ns.URL(), uri, db, testkit.Env{"BREAKER_TIMEOUT": "5s", "INJECT_LATENCY": "200ms"})
-	client := testkit.Client(t, uri)
-	count := func(coll string, filter bson.D) int64 { return testkit.Count(t, client, db, coll, filter) }
+	d := startDrain(t, 80, "1s", "200ms")
+	paused, first, second, count := d.first, d.firstURL, d.secondURL, d.count
 	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 4 })
 	sum := func(series string) (n float64) {
 		for _, url := range []string{first, second} {
@@ -258,8 +247,8 @@ func TestPausedRedriverCountsRecoveriesOnce(t *testing.T) {
 	}
 	allCompletedOnce(t, count)
 	recovered, redelivered := sum("breakerchain_orders_recovered_total"), sum("breakerchain_redeliveries_total")
-	if recovered != pending {
-		t.Errorf("%v recoveries counted between the two processes for %d orders, want %d: each once", recovered, pending, pending)
+	if recovered != float64(d.pending) {
+		t.Errorf("%v recoveries counted between the two processes for %d orders, want %d: each once", recovered, d.pending, d.pending)
 	}
 	if redelivered == 0 {
 		t.Error("no order was delivered again: the pause did not catch a run, and the test showed nothing")

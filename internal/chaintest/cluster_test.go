@@ -25,13 +25,7 @@ import (
 // leading the queue's stream is shut down: every order answered 201 or 202 completes, exactly
 // once, and new orders are accepted again once the cluster has elected another leader.
 func TestNATSNodeLost(t *testing.T) {
-	nodes := testkit.NATSCluster(t, 3)
-	urls := make([]string, len(nodes))
-	for i, ns := range nodes {
-		urls[i] = ns.URL()
-	}
-	w := newWorld(t)
-	w.natsURL = strings.Join(urls, ",")
+	w, nodes := clusterWorld(t)
 	env := testkit.Env{"JETSTREAM_REPLICAS": "3", "REDRIVE_RATE": "200", "REDRIVE_BACKOFF": "100ms", "REDRIVE_AFTER": "3s",
 		"BREAKER_DELAY": "500ms", "LOG_LEVEL": "warn"}
 	o, _, _ := w.chain(env)
@@ -120,13 +114,7 @@ func TestNATSNodeLost(t *testing.T) {
 // stream is lost: nothing is stranded, all complete once payment is back. Changing the settings
 // is an operator's step: order.ApplyQueue (breakerchain apply-queue) does it for all.
 func TestSharedQueueKeepsItsSettings(t *testing.T) {
-	nodes := testkit.NATSCluster(t, 3)
-	urls := make([]string, len(nodes))
-	for i, ns := range nodes {
-		urls[i] = ns.URL()
-	}
-	w := newWorld(t)
-	w.natsURL = strings.Join(urls, ",")
+	w, nodes := clusterWorld(t)
 	env := testkit.Env{"REDRIVE_BACKOFF": "100ms", "BREAKER_DELAY": "500ms"}
 	w.start(shipment.Service, env)
 	p := w.start(payment.Service, env)
@@ -168,14 +156,7 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	}
 
 	p.Stop()
-	var ids []string
-	for i := range 30 {
-		id := fmt.Sprintf("q%d", i)
-		if res := post(t, second, seedOrder(id)); res.code != http.StatusAccepted {
-			t.Fatalf("POST %s with payment away: %d %s, want 202", id, res.code, res.body)
-		}
-		ids = append(ids, id)
-	}
+	ids := postPending(t, second, "q", 30)
 	for _, ns := range nodes {
 		if ns.JetStreamIsStreamLeader("$G", order.StreamName) {
 			ns.Stop()
@@ -200,4 +181,17 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	if got := ackWait(); got != 40*time.Second {
 		t.Errorf("the re-driver's ack wait is %s after apply-queue, want 40s", got)
 	}
+}
+
+// clusterWorld is a world whose NATS is three nats-servers clustered, every service given the
+// three URLs.
+func clusterWorld(t *testing.T) (*world, []*embedded.NATS) {
+	nodes := testkit.NATSCluster(t, 3)
+	urls := make([]string, len(nodes))
+	for i, ns := range nodes {
+		urls[i] = ns.URL()
+	}
+	w := newWorld(t)
+	w.natsURL = strings.Join(urls, ",")
+	return w, nodes
 }

@@ -40,6 +40,20 @@ func (w *world) allCompleted(t *testing.T, within time.Duration, ids ...string) 
 	testkit.Eventually(t, 10*time.Second, "no open order left", func() bool { return w.count(openOrders, nil) == 0 })
 }
 
+// postPending posts n seed orders to o, ids prefix0…, each answered 202 (a hop away), and returns
+// their ids.
+func postPending(t *testing.T, o *testkit.Instance, prefix string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%d", prefix, i)
+		if res := post(t, o, seedOrder(ids[i])); res.code != http.StatusAccepted {
+			t.Fatalf("POST %s with a hop away: %d %s, want 202", ids[i], res.code, res.body)
+		}
+	}
+	return ids
+}
+
 // A pending order's timer is lost — purged, or cancelled by a message without a schedule stored
 // on its subject, as a NATS user could once do by naming that subject as the reply of a request
 // (docs/security.md) — while another keeps its own. The store is the source of truth: the
@@ -114,14 +128,7 @@ func TestOrdersOfAnotherDatabase(t *testing.T) {
 	testkit.Start(t, from(order.Service), w.natsURL, w.uri, otherDB,
 		testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
 	p.Stop()
-	var ids []string
-	for i := range 30 {
-		id := fmt.Sprintf("a%d", i)
-		if res := post(t, o, seedOrder(id)); res.code != http.StatusAccepted {
-			t.Fatalf("POST %s with payment away: %d %s, want 202", id, res.code, res.body)
-		}
-		ids = append(ids, id)
-	}
+	ids := postPending(t, o, "a", 30)
 	// Longer than the old cut-off (22 s after an order's timer was set), after which the other
 	// instance dropped every one of them as never saved.
 	time.Sleep(25 * time.Second)
