@@ -31,7 +31,7 @@ const Collection = "orders"
 var Service = service.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
-	Collections: []string{Collection, ResultsCollection},
+	Collections: []string{Collection, ResultsCollection, OpenCollection},
 	Check:       service.Check(Decode),
 	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		q, err := openQueue(ctx, d.Queue, d.Config.JetStreamReplicas)

@@ -267,11 +267,32 @@ func TestServersAlone(t *testing.T) {
 	}
 	defer db.Close()
 	var indexed int
-	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'breakerchain_id_%'`).Scan(&indexed); err != nil || indexed != 4 {
-		t.Errorf("%d _id indexes (%v), want one for each of orders, order_outcomes, payments, shipments", indexed, err)
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'breakerchain_id_%'`).Scan(&indexed); err != nil || indexed != 5 {
+		t.Errorf("%d _id indexes (%v), want one for each of orders, order_outcomes, orders_open, payments, shipments", indexed, err)
 	}
 	cancel()
 	stopped(t, done, "servers")
+}
+
+// breakerchain apply-queue sets the shared queue to this configuration and says what changed:
+// first it creates it (nothing to change), then, with another ack wait, it changes that one.
+func TestApplyQueue(t *testing.T) {
+	ns := testkit.NATS(t)
+	apply := func(env testkit.Env) string {
+		t.Helper()
+		env["NATS_URL"] = ns.URL()
+		var stdout, stderr syncBuffer
+		if err := run(t.Context(), []string{"apply-queue"}, env.Environ(), &stdout, &stderr); err != nil {
+			t.Fatalf("apply-queue: %v\n%s", err, stderr.String())
+		}
+		return stdout.String()
+	}
+	if out := apply(testkit.Env{"REDRIVE_ACK_WAIT": "30s"}); out != "the queue already has these settings\n" {
+		t.Errorf("apply-queue on a NATS without the queue printed %q, want that it has these settings", out)
+	}
+	if out := apply(testkit.Env{"REDRIVE_ACK_WAIT": "40s"}); out != "ORDERS/redriver ack_wait: 30s → 40s\n" {
+		t.Errorf("apply-queue with another ack wait printed %q, want the change from 30s to 40s", out)
+	}
 }
 
 // A password in a URL or in NATS_PASSWORD is never printed: not in the configuration line at
