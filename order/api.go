@@ -183,10 +183,12 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	}
 	rec, created, err := service.Save(ctx, a.hop, a.orders, rec)
 	if err != nil {
-		if problem.From(err).Code < http.StatusInternalServerError {
-			// Refused (409, 422): nothing of ours was saved.
+		if code := problem.From(err).Code; code < http.StatusInternalServerError {
+			// Refused (409, 422): nothing of ours was saved. After a 409 the open copy stays,
+			// even ours: the order holding the id may be another request's, relying on it, and
+			// the reconciler removes it once that order is final.
 			_ = a.queue.deleteTimer(ctx, timer)
-			if opened {
+			if opened && code != http.StatusConflict {
 				a.closeOpen(ctx, o.ID)
 			}
 		} else {

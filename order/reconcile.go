@@ -34,13 +34,17 @@ var errNotYet = errors.New("not saved yet; its insert may still land")
 // after a failure) stays: the order's own insert decides which body is the order.
 func (b *ledger) openCopy(ctx context.Context, rec *record, checkIn time.Duration) (opened bool, err error) {
 	c := &openOrder{Order: *rec, CheckAt: time.Now().UTC().Add(checkIn)}
-	_, created, err := store.InsertOnce(ctx, b.open, c)
-	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-		// Another body's copy; or one there when this insert was, gone when it was read: the
-		// order went final meanwhile (a concurrent replay).
-		return false, nil
+	for range 2 {
+		_, created, err := store.InsertOnce(ctx, b.open, c)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			return false, nil // another body's copy, there first
+		case errors.Is(err, store.ErrNotFound):
+			continue // there when this insert was, gone when it was read: written again
+		}
+		return created, err
 	}
-	return created, err
+	return false, fmt.Errorf("%w: the open copy came and went twice", store.ErrUnavailable)
 }
 
 // closeOpen removes order id's open copy: its outcome is final and recorded. Best effort: a copy
@@ -71,6 +75,13 @@ func (b *ledger) find(ctx context.Context, id string) (*record, error) {
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return saved, nil // another request's body took the id since: that one is the order
+	case errors.Is(err, store.ErrRefused):
+		// The store will never keep it (its request was told 422): never saved.
+		b.log.ErrorContext(ctx, "open copy the store refuses to save; dropped", "id", id, "err", err)
+		if err := b.open.Delete(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, store.ErrNotFound
 	case err != nil:
 		return nil, err
 	case created:
@@ -137,13 +148,18 @@ func (r *reconciler) sweep(ctx context.Context) error {
 func (r *reconciler) check(ctx context.Context, c *openOrder) error {
 	id := c.Order.ID
 	rec, err := r.l.find(ctx, id)
-	if errors.Is(err, errNotYet) {
+	switch {
+	case errors.Is(err, errNotYet):
 		return r.l.open.Set(ctx, id, "check_at", c.Order.CreatedAt.Add(insertHorizon).UTC())
-	}
-	if err == nil {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // its copy went since the sweep read it: final, or refused
+	case err == nil:
 		err = r.l.loadFinal(ctx, rec)
 	}
 	if err != nil {
+		// Looked at again after the horizon, not at the next sweep: one that keeps failing
+		// must not hold up the others.
+		_ = r.l.open.Set(ctx, id, "check_at", time.Now().UTC().Add(r.horizon))
 		return err
 	}
 	if rec.Status != StatusPending {

@@ -22,13 +22,13 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// insertHorizon is how long after an order was taken a live request may still be writing it: a
-// queue write, then an insert, its resend and the read of what landed, each bounded, and slack.
-// An order not in the store but whose open copy is waits this long before it is saved from the
-// copy (see ledger.find). It bounds nothing for a paused process or a partition, and need not:
-// an insert landing later is a replay of the one saved, and a request that finds its own order
-// saved meanwhile only runs the chain once more, a replay downstream.
-const insertHorizon = QueueTimeout + 3*store.OpTimeout + 2*time.Second
+// insertHorizon is how long after an order was taken (its record made, once its timer was set)
+// a live request may still be writing it: its open copy, then the order, each an insert, its
+// resend and the read of what landed, each bounded, and slack. An order not in the store but
+// whose open copy is waits this long before it is saved from the copy (see ledger.find). It
+// bounds nothing for a paused process or a partition, and need not: an insert landing later is
+// a duplicate of the order saved (its request, if still there, answers it as a replay).
+const insertHorizon = 6*store.OpTimeout + 2*time.Second
 
 // ackWait is how long a re-drive may hold a due order before JetStream gives it to another
 // instance: REDRIVE_ACK_WAIT when set, else the longest one run can take (the order and its
@@ -58,6 +58,7 @@ type redriveMetrics struct {
 	redelivered prometheus.Counter
 	sweeps      prometheus.Counter
 	rearmed     prometheus.Counter
+	foreign     prometheus.Counter
 }
 
 // newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
@@ -96,8 +97,12 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 			Name: "breakerchain_orders_rearmed_total", ConstLabels: labels,
 			Help: "Orders not final that this instance's reconciler found with nothing in the queue (their timer lost, cancelled or never written) and gave a timer again.",
 		}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "breakerchain_redrive_foreign_total", ConstLabels: labels,
+			Help: "Due orders of another database (MONGO_DB) this instance took and put back in the queue: instances on different databases share this NATS. Anything but 0 is a setup to fix.",
+		}),
 	}
-	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed)
+	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed, m.foreign)
 	return m
 }
 
@@ -295,20 +300,29 @@ func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, ret
 	_ = msg.Ack()
 }
 
-// notOurs gives back a due order of another database, for an instance of its own: order
-// instances on different databases share this NATS, so they share the queue (a setup to avoid:
-// each re-drives only its own). Said once per database, as warning.
-func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, db string) {
-	if _, said := d.foreign.LoadOrStore(db, true); !said {
-		d.log.WarnContext(ctx, "due orders of another database are in this NATS's queue: given back for its own order instances; give each database a NATS of its own",
-			"their_db", db, "our_db", d.db)
+// notOurs puts a due order of another database back in the queue, for an instance of its own:
+// order instances on different databases that share this NATS share its queue (a setup to
+// avoid: give each database a NATS of its own). It goes back as a timer due after foreignDelay
+// and is acknowledged, rather than given back unacknowledged: those count against the
+// consumer's MaxAckPending, and a thousand would keep this instance's own orders from it. Said
+// once per database, as a warning; each counted.
+func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, e entry) {
+	if _, said := d.foreign.LoadOrStore(e.DB, true); !said {
+		d.log.WarnContext(ctx, "due orders of another database are in this NATS's queue: put back for its own order instances; give each database a NATS of its own",
+			"their_db", e.DB, "our_db", d.db)
 	}
-	d.giveBack(ctx, msg, foreignDelay, "", nil)
+	d.m.foreign.Inc()
+	e.Due = dueIn(foreignDelay)
+	if _, _, err := d.queue.schedule(ctx, e, false); err != nil {
+		d.giveBack(ctx, msg, foreignDelay, "due order of another database not put back", err)
+		return
+	}
+	_ = msg.Ack()
 }
 
-// foreignDelay is how long a due order of another database is kept from this instance: short,
-// as an instance of its own may be the next to fetch it.
-const foreignDelay = 2 * time.Second
+// foreignDelay is how long a due order of another database is kept from every instance: an
+// instance of its own may be the next to take it, or another one again.
+const foreignDelay = 5 * time.Second
 
 // redriveOne runs the chain of one due order again. It acknowledges msg once the order is final and
 // recorded, or queued again with its next timer; anything else gives it back, and an instance
@@ -332,7 +346,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := d.log.With("id", e.ID)
 	if e.DB != "" && e.DB != d.db {
-		d.notOurs(ctx, msg, e.DB)
+		d.notOurs(ctx, msg, e)
 		return
 	}
 	rec, err := d.find(ctx, e.ID)

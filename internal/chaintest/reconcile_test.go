@@ -91,11 +91,13 @@ func TestLostTimerIsFoundAgain(t *testing.T) {
 }
 
 // Order's store connection is held, as a partition holds bytes: the insert (and its resend)
-// lands 25 s later, after the client was told 503 "may or may not have been saved", after the
-// order's timer fired and found nothing, and after the old cut-off (22 s) by which a due order
-// not found was taken as never saved and dropped. The order completes by itself, once.
+// lands 40 s later — after the client was told 503 "may or may not have been saved", after the
+// order's timer fired and found nothing, after the old cut-off (22 s) by which a due order not
+// found was taken as never saved and dropped, and after the 32 s a live request could still be
+// writing it, once the order has been saved from its open copy. The order completes by itself,
+// once; the late insert lands as a duplicate.
 func TestLateInsertIsNotStranded(t *testing.T) {
-	const late = 25 * time.Second
+	const late = 40 * time.Second
 	w, o, px := chainBehindProxy(t, testkit.Env{"BREAKER_TIMEOUT": "5s", "REDRIVE_RATE": "100", "REDRIVE_AFTER": "1s",
 		"REDRIVE_ACK_WAIT": "3s", "RECONCILE_EVERY": "200ms"})
 	px.DelayNextInserts(order.Collection, 2, late)
@@ -125,7 +127,7 @@ func TestOrdersOfAnotherDatabase(t *testing.T) {
 	p := w.start(payment.Service, env)
 	o := w.start(order.Service, env) // database A, no re-driver
 	_, otherDB := testkit.Database(t)
-	testkit.Start(t, from(order.Service), w.natsURL, w.uri, otherDB,
+	other := testkit.Start(t, from(order.Service), w.natsURL, w.uri, otherDB,
 		testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
 	p.Stop()
 	ids := postPending(t, o, "a", 30)
@@ -143,9 +145,19 @@ func TestOrdersOfAnotherDatabase(t *testing.T) {
 	if n := since.CachedInfo().State.Msgs; n != 0 {
 		t.Errorf("%d pending marks left by the instance on another database, want 0", n)
 	}
+	if n := w.queued(); n != 30 {
+		t.Fatalf("%d orders left in the queue after the instance on another database took them, want all 30", n)
+	}
+	if n := scrape(t, other.URL())[`breakerchain_redrive_foreign_total{service="order"}`]; n == 0 {
+		t.Error("the instance on another database counted no due order of another database")
+	}
+	// While both run, each due order goes to either, and the other one's takes only delay it:
+	// stopped, so that the test waits on nothing but the orders' own instance.
+	other.Stop()
 
 	w.start(payment.Service, env)
-	w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
+	// No reconciler: the orders complete from the queue, where the other instance left them.
+	w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms", "RECONCILE_EVERY": "0"})
 	w.allCompleted(t, 60*time.Second, ids...)
 	if n := testkit.Count(t, w.client, otherDB, order.Collection, bson.D{}); n != 0 {
 		t.Errorf("%d orders in the other database, want none", n)

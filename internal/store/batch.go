@@ -31,11 +31,18 @@ import (
 // while its document is still queued is answered without it being sent; a batch runs until the
 // last of its callers' deadlines.
 
-// Deletes by _id gather the same way (Collection.Delete): one DeleteMany of the ids queued, one
-// write where one each was ~0.7 ms of the single writer's time. On the embedded store a filter
-// other than one _id scans the collection, so this is only for the small working sets deleted
-// from (order's open orders): 32 deletes from 64 documents took 3.9 ms in one DeleteMany, 22 ms
-// one by one; from 256 documents, 9.4 ms.
+// Deletes by _id gather the same way (Collection.Delete). On the embedded store a delete
+// statement is a write of its own, and a filter other than one _id scans the collection, so a
+// batch goes one of two ways. A few ids: one delete command with a statement per id, each using
+// the _id index whatever the collection holds (32 took 12.9 ms so, 22 ms one by one). Many
+// (manyDeletes or more, as at 16–64 concurrent orders): one DeleteMany of the ids, one write —
+// 32 took 3.9 ms among 64 documents — whose scan grows with the collection (9.4 ms among 256):
+// fit for a small working set (open orders in flight), worse for a large one (a backlog of
+// thousands, when deletes come one at a time from the re-driver and take the first way).
+// docs/BENCHMARKS.md has the chain's numbers both ways.
+
+// manyDeletes is the batch size from which deletes leave as one DeleteMany.
+const manyDeletes = 8
 
 // MaxBatch is the most documents one InsertMany (or ids one DeleteMany) carries.
 const MaxBatch = 128
@@ -145,21 +152,32 @@ func writeInserts(b *batcher, batch []*queued) {
 	}
 }
 
-// writeDeletes sends one batch of deletes by _id and answers each caller with its outcome.
+// writeDeletes sends one batch of deletes by _id (see manyDeletes) and answers each caller.
 func writeDeletes(b *batcher, batch []*queued) {
 	sent, ids, ctx, cancel := live(batch)
 	defer cancel()
 	if len(sent) == 0 {
 		return
 	}
-	_, err := b.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	for _, q := range sent {
-		q.done <- translate(err)
+	if len(ids) >= manyDeletes {
+		_, err := b.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		for _, q := range sent {
+			q.done <- translate(err)
+		}
+		return
+	}
+	models := make([]mongo.WriteModel, len(ids))
+	for i, id := range ids {
+		models[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
+	}
+	_, err := b.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	for i, q := range sent {
+		q.done <- documentError(err, i, len(sent))
 	}
 }
 
 // documentError is what the error err of a bulk write of n documents says of the one at index i:
-// nil when it was inserted, its own write error when it has one, "unknown" when the write
+// nil when it was written, its own write error when it has one, "unknown" when the write
 // concern was not met, and, when the batch failed as a whole, err translated — "unavailable"
 // for a command error on more than one document, some of which may have landed.
 func documentError(err error, i, n int) error {

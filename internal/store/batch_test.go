@@ -133,7 +133,7 @@ func TestConcurrentInsertsLeaveTogether(t *testing.T) {
 // is "unavailable" (some may have landed: a resend lets the _id decide); on a batch of one it is
 // that document's error, as for a single insert.
 // Concurrent deletes by _id leave together too: 64 of them while one is in flight go as one more
-// delete command, and each document is gone, the others left.
+// delete command (one DeleteMany, being many), and each document is gone, the others left.
 func TestConcurrentDeletesLeaveTogether(t *testing.T) {
 	uri, db := testkit.Database(t)
 	const n = 64
@@ -145,12 +145,12 @@ func TestConcurrentDeletesLeaveTogether(t *testing.T) {
 				return
 			}
 			// Hold the first delete until the others are queued behind it.
-			held.Store(1) // a delete of one _id, unless it is a batch
-			if stmts, ok := e.Command.Lookup("deletes").ArrayOK(); ok {
-				if in, ok := stmts.Index(0).Document().Lookup("q", "_id", "$in").ArrayOK(); ok {
-					ids, _ := in.Values()
-					held.Store(int64(len(ids)))
-				}
+			// Ids held: a statement each, or one statement of many.
+			stmts, _ := e.Command.Lookup("deletes").Array().Values()
+			held.Store(int64(len(stmts)))
+			if in, ok := stmts[0].Document().Lookup("q", "_id", "$in").ArrayOK(); ok {
+				ids, _ := in.Values()
+				held.Store(int64(len(ids)))
 			}
 			for deadline := time.Now().Add(3 * time.Second); int64(store.QueuedDeletes(coll)) < n-held.Load() && time.Now().Before(deadline); {
 				time.Sleep(time.Millisecond)
