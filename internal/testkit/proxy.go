@@ -16,10 +16,14 @@ import (
 // to the next insert command and cuts that connection (the insert lands, its sender never hears
 // so), or answers the next inserts itself with an error document, as a primary stepping down
 // would (the inserts never reach the store), or holds the next inserts and delivers them late,
-// as a partition would.
+// as a partition would; or cuts the store off altogether (Cut) until Restore.
 type Proxy struct {
 	ln       net.Listener
 	target   string
+	mu       sync.Mutex
+	cut      bool                   // every connection is refused
+	conns    map[net.Conn]struct{}  // both ends of every open connection, for Cut to close
+	holding  atomic.Int64           // held inserts not delivered yet
 	drops    atomic.Int32           // insert replies still to be dropped
 	dropIn   atomic.Pointer[string] // the collection whose inserts they are; "" for any
 	dropped  atomic.Int64
@@ -49,8 +53,54 @@ func (p *Proxy) DelayNextInserts(collection string, n int, d time.Duration) {
 // Landed counts the held inserts delivered to the store (answered by it, whatever it said).
 func (p *Proxy) Landed() int64 { return p.landed.Load() }
 
+// Holding counts the held inserts still to be delivered: until it is 0, one may still land.
+func (p *Proxy) Holding() int64 { return p.holding.Load() }
+
+// Cut closes every connection through the proxy and refuses new ones until Restore, as a store
+// that went away would: a command in flight may or may not have landed, the next ones fail at
+// once. Held inserts are in the network already: they are still delivered.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}
+
+// Restore lets connections through again after Cut.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+// track keeps c and s for Cut, or reports false when the store is cut off.
+func (p *Proxy) track(c, s net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		return false
+	}
+	if p.conns == nil {
+		p.conns = map[net.Conn]struct{}{}
+	}
+	p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c, s net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, s)
+	p.mu.Unlock()
+}
+
 // hold delivers msg, an insert, to the store after d on a connection of its own.
 func (p *Proxy) hold(msg []byte, d time.Duration) {
+	defer p.holding.Add(-1)
 	time.Sleep(d)
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -172,17 +222,23 @@ func (p *Proxy) accept() {
 			_ = c.Close()
 			continue
 		}
+		if !p.track(c, s) {
+			_ = c.Close()
+			_ = s.Close()
+			continue
+		}
 		var (
 			mu     sync.Mutex
 			doomed = map[int32]bool{} // request ids of inserts whose reply is to be dropped
 		)
-		cut := func() { _ = c.Close(); _ = s.Close() }
+		cut := func() { _ = c.Close(); _ = s.Close(); p.untrack(c, s) }
 		client := &lockedWriter{Conn: c}
 		go relay(c, s, func(msg []byte, id, _ int32, cmd, coll string) verdict { // client → store
 			if cmd != "insert" {
 				return forward
 			}
 			if dl := p.delay.Load(); dl != nil && (dl.collection == coll || dl.collection == "") && take(&p.delays) {
+				p.holding.Add(1)
 				go p.hold(msg, dl.d)
 				return skip
 			}
