@@ -55,7 +55,11 @@ var Service = service.Service{
 		wait := ackWait(d.Config.Breaker, d.Config.Redrive.AckWait)
 		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
 		a.checkIn = a.firstTimer + wait
-		m := newRedriveMetrics(d.Metrics.Registry(), q)
+		var redriverWait time.Duration // this instance's say on the consumer: none without a re-driver
+		if d.Config.Redrive.Rate > 0 {
+			redriverWait = wait
+		}
+		m := newRedriveMetrics(d.Metrics.Registry(), q, redriverWait)
 		// Without its queue order takes no order (503 nothing saved): not ready.
 		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready}}
 		if d.Config.Redrive.Rate > 0 {

@@ -155,11 +155,11 @@ type Difference struct {
 }
 
 // ensureStream returns the stream want describes, creating it if it does not exist. An existing
-// one keeps the settings every instance shares — replicas and limits: an instance started with
-// other values (JETSTREAM_REPLICAS unset on one of three) must not lower them for all, and the
-// last one started would win. Each difference is returned, for the instance to say so;
-// changing them is an operator's step (breakerchain apply-queue, docs/operations.md). What
-// this version of order needs of the stream (its subjects and features) is set if missing.
+// one keeps the settings every instance shares — its replicas, and any limits an operator set:
+// an instance started with another JETSTREAM_REPLICAS (unset on one of three) must not lower
+// them for all, and the last one started would win. A difference is returned, for the instance
+// to say so; changing it is an operator's step (breakerchain apply-queue, docs/operations.md).
+// What this version of order needs of the stream (its subjects and features) is set if missing.
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, []Difference, error) {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -173,39 +173,49 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return nil, nil, err
 	}
 	have := s.CachedInfo().Config
-	var differ []Difference
-	note := func(setting string, h, w any, from string) {
-		if hs, ws := fmt.Sprint(h), fmt.Sprint(w); hs != ws {
-			differ = append(differ, Difference{Object: want.Name, Setting: setting, Have: hs, Want: ws, From: from})
-		}
-	}
-	note("replicas", have.Replicas, want.Replicas, "JETSTREAM_REPLICAS")
-	note("max_msgs", limit(have.MaxMsgs), limit(want.MaxMsgs), "")
-	note("max_bytes", limit(have.MaxBytes), limit(want.MaxBytes), "")
-	note("max_age", have.MaxAge, want.MaxAge, "")
-	note("max_msgs_per_subject", limit(have.MaxMsgsPerSubject), limit(want.MaxMsgsPerSubject), "")
 	need := have
-	need.Description, need.Subjects = want.Description, want.Subjects
+	need.Description, need.Subjects, need.MaxMsgsPerSubject = want.Description, want.Subjects, want.MaxMsgsPerSubject
 	need.AllowMsgSchedules, need.AllowRollup, need.AllowDirect = want.AllowMsgSchedules, want.AllowRollup, want.AllowDirect
 	if !reflect.DeepEqual(need, have) {
 		if s, err = js.UpdateStream(ctx, need); err != nil {
 			return nil, nil, err
 		}
 	}
-	return s, differ, nil
+	return s, streamDiff(have, want), nil
 }
 
-// limit is a stream limit as the server says it: -1 for none (a config leaves it 0).
-func limit(v int64) int64 {
-	if v <= 0 {
-		return -1
+// streamDiff is where stream have differs from want in what every instance shares.
+func streamDiff(have, want jetstream.StreamConfig) []Difference {
+	if have.Replicas == want.Replicas {
+		return nil
 	}
-	return v
+	return []Difference{{Object: want.Name, Setting: "replicas", Have: fmt.Sprint(have.Replicas), Want: fmt.Sprint(want.Replicas), From: "JETSTREAM_REPLICAS"}}
 }
 
-// ApplyQueue is the operator's step that changes the shared queue's settings: it sets the
-// streams and the re-driver's consumer to what cfg says (JETSTREAM_REPLICAS, REDRIVE_ACK_WAIT),
-// through nc, and returns what it changed.
+// differences reads the queue's shared settings now and returns where they differ from this
+// instance's (ackWait 0: it runs no re-driver, and has no say on the consumer's).
+func (q *queue) differences(ctx context.Context, ackWait time.Duration) ([]Difference, error) {
+	var out []Difference
+	for _, want := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
+		s, err := q.js.Stream(ctx, want.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, streamDiff(s.CachedInfo().Config, want)...)
+	}
+	if ackWait == 0 {
+		return out, nil
+	}
+	c, err := q.stream.Consumer(ctx, ConsumerName)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, consumerDiff(c.CachedInfo().Config, consumerConfig(ackWait))...), nil
+}
+
+// ApplyQueue is the operator's step that changes the shared queue's settings: through nc, it
+// sets the streams' replicas to JETSTREAM_REPLICAS and, when REDRIVE_ACK_WAIT is set, the
+// re-driver's ack wait to it, keeping everything else they have; it returns what it changed.
 func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Difference, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -213,12 +223,14 @@ func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Diff
 	}
 	var changed []Difference
 	for _, want := range []jetstream.StreamConfig{streamConfig(cfg.JetStreamReplicas), sinceConfig(cfg.JetStreamReplicas)} {
-		_, differ, err := ensureStream(ctx, js, want)
+		s, differ, err := ensureStream(ctx, js, want)
 		if err != nil {
 			return changed, err
 		}
 		if len(differ) > 0 {
-			if _, err := js.UpdateStream(ctx, want); err != nil {
+			set := s.CachedInfo().Config
+			set.Replicas = want.Replicas
+			if _, err := js.UpdateStream(ctx, set); err != nil {
 				return changed, fmt.Errorf("stream %s: %w", want.Name, err)
 			}
 			changed = append(changed, differ...)
@@ -229,26 +241,28 @@ func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Diff
 		return changed, err
 	}
 	want := consumerConfig(ackWait(cfg.Breaker, cfg.Redrive.AckWait))
-	_, differ, err := ensureConsumer(ctx, s, want)
-	if err != nil {
+	c, differ, err := ensureConsumer(ctx, s, want)
+	if err != nil || cfg.Redrive.AckWait == 0 || len(differ) == 0 {
 		return changed, err
 	}
-	if len(differ) > 0 {
-		if _, err := s.UpdateConsumer(ctx, want); err != nil {
-			return changed, fmt.Errorf("consumer %s: %w", ConsumerName, err)
-		}
-		changed = append(changed, differ...)
+	set := c.CachedInfo().Config
+	set.AckWait = want.AckWait
+	if _, err := s.UpdateConsumer(ctx, set); err != nil {
+		return changed, fmt.Errorf("consumer %s: %w", ConsumerName, err)
 	}
-	return changed, nil
+	return append(changed, differ...), nil
 }
 
 // heal creates again, as at start, a stream that is gone: NATS restarted without its files, or
 // someone deleted it. What it held is lost; without it no order would be taken again until order
-// restarts. The handles in q stay good: they name the stream. It takes at most within.
+// restarts. It is created as it was when this instance last saw it (its replicas and limits
+// are shared settings: see ensureStream), or as this instance would have it if it never did.
+// The handles in q stay good: they name the stream. It takes at most within.
 func (q *queue) heal(ctx context.Context, within time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	for _, cfg := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
+	for _, s := range []jetstream.Stream{q.stream, q.since} {
+		cfg := s.CachedInfo().Config
 		if _, err := q.js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
 			_, _ = q.js.CreateStream(ctx, cfg) // another instance may create it first: that one stays
 		}

@@ -63,7 +63,7 @@ type redriveMetrics struct {
 
 // newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
 // /metrics is scraped.
-func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
+func newRedriveMetrics(reg prometheus.Registerer, q *queue, ackWait time.Duration) *redriveMetrics {
 	labels := prometheus.Labels{"service": "order"}
 	reg.MustRegister(pendingGauges{q: q,
 		size: prometheus.NewDesc("breakerchain_orders_pending",
@@ -73,7 +73,7 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 			"How long the oldest order not final yet has been so: the first mark in ORDERS_SINCE (set when a re-drive first left an order pending) or the first entry of ORDERS (an order not re-driven yet), whichever is older; short by at most the wait before an order's first re-drive; 0 when none; -1 when JetStream did not answer.",
 			nil, labels),
 	})
-	reg.MustRegister(differGauge{q: q, desc: prometheus.NewDesc("breakerchain_queue_setting_differs",
+	reg.MustRegister(differGauge{q: q, ackWait: ackWait, desc: prometheus.NewDesc("breakerchain_queue_setting_differs",
 		"A setting of the shared queue (a JetStream stream or the re-driver's consumer) that differs from what this instance's configuration says: the queue keeps what it has (have); changing it is an operator's step (breakerchain apply-queue).",
 		[]string{"object", "setting", "have", "want"}, labels)})
 	m := &redriveMetrics{
@@ -106,17 +106,24 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue) *redriveMetrics {
 	return m
 }
 
-// differGauge shows each setting the shared queue kept that differs from this instance's
-// configuration (see ensureStream): 1 per setting, none when all agree.
+// differGauge shows each setting of the shared queue that differs from this instance's
+// configuration (see ensureStream), read at every scrape: 1 per setting, none when all agree.
 type differGauge struct {
-	q    *queue
-	desc *prometheus.Desc
+	q       *queue
+	ackWait time.Duration // 0: this instance runs no re-driver
+	desc    *prometheus.Desc
 }
 
 func (g differGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
 
 func (g differGauge) Collect(ch chan<- prometheus.Metric) {
-	for _, d := range g.q.differ {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	differ, err := g.q.differences(ctx, g.ackWait)
+	if err != nil {
+		return // JetStream did not answer: the pending gauges say -1
+	}
+	for _, d := range differ {
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, 1, d.Object, d.Setting, d.Have, d.Want)
 	}
 }
@@ -187,7 +194,7 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 
 // ensureConsumer returns the re-driver's consumer, creating it if it does not exist. As with the
 // streams (ensureStream), an existing one keeps the settings every instance shares — its ack
-// wait and how many due orders may be held at once — and each difference is returned; what this
+// wait, and how many due orders may be held at once — and a difference is returned; what this
 // version needs of it (its filter, explicit acks, no delivery limit) is set if missing.
 func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) (jetstream.Consumer, []Difference, error) {
 	c, err := s.Consumer(ctx, want.Durable)
@@ -202,14 +209,6 @@ func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.Cons
 		return nil, nil, err
 	}
 	have := c.CachedInfo().Config
-	var differ []Difference
-	object := StreamName + "/" + want.Durable
-	if have.AckWait != want.AckWait {
-		differ = append(differ, Difference{Object: object, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"})
-	}
-	if have.MaxAckPending != want.MaxAckPending {
-		differ = append(differ, Difference{Object: object, Setting: "max_ack_pending", Have: fmt.Sprint(have.MaxAckPending), Want: fmt.Sprint(want.MaxAckPending)})
-	}
 	need := have
 	need.Description, need.FilterSubject, need.AckPolicy, need.MaxDeliver = want.Description, want.FilterSubject, want.AckPolicy, want.MaxDeliver
 	if !reflect.DeepEqual(need, have) {
@@ -217,7 +216,16 @@ func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.Cons
 			return nil, nil, err
 		}
 	}
-	return c, differ, nil
+	return c, consumerDiff(have, want), nil
+}
+
+// consumerDiff is where consumer have differs from want in what every instance shares: the ack
+// wait (how many due orders may be held at once is the operator's, once created).
+func consumerDiff(have, want jetstream.ConsumerConfig) []Difference {
+	if have.AckWait == want.AckWait {
+		return nil
+	}
+	return []Difference{{Object: StreamName + "/" + want.Durable, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"}}
 }
 
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
@@ -226,7 +234,7 @@ func (d *redriver) heal(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
 	defer cancel()
 	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		_, _ = d.queue.stream.CreateConsumer(ctx, consumerConfig(d.ackWait))
+		_, _ = d.queue.stream.CreateConsumer(ctx, d.consumer.CachedInfo().Config) // as last seen (see queue.heal)
 	}
 }
 

@@ -181,6 +181,11 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	if got := ackWait(); got != 40*time.Second {
 		t.Errorf("the re-driver's ack wait is %s after apply-queue, want 40s", got)
 	}
+	// The running instance's gauge reads the queue as it is now.
+	want := `breakerchain_queue_setting_differs{have="40s",object="ORDERS/redriver",service="order",setting="ack_wait",want="1s"} 1`
+	if metrics := string(do(t, http.MethodGet, second.URL()+"/metrics", "").body); !strings.Contains(metrics, want) {
+		t.Errorf("after apply-queue the second instance's /metrics lacks %s", want)
+	}
 }
 
 // clusterWorld is a world whose NATS is three nats-servers clustered, every service given the
