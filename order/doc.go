@@ -38,8 +38,8 @@
 //     the open delay, then the next due order is the trial). An order of another database (a
 //     timer says its MONGO_DB) is given back for an instance of its own. It loads the order:
 //     one not in the store is given back while its copy says its insert may still land, then
-//     saved from the copy, and dropped only when it has no copy (no insert of it was ever
-//     sent); one already final is finished (its copy and mark removed); otherwise it runs the
+//     saved from the copy, and dropped only when it has no copy once a live request would have
+//     written it (no insert of it was ever sent); one already final is finished (its copy and mark removed); otherwise it runs the
 //     chain again (payment and shipment are idempotent by id and order, so a second run is a
 //     replay, never a second charge) and records the outcome as above. Only then does it
 //     acknowledge the due message.
@@ -62,8 +62,9 @@
 // # What survives a crash at each step
 //
 //	step                                   process dies here                            who finishes the order
-//	timer set, no copy yet                 the timer fires, finds no order, no copy:    nobody needed: nothing was saved
-//	                                       dropped
+//	timer set, no copy yet                 the timer fires, finds no order, no copy:    nobody needed: nothing was saved (a
+//	                                       given back until a live request would have   copy landing later still is found by
+//	                                       written both, then dropped                   the reconciler)
 //	copy written, order not (or held up)   the timer fires, finds the copy: given back  the re-driver or the reconciler, from the
 //	                                       until the insert cannot be on its way         copy, once the insert's bounds have passed
 //	order inserted (or its reply lost)     the timer fires, finds it, runs the chain    any order instance, after REDRIVE_AFTER

@@ -366,9 +366,16 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		// Its insert may still be on its way, or its open copy is to be saved: look again later.
 		d.giveBack(ctx, msg, retry, "", nil)
 		return
+	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < QueueTimeout+insertHorizon:
+		// No order and no open copy yet: the copy's own insert may still be on its way (the
+		// copy goes first, after the timer). Looked for again once a live request would have
+		// written both.
+		d.giveBack(ctx, msg, QueueTimeout+insertHorizon-time.Since(e.Since), "", nil)
+		return
 	case errors.Is(err, store.ErrNotFound):
-		// No order and no open copy: no insert of it was ever sent (the copy goes first). Should
-		// one be sent yet, its copy goes with it and the reconciler finds it.
+		// Still no order and no copy: no insert of it was ever sent, or one held beyond any
+		// live request (a partition, a paused process) — and then its copy lands first, and
+		// the reconciler finds it.
 		log.InfoContext(ctx, "due order was never saved; dropped")
 		_ = msg.Ack()
 		return
