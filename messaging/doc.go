@@ -32,7 +32,11 @@
 //     retries only what the circuit counts as a failure; every hop is idempotent by its id, so a
 //     repeat is a replay, never a second record or charge. It never retries a call the open
 //     circuit rejected (circuitbreaker.ErrOpen), a 4xx, or the caller's cancellation, and the
-//     fallback gets the last real failure, not "retries exceeded".
+//     fallback gets the last real failure, not "retries exceeded". Retries draw on the hop's
+//     budget (BreakerSettings.RetryBudget, failsafe-go's budget package): a retry that would
+//     make retries more than that share of the calls in flight (beyond RetryFloor at once) is
+//     not made, and the call is answered "failed, and not retried: the retry budget was spent"
+//     (EventBudget), so a failing target is not asked several times per request.
 //   - The bulkhead (BreakerSettings.Bulkhead) is outside the retries: a call holds its permit
 //     through its retries and backoffs, so the bound counts callers waiting on the target, not
 //     attempts, and a call is never cut off by the bulkhead halfway through its retries. It does

@@ -10,6 +10,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 
+	"github.com/failsafe-go/failsafe-go/budget"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/timeout"
@@ -65,6 +66,9 @@ func outcomeOf(err error) (Outcome, string) {
 		return OutcomeRejected, "too many requests in flight"
 	case errors.Is(err, timeout.ErrExceeded), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return OutcomeTimeout, "timeout"
+	case errors.Is(err, budget.ErrExceeded):
+		// A retry not made: the attempt before it failed, and the hop's budget was spent.
+		return OutcomeUnavailable, "failed, and not retried: the retry budget was spent"
 	case errors.Is(err, ErrNoTimeLeft):
 		// The target was never asked: it is not late, it is unreachable in the time given.
 		return OutcomeUnavailable, ErrNoTimeLeft.Error()

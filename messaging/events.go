@@ -32,6 +32,7 @@ var seedWords = map[Event]string{
 	EventReject: "rejected", EventFallback: "fallback", EventOpen: "opened",
 	EventHalfOpen: "halfOpened", EventClose: "closed",
 	EventRetry: "retrying", EventFull: "bulkhead full", EventOutOfTime: "out of time",
+	EventBudget: "retry budget spent",
 }
 
 // BreakerEvent is what is published on breaker.<service>.<target> for every event.
@@ -63,7 +64,7 @@ const SummaryPeriod = time.Second
 // perCall are the events that happen once per call (or per retry) and may be summarised. A
 // retry and a full bulkhead are among them: a burst against a full hop must not flood the bus
 // and the log, nor, by passing for a transition, reset the period for every other kind.
-var perCall = [...]Event{EventSuccess, EventFailure, EventTimeout, EventReject, EventFallback, EventRetry, EventFull, EventOutOfTime}
+var perCall = [...]Event{EventSuccess, EventFailure, EventTimeout, EventReject, EventFallback, EventRetry, EventFull, EventOutOfTime, EventBudget}
 
 func perCallIndex(ev Event) int {
 	for i, e := range perCall {

@@ -26,7 +26,17 @@ type BreakerSettings struct {
 	Retries     int           // retry a failed call up to this many times; 0 = never
 	Backoff     time.Duration // before the first retry; doubles for each next one, up to MaxBackoff, ±RetryJitter
 	Bulkhead    uint          // calls in flight on this hop at once, retries included; 0 = unbounded
+	// RetryBudget is the most retries may be of the calls in flight on this hop (0.1: one in
+	// ten), beyond RetryFloor at once; 0 = no budget. Under a failure rate that retries would
+	// multiply, it keeps the target from being asked several times per request: at a 50 % rate,
+	// 1.16 times with 0.1, 1.25 with 0.15, 1.37 with 0.2 (TestRetryBudgetCapsRetries; the share
+	// is counted in flight, where a retry's backoff is not, so the asks exceed it).
+	RetryBudget float64
 }
+
+// RetryFloor is how many retries may be in flight on a hop at once whatever the budget: a lone
+// caller's retry is never refused for being a large share of little traffic.
+const RetryFloor = 3
 
 // DefaultBreakerSettings are the seed's opossum settings (timeout 300 ms, 50 %, reset 10 s)
 // with a 10 s rolling window and at least 5 calls before a rate can open the circuit; two
@@ -35,7 +45,7 @@ type BreakerSettings struct {
 var DefaultBreakerSettings = BreakerSettings{
 	Timeout: 300 * time.Millisecond, FailureRate: 50, MinCalls: 5,
 	Window: 10 * time.Second, Delay: 10 * time.Second,
-	Retries: 2, Backoff: 50 * time.Millisecond, Bulkhead: DefaultMaxConcurrent,
+	Retries: 2, Backoff: 50 * time.Millisecond, Bulkhead: DefaultMaxConcurrent, RetryBudget: 0.1,
 }
 
 // Route names a hop: who calls, whom, on which subject.

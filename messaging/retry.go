@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/budget"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/common"
@@ -20,6 +21,9 @@ const (
 	// EventOutOfTime is a call not sent because its caller's deadline left less than
 	// MinCallBudget: the target was never asked, and the circuit is not told.
 	EventOutOfTime Event = "outOfTime"
+	// EventBudget is a retry not made because retries were already as large a share of the
+	// hop's calls in flight as its budget allows (BreakerSettings.RetryBudget).
+	EventBudget Event = "retryBudget"
 )
 
 // RetryJitter is how much each retry's backoff varies, as a share of it (±50 %), so callers
@@ -65,7 +69,16 @@ func (s BreakerSettings) MinRetryBudget() time.Duration { return s.Timeout / 2 }
 // the fallback turns into the reply.
 func (r *Requester) newRetry() failsafe.Policy[*Reply] {
 	s := r.settings
-	return retrypolicy.NewBuilder[*Reply]().
+	b := retrypolicy.NewBuilder[*Reply]()
+	if s.RetryBudget > 0 {
+		// One budget per hop, shared by all its calls: failsafe-go counts the calls and the
+		// retries in flight, and refuses a retry that would exceed the share.
+		b = b.WithBudget(budget.NewBuilder().WithMaxRate(s.RetryBudget).WithMinConcurrency(RetryFloor).
+			OnBudgetExceeded(func(e budget.ExceededEvent) {
+				r.events.emit(e.Context(), EventBudget, r.State(), fmt.Sprintf("retry budget spent: %.0f %% of the calls in flight are retries", 100*e.Rate()))
+			}).Build())
+	}
+	return b.
 		HandleIf(func(_ *Reply, err error) bool { return IsFailure(err) }).
 		AbortOnErrors(circuitbreaker.ErrOpen).
 		AbortIf(func(_ *Reply, err error) bool { return errors.As(err, new(*retryStopped)) }).

@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,5 +307,63 @@ func TestLongest(t *testing.T) {
 	s.Retries = 0
 	if got := s.Longest(); got != s.Timeout {
 		t.Errorf("without retries Longest = %s, want the timeout", got)
+	}
+}
+
+// TestRetryBudgetCapsRetries: the target fails every other request it gets (a 50 % failure rate)
+// and 32 callers send 800 requests through one hop with two retries each. Without a budget the
+// target is asked about 1.75 times per request; with one, retries beyond it are not made — the
+// failed call is answered as it failed, "not retried", and
+// counted — and with the default budget (10 % of the calls in flight) the target is asked at
+// most 1.25 times per request. The circuit never
+// opens here (its minimum number of calls is out of reach), so only the budget is measured.
+func TestRetryBudgetCapsRetries(t *testing.T) {
+	for _, tc := range []struct {
+		budget    float64
+		within    func(perRequest float64) bool
+		wantShare string
+	}{
+		{budget: 0, within: func(p float64) bool { return p > 1.5 }, wantShare: "more than 1.5"},
+		{budget: messaging.DefaultBreakerSettings.RetryBudget, within: func(p float64) bool { return p <= 1.25 }, wantShare: "at most 1.25"},
+	} {
+		t.Run(fmt.Sprintf("budget=%g", tc.budget), func(t *testing.T) {
+			nc := connect(t)
+			subject := fmt.Sprintf("flaky%d.create", int(tc.budget*100))
+			tg := newScripted(t, nc, subject, func(ctx context.Context, n int64) (messaging.Reply, error) {
+				time.Sleep(2 * time.Millisecond) // calls overlap, as under load
+				if n%2 == 1 {
+					return injected()
+				}
+				return ok()
+			})
+			s := messaging.BreakerSettings{Timeout: 10 * time.Second, FailureRate: 100, MinCalls: 1_000_000,
+				Window: time.Minute, Delay: time.Minute, Retries: 2, Backoff: time.Millisecond, RetryBudget: tc.budget}
+			c := &counter{}
+			r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: subject}, s,
+				testkit.DiscardLogger(), messaging.WithObserver(c.observe))
+			const callers, each = 32, 25
+			var wg sync.WaitGroup
+			var notRetried atomic.Int64
+			for range callers {
+				wg.Go(func() {
+					for range each {
+						reply := r.Request(context.Background(), []byte(`{}`))
+						if strings.Contains(reply.Line, "the retry budget was spent") {
+							notRetried.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			perRequest := float64(tg.received.Load()) / (callers * each)
+			if !tc.within(perRequest) {
+				t.Errorf("the target was asked %.2f times per request, want %s", perRequest, tc.wantShare)
+			}
+			if tc.budget > 0 && (c.get(messaging.EventBudget) == 0 || notRetried.Load() == 0) {
+				t.Errorf("%d budget events, %d replies saying so; want both above 0", c.get(messaging.EventBudget), notRetried.Load())
+			}
+			t.Logf("budget %g: the target was asked %.2f times per request; %d retries refused by the budget",
+				tc.budget, perRequest, c.get(messaging.EventBudget))
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/service"
@@ -53,13 +54,15 @@ var Service = service.Service{
 			d.Log.WarnContext(ctx, "open orders not indexed", "err", err)
 		}
 		wait := ackWait(d.Config.Breaker, d.Config.Redrive.AckWait)
-		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After)}
+		a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After),
+			backlog: &backlog{q: q, max: uint64(d.Config.BacklogMax)}}
 		a.checkIn = a.firstTimer + wait
 		var redriverWait time.Duration // this instance's say on the consumer: none without a re-driver
 		if d.Config.Redrive.Rate > 0 {
 			redriverWait = wait
 		}
 		m := newRedriveMetrics(d.Metrics.Registry(), q, redriverWait)
+		a.refused = m.refused
 		// Without its queue order takes no order (503 nothing saved): not ready.
 		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready}}
 		if d.Config.Redrive.Rate > 0 {
@@ -104,6 +107,8 @@ type api struct {
 	log        *slog.Logger
 	firstTimer time.Duration
 	checkIn    time.Duration // when the reconciler first looks at a new order: after its first timer and a run
+	backlog    *backlog
+	refused    *prometheus.CounterVec // orders not taken, by reason
 }
 
 func (a *api) routes(r chi.Router) {
@@ -164,6 +169,12 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	ctx := messaging.WithCall(req.Context(), messaging.Call{Hop: 1, RequestID: middleware.GetReqID(req.Context()), Origin: o.ID})
 	if err := a.hop.Faults.Delay(ctx); err != nil {
 		return // the client left during the injected latency; nothing was saved
+	}
+	if full, size := a.backlog.full(ctx); full {
+		a.refused.WithLabelValues("backlog").Inc()
+		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable,
+			"order not taken: %d orders are waiting to complete, the most this system defers (BACKLOG_MAX); nothing was saved, retrying later with the same id is safe", size))
+		return
 	}
 	// From here the client hanging up changes nothing: once the order may be saved, the chain
 	// runs to its end and its outcome is recorded, so the stored status tells the truth.

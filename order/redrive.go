@@ -59,6 +59,7 @@ type redriveMetrics struct {
 	sweeps      prometheus.Counter
 	rearmed     prometheus.Counter
 	foreign     prometheus.Counter
+	refused     *prometheus.CounterVec
 }
 
 // newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
@@ -102,7 +103,11 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue, ackWait time.Duratio
 			Help: "Due orders of another database (MONGO_DB) this instance took and put back in the queue: instances on different databases share this NATS. Anything but 0 is a setup to fix.",
 		}),
 	}
-	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed, m.foreign)
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "breakerchain_orders_refused_total", ConstLabels: labels,
+		Help: "New orders not taken (503, nothing saved), by reason: backlog (BACKLOG_MAX orders were waiting to complete).",
+	}, []string{"reason"})
+	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed, m.foreign, m.refused)
 	return m
 }
 

@@ -163,3 +163,40 @@ func TestOrdersOfAnotherDatabase(t *testing.T) {
 		t.Errorf("%d orders in the other database, want none", n)
 	}
 }
+
+// The deferred work is bounded: with BACKLOG_MAX=3 and payment away, three orders are taken and
+// answered 202; the fourth is refused at once — 503 with Retry-After, saying the order was not
+// taken — nothing of it saved, no circuit touched, counted. Once the three have completed (payment
+// back), orders are taken again.
+func TestBacklogIsBounded(t *testing.T) {
+	w := newWorld(t)
+	w.start(shipment.Service, nil)
+	p := w.start(payment.Service, nil)
+	o := w.start(order.Service, testkit.Env{"BACKLOG_MAX": "3"}) // no re-driver: its circuit sees only requests
+	p.Stop()
+	ids := postPending(t, o, "b", 3)
+	calls := o.Requester.Breaker().Metrics().Executions()
+	time.Sleep(time.Second) // the backlog's size is read at most once a second
+	res := post(t, o, seedOrder("over"))
+	if e := res.errorBody(t); res.code != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" ||
+		!strings.Contains(e.Error, "not taken") || !strings.Contains(e.Error, "BACKLOG_MAX") {
+		t.Fatalf("a fourth order over BACKLOG_MAX=3: %d %q (Retry-After %q), want 503 saying it was not taken",
+			res.code, e.Error, res.header.Get("Retry-After"))
+	}
+	if n := w.count(order.Collection, bson.D{{Key: "_id", Value: "over"}}); n != 0 {
+		t.Errorf("the refused order was saved (%d)", n)
+	}
+	if n := o.Requester.Breaker().Metrics().Executions(); n != calls {
+		t.Errorf("the refusal went through the circuit: %d calls, %d before", n, calls)
+	}
+	if n := scrape(t, o.URL())[`breakerchain_orders_refused_total{reason="backlog",service="order"}`]; n != 1 {
+		t.Errorf("%v refusals counted, want 1", n)
+	}
+
+	w.start(payment.Service, nil)
+	w.start(order.Service, testkit.Env{"REDRIVE_RATE": "100", "REDRIVE_BACKOFF": "100ms"})
+	w.allCompleted(t, 30*time.Second, ids...)
+	testkit.Eventually(t, 10*time.Second, "an order to be taken again", func() bool {
+		return post(t, o, seedOrder("after")).code == http.StatusCreated
+	})
+}

@@ -37,6 +37,7 @@ type Recorder struct {
 	retries     *prometheus.CounterVec
 	full        *prometheus.CounterVec
 	outOfTime   *prometheus.CounterVec
+	budget      *prometheus.CounterVec
 	http        *prometheus.HistogramVec
 	store       *prometheus.HistogramVec
 	commands    sync.Map // driver request id → collection, between a command's start and end
@@ -64,6 +65,10 @@ func New(service string) *Recorder {
 			Name: "breakerchain_bulkhead_rejected_total", ConstLabels: labels,
 			Help: "Calls rejected at once because the hop's bulkhead was full (they never reach the circuit).",
 		}, []string{"target"}),
+		budget: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "breakerchain_retries_refused_total", ConstLabels: labels,
+			Help: "Retries not made because retries were already as large a share of the hop's calls in flight as RETRY_BUDGET allows (the failed call is answered as it failed).",
+		}, []string{"target"}),
 		outOfTime: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "breakerchain_calls_out_of_time_total", ConstLabels: labels,
 			Help: "Calls not sent because the caller's deadline left less than the hop's minimum budget (they never reach the circuit: the target is not to blame).",
@@ -79,7 +84,7 @@ func New(service string) *Recorder {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16), // 0.2ms … 6.6s, past the 5s bound
 		}, []string{"collection", "operation", "result"}),
 	}
-	m.registry.MustRegister(m.calls, m.transitions, m.retries, m.full, m.outOfTime, m.http, m.store,
+	m.registry.MustRegister(m.calls, m.transitions, m.retries, m.full, m.outOfTime, m.budget, m.http, m.store,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -129,6 +134,8 @@ func (m *Recorder) Observe(e messaging.BreakerEvent) {
 		m.full.WithLabelValues(e.Target).Inc()
 	case messaging.EventOutOfTime:
 		m.outOfTime.WithLabelValues(e.Target).Inc()
+	case messaging.EventBudget:
+		m.budget.WithLabelValues(e.Target).Inc()
 	}
 }
 

@@ -4,7 +4,8 @@
 
 const $ = (sel) => document.querySelector(sel);
 const words = { success: "success", failure: "failed", timeout: "timed out", reject: "rejected", fallback: "fallback",
-  open: "opened", halfOpen: "halfOpened", close: "closed", retry: "retrying", bulkheadFull: "bulkhead full", outOfTime: "out of time" };
+  open: "opened", halfOpen: "halfOpened", close: "closed", retry: "retrying", bulkheadFull: "bulkhead full", outOfTime: "out of time",
+  retryBudget: "retry budget spent" };
 const stateOf = { open: "open", halfOpen: "half-open", close: "closed" };
 
 let state = null;          // the last state message
