@@ -43,8 +43,8 @@ const (
 // The chain as compose runs it — order twice, payment and shipment, each a process of its own,
 // order's store behind a proxy — under a steady load of orders, replays, conflicting bodies and
 // shipment ids reused by another order, while a seeded schedule kills and pauses processes,
-// restarts NATS on its files, cuts the store and holds, drops or fails its inserts, and turns
-// payment's and shipment's injected errors and latency up. Then everything is healed, and every
+// restarts NATS on its files or without them (every timer lost), cuts the store and holds,
+// drops or fails its inserts, and turns payment's and shipment's injected errors and latency up. Then everything is healed, and every
 // order that was acknowledged or may have been saved must end final once: completed with one
 // payment and one shipment, or rejected with no live payment; an order answered "nothing was
 // saved" or refused must not exist. BREAKERCHAIN_SEED=n replays a schedule (the test prints its
@@ -95,7 +95,7 @@ const defaultFaultSeed = 1
 // fault is one event of the schedule: what, to what, when, for how long.
 type fault struct {
 	at, dur time.Duration
-	kind    string // kill, pause, nats, cut, hold, drop, fail, errors, latency
+	kind    string // kill, pause, nats, wipe, cut, hold, drop, fail, errors, latency
 	target  string // a process (order1, order2, payment, shipment), "store" or "nats"
 	n       int    // inserts held, dropped or failed
 	rate    float64
@@ -115,6 +115,8 @@ func (f fault) String() string {
 		return s + fmt.Sprintf(" rate %.2f for %s", f.rate, f.dur)
 	case "latency":
 		return s + fmt.Sprintf(" %s for %s", f.latency, f.dur)
+	case "wipe":
+		return s + " for " + f.dur.String() + ", back without its files"
 	}
 	return s + " for " + f.dur.String()
 }
@@ -142,6 +144,9 @@ func planFaults(rng *rand.Rand, phase time.Duration) []fault {
 				f.kind, f.target, f.dur = "pause", processes[rng.IntN(len(processes))], between(2*time.Second, 12*time.Second)
 			case k < 7:
 				f.kind, f.target, f.dur, rest = "nats", "nats", between(time.Second, 4*time.Second), 3*time.Second
+				if rng.IntN(2) == 0 {
+					f.kind = "wipe" // back without its files: every timer lost, the reconciler's work
+				}
 			case k < 9:
 				f.kind, f.target, f.dur = "cut", "store", between(2*time.Second, 6*time.Second)
 			case k < 11:
@@ -157,10 +162,10 @@ func planFaults(rng *rand.Rand, phase time.Duration) []fault {
 			default:
 				f.kind, f.target, f.latency, f.dur = "latency", []string{"payment", "shipment"}[rng.IntN(2)], between(500*time.Millisecond, 4*time.Second), between(3*time.Second, 10*time.Second)
 			}
-			if free[f.target] > at || (f.kind == "nats" && natsRestarts == 2) || (f.kind != "hold" && at+f.dur > phase) {
+			if free[f.target] > at || ((f.kind == "nats" || f.kind == "wipe") && natsRestarts == 2) || (f.kind != "hold" && at+f.dur > phase) {
 				continue
 			}
-			if f.kind == "nats" {
+			if f.target == "nats" {
 				natsRestarts++
 			}
 			free[f.target] = at + f.dur + rest
@@ -267,6 +272,8 @@ func (c *faultyChain) actions(f fault) (begin, end func() error) {
 		return func() error { return p.signal(syscall.SIGSTOP) }, func() error { return p.signal(syscall.SIGCONT) }
 	case "nats":
 		return func() error { c.ns.Stop(); return nil }, func() error { c.ns = testkit.RestartNATS(c.t, c.ns); return nil }
+	case "wipe":
+		return func() error { c.ns.Stop(); return nil }, func() error { c.ns = testkit.RestartNATSWithoutFiles(c.t, c.ns); return nil }
 	case "cut":
 		return func() error { c.px.Cut(); return nil }, func() error { c.px.Restore(); return nil }
 	case "hold":

@@ -205,8 +205,21 @@ func Root(t testing.TB) string {
 // it retries for a while.
 func RestartNATS(t testing.TB, old *embedded.NATS) *embedded.NATS {
 	t.Helper()
-	var ns *embedded.NATS
+	return restartNATS(t, old.Options())
+}
+
+// RestartNATSWithoutFiles starts the nats-server old again on its port, with an empty JetStream
+// directory: as a server whose volume was lost comes back.
+func RestartNATSWithoutFiles(t testing.TB, old *embedded.NATS) *embedded.NATS {
+	t.Helper()
 	opts := old.Options()
+	opts.StoreDir = t.TempDir()
+	return restartNATS(t, opts)
+}
+
+func restartNATS(t testing.TB, opts server.Options) *embedded.NATS {
+	t.Helper()
+	var ns *embedded.NATS
 	Eventually(t, 10*time.Second, "NATS to restart on its port", func() bool {
 		var err error
 		ns, err = embedded.StartNATS("127.0.0.1", opts.Port, &opts)
