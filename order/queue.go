@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -142,115 +140,6 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 		}
 	}
 	return q, nil
-}
-
-// Difference is a setting of the shared queue that differs from what this instance's
-// configuration would give it: the queue keeps Have (see ensureStream).
-type Difference struct {
-	Object  string // ORDERS, ORDERS_SINCE, or ORDERS/redriver (the consumer)
-	Setting string // replicas, ack_wait, …
-	Have    string // what the queue has, and keeps
-	Want    string // what this instance's configuration says
-	From    string // the variable that says it
-}
-
-// ensureStream returns the stream want describes, creating it if it does not exist. An existing
-// one keeps the settings every instance shares — its replicas, and any limits an operator set:
-// an instance started with another JETSTREAM_REPLICAS (unset on one of three) must not lower
-// them for all, and the last one started would win. A difference is returned, for the instance
-// to say so; changing it is an operator's step (breakerchain apply-queue, docs/operations.md).
-// What this version of order needs of the stream (its subjects and features) is set if missing.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, []Difference, error) {
-	s, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, want)
-		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return s, nil, err // created (or not), with want's settings
-		}
-		s, err = js.Stream(ctx, want.Name) // another instance created it meanwhile
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	have := s.CachedInfo().Config
-	need := have
-	need.Description, need.Subjects, need.MaxMsgsPerSubject = want.Description, want.Subjects, want.MaxMsgsPerSubject
-	need.AllowMsgSchedules, need.AllowRollup, need.AllowDirect = want.AllowMsgSchedules, want.AllowRollup, want.AllowDirect
-	if !reflect.DeepEqual(need, have) {
-		if s, err = js.UpdateStream(ctx, need); err != nil {
-			return nil, nil, err
-		}
-	}
-	return s, streamDiff(have, want), nil
-}
-
-// streamDiff is where stream have differs from want in what every instance shares.
-func streamDiff(have, want jetstream.StreamConfig) []Difference {
-	if have.Replicas == want.Replicas {
-		return nil
-	}
-	return []Difference{{Object: want.Name, Setting: "replicas", Have: fmt.Sprint(have.Replicas), Want: fmt.Sprint(want.Replicas), From: "JETSTREAM_REPLICAS"}}
-}
-
-// differences reads the queue's shared settings now and returns where they differ from this
-// instance's (ackWait 0: it runs no re-driver, and has no say on the consumer's).
-func (q *queue) differences(ctx context.Context, ackWait time.Duration) ([]Difference, error) {
-	var out []Difference
-	for _, want := range []jetstream.StreamConfig{streamConfig(q.replicas), sinceConfig(q.replicas)} {
-		s, err := q.js.Stream(ctx, want.Name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, streamDiff(s.CachedInfo().Config, want)...)
-	}
-	if ackWait == 0 {
-		return out, nil
-	}
-	c, err := q.stream.Consumer(ctx, ConsumerName)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, consumerDiff(c.CachedInfo().Config, consumerConfig(ackWait))...), nil
-}
-
-// ApplyQueue is the operator's step that changes the shared queue's settings: through nc, it
-// sets the streams' replicas to JETSTREAM_REPLICAS and, when REDRIVE_ACK_WAIT is set, the
-// re-driver's ack wait to it, keeping everything else they have; it returns what it changed.
-func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Difference, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	var changed []Difference
-	for _, want := range []jetstream.StreamConfig{streamConfig(cfg.JetStreamReplicas), sinceConfig(cfg.JetStreamReplicas)} {
-		s, differ, err := ensureStream(ctx, js, want)
-		if err != nil {
-			return changed, err
-		}
-		if len(differ) > 0 {
-			set := s.CachedInfo().Config
-			set.Replicas = want.Replicas
-			if _, err := js.UpdateStream(ctx, set); err != nil {
-				return changed, fmt.Errorf("stream %s: %w", want.Name, err)
-			}
-			changed = append(changed, differ...)
-		}
-	}
-	s, err := js.Stream(ctx, StreamName)
-	if err != nil {
-		return changed, err
-	}
-	want := consumerConfig(ackWait(cfg.Breaker, cfg.Redrive.AckWait))
-	c, differ, err := ensureConsumer(ctx, s, want)
-	if err != nil || cfg.Redrive.AckWait == 0 || len(differ) == 0 {
-		return changed, err
-	}
-	set := c.CachedInfo().Config
-	set.AckWait = want.AckWait
-	if _, err := s.UpdateConsumer(ctx, set); err != nil {
-		return changed, fmt.Errorf("consumer %s: %w", ConsumerName, err)
-	}
-	return append(changed, differ...), nil
 }
 
 // heal creates again, as at start, a stream that is gone: NATS restarted without its files, or

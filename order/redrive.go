@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"reflect"
 	"sync"
 	"time"
 
@@ -111,28 +110,6 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue, ackWait time.Duratio
 	return m
 }
 
-// differGauge shows each setting of the shared queue that differs from this instance's
-// configuration (see ensureStream), read at every scrape: 1 per setting, none when all agree.
-type differGauge struct {
-	q       *queue
-	ackWait time.Duration // 0: this instance runs no re-driver
-	desc    *prometheus.Desc
-}
-
-func (g differGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
-
-func (g differGauge) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	differ, err := g.q.differences(ctx, g.ackWait)
-	if err != nil {
-		return // JetStream did not answer: the pending gauges say -1
-	}
-	for _, d := range differ {
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, 1, d.Object, d.Setting, d.Have, d.Want)
-	}
-}
-
 // pendingGauges shows the queue's size and age, read once per scrape.
 type pendingGauges struct {
 	q         *queue
@@ -195,42 +172,6 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 	return &redriver{ledger: b, hop: hop, consumer: c, ackWait: ackWait,
 		limiter: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
 		log: log.With("redriver", true)}, nil
-}
-
-// ensureConsumer returns the re-driver's consumer, creating it if it does not exist. As with the
-// streams (ensureStream), an existing one keeps the settings every instance shares — its ack
-// wait, and how many due orders may be held at once — and a difference is returned; what this
-// version needs of it (its filter, explicit acks, no delivery limit) is set if missing.
-func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) (jetstream.Consumer, []Difference, error) {
-	c, err := s.Consumer(ctx, want.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		c, err = s.CreateConsumer(ctx, want)
-		if !errors.Is(err, jetstream.ErrConsumerExists) {
-			return c, nil, err
-		}
-		c, err = s.Consumer(ctx, want.Durable)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	have := c.CachedInfo().Config
-	need := have
-	need.Description, need.FilterSubject, need.AckPolicy, need.MaxDeliver = want.Description, want.FilterSubject, want.AckPolicy, want.MaxDeliver
-	if !reflect.DeepEqual(need, have) {
-		if c, err = s.UpdateConsumer(ctx, need); err != nil {
-			return nil, nil, err
-		}
-	}
-	return c, consumerDiff(have, want), nil
-}
-
-// consumerDiff is where consumer have differs from want in what every instance shares: the ack
-// wait (how many due orders may be held at once is the operator's, once created).
-func consumerDiff(have, want jetstream.ConsumerConfig) []Difference {
-	if have.AckWait == want.AckWait {
-		return nil
-	}
-	return []Difference{{Object: StreamName + "/" + want.Durable, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"}}
 }
 
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
