@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/service"
@@ -62,11 +61,12 @@ var Service = service.Service{
 			redriverWait = wait
 		}
 		m := newRedriveMetrics(d.Metrics.Registry(), q, redriverWait)
-		a.refused = m.refused
+		a.admission = newAdmission(d.Config.Admission, d.Metrics.Registry())
 		// Without its queue order takes no order (503 nothing saved): not ready.
-		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready}}
+		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready},
+			Limiters: func() []service.Limiter { return []service.Limiter{a.admission.state()} }}
 		if d.Config.Redrive.Rate > 0 {
-			rd, err := newRedriver(ctx, b, d.Hop, wait, m, d.Log)
+			rd, err := newRedriver(ctx, b, d.Hop, wait, a.admission, m, d.Log)
 			if err != nil {
 				return service.Parts{}, err
 			}
@@ -108,7 +108,7 @@ type api struct {
 	firstTimer time.Duration
 	checkIn    time.Duration // when the reconciler first looks at a new order: after its first timer and a run
 	backlog    *backlog
-	refused    *prometheus.CounterVec // orders not taken, by reason
+	admission  *admission
 }
 
 func (a *api) routes(r chi.Router) {
@@ -171,11 +171,20 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		return // the client left during the injected latency; nothing was saved
 	}
 	if full, size := a.backlog.full(ctx); full {
-		a.refused.WithLabelValues("backlog").Inc()
-		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable,
+		a.admission.refuse(refusedBacklog)
+		a.writeError(w, req, a.retryAfter(), problem.Errorf(http.StatusServiceUnavailable,
 			"order not taken: %d orders are waiting to complete, the most this system defers (BACKLOG_MAX); nothing was saved, retrying later with the same id is safe", size))
 		return
 	}
+	permit, ok := a.admission.admit(ctx)
+	if !ok {
+		// Soon: room frees as fast as the chain completes orders.
+		a.writeError(w, req, "1", problem.Errorf(http.StatusServiceUnavailable,
+			"order not taken: the chain is at its limit (%d orders at once); nothing was saved, retrying with the same id is safe",
+			a.admission.lim.Limit()))
+		return
+	}
+	defer permit.Record()
 	// From here the client hanging up changes nothing: once the order may be saved, the chain
 	// runs to its end and its outcome is recorded, so the stored status tells the truth.
 	ctx = context.WithoutCancel(ctx)
@@ -329,16 +338,25 @@ func (a *api) answer(w http.ResponseWriter, req *http.Request, code int, v View)
 	_, _ = io.WriteString(w, "order "+v.ID+": "+v.Status+" ("+v.Reason+")\n")
 }
 
-// fail answers err: a *problem.Error with its code and text, anything else as a bare 500.
+// fail answers err: a *problem.Error with its code and text, anything else as a bare 500. A
+// 503 says when to retry; a 5xx is logged.
 func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 	se := problem.From(err)
-	if se.Code == http.StatusServiceUnavailable {
-		// Long enough for an order that may have been saved to have been re-driven: a retry
-		// with the same id then finds what became of it.
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(a.firstTimer.Seconds()))))
-	}
 	if se.Code >= http.StatusInternalServerError {
 		a.log.ErrorContext(req.Context(), "request failed", "err", err)
+	}
+	a.writeError(w, req, a.retryAfter(), se)
+}
+
+// retryAfter is long enough for an order that may have been saved to have been re-driven: a
+// retry with the same id then finds what became of it.
+func (a *api) retryAfter() string { return strconv.Itoa(int(math.Ceil(a.firstTimer.Seconds()))) }
+
+// writeError answers se, with Retry-After when it is a 503, and logs nothing: an order not taken is
+// the system working — counted, not logged, as under overload there are thousands a second.
+func (a *api) writeError(w http.ResponseWriter, req *http.Request, retryAfter string, se *problem.Error) {
+	if se.Code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	if wantsText(req) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

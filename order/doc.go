@@ -33,9 +33,10 @@
 //     re-drive backoff (REDRIVE_BACKOFF, doubled per attempt), carrying the attempts and the
 //     last error, which GET /orders/{id} shows with the next attempt's time.
 //   - When a timer fires, the server moves it to orders.due.<id>. Every order instance takes
-//     due orders from one durable pull consumer, "redriver": one at a time, at most
-//     REDRIVE_RATE a second, and none while its circuit towards payment is open (it waits out
-//     the open delay, then the next due order is the trial). An order of another database (a
+//     due orders from one durable pull consumer, "redriver": as many at once as its admission
+//     limit leaves room for behind clients' orders (admission.go), at most REDRIVE_RATE a
+//     second, one at a time while its circuit towards payment is half-open, and none while it
+//     is open (it waits out the open delay, then the next due order is the trial). An order of another database (a
 //     timer says its MONGO_DB) is given back for an instance of its own. It loads the order:
 //     one not in the store is given back while its copy says its insert may still land, then
 //     saved from the copy, and dropped only when it has no copy once a live request would have

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +59,6 @@ type redriveMetrics struct {
 	sweeps      prometheus.Counter
 	rearmed     prometheus.Counter
 	foreign     prometheus.Counter
-	refused     *prometheus.CounterVec
 }
 
 // newRedriveMetrics registers the queue's series. Its size and age are read from the stream when
@@ -102,11 +102,7 @@ func newRedriveMetrics(reg prometheus.Registerer, q *queue, ackWait time.Duratio
 			Help: "Due orders of another database (MONGO_DB) this instance took and put back in the queue: instances on different databases share this NATS. Anything but 0 is a setup to fix.",
 		}),
 	}
-	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "breakerchain_orders_refused_total", ConstLabels: labels,
-		Help: "New orders not taken (503, nothing saved), by reason: backlog (BACKLOG_MAX orders were waiting to complete).",
-	}, []string{"reason"})
-	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed, m.foreign, m.refused)
+	reg.MustRegister(m.recovered, m.attempts, m.redelivered, m.sweeps, m.rearmed, m.foreign)
 	return m
 }
 
@@ -129,16 +125,18 @@ func (g pendingGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, age)
 }
 
-// redriver takes due orders from the queue and runs their chain again (see the package doc).
+// redriver takes due orders from the queue and runs their chain again (see the package doc),
+// as many at once as the admission limit leaves room for.
 type redriver struct {
 	*ledger
-	hop      *service.Hop
-	consumer jetstream.Consumer
-	ackWait  time.Duration
-	limiter  ratelimiter.RateLimiter[any]
-	m        *redriveMetrics
-	log      *slog.Logger
-	foreign  sync.Map // databases whose due orders this instance was given: warned once each
+	hop       *service.Hop
+	consumer  jetstream.Consumer
+	ackWait   time.Duration
+	admission *admission
+	ceiling   ratelimiter.RateLimiter[any] // REDRIVE_RATE
+	m         *redriveMetrics
+	log       *slog.Logger
+	foreign   sync.Map // databases whose due orders this instance was given: warned once each
 }
 
 // consumerConfig is the re-driver's durable pull consumer: every instance takes from it, each due
@@ -156,7 +154,7 @@ func consumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 	}
 }
 
-func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.Duration, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
+func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.Duration, adm *admission, m *redriveMetrics, log *slog.Logger) (*redriver, error) {
 	var c jetstream.Consumer
 	err := whileStarting(ctx, func(ctx context.Context) (err error) {
 		var differ []Difference
@@ -169,8 +167,8 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 	if err != nil {
 		return nil, fmt.Errorf("JetStream consumer %s: %w", ConsumerName, err)
 	}
-	return &redriver{ledger: b, hop: hop, consumer: c, ackWait: ackWait,
-		limiter: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
+	return &redriver{ledger: b, hop: hop, consumer: c, ackWait: ackWait, admission: adm,
+		ceiling: ratelimiter.NewSmooth[any](uint(max(b.redrive.Rate, 1)), time.Second), m: m,
 		log: log.With("redriver", true)}, nil
 }
 
@@ -194,23 +192,43 @@ func (d *redriver) circuitWait() time.Duration {
 	return q.Breaker().RemainingDelay()
 }
 
-// run takes due orders until ctx ends: one at a time, at most REDRIVE_RATE a second, and none
-// while the circuit towards payment is open.
+// trial reports whether the circuit towards payment is not closed: its next call is a trial,
+// which one re-drive makes while the others wait, so the circuit never rejects a re-drive.
+func (d *redriver) trial() bool { return d.hop.Next.State() != "closed" }
+
+// run takes due orders until ctx ends, and waits for the re-drives it started: none while the
+// circuit towards payment is open, one at a time while it is half-open; otherwise as many at
+// once as the admission limit spares (behind clients' orders, at most half of it), at most
+// REDRIVE_RATE a second. So a backlog
+// drains at the pace the chain has room for, and slows as its latency rises and the limit falls.
 func (d *redriver) run(ctx context.Context) {
+	var running sync.WaitGroup
+	defer running.Wait()
 	for ctx.Err() == nil {
 		if wait := d.circuitWait(); wait > 0 {
 			sleep(ctx, wait)
 			continue
 		}
-		if err := d.limiter.AcquirePermit(ctx); err != nil {
-			return // stopping
+		room := d.admission.spare(d.trial())
+		if room == 0 {
+			sleep(ctx, roomPoll)
+			continue
 		}
 		// A long poll on the server, ended early by a shutdown: nothing is polled in the store.
+		// The due orders are handed over as they come, each once it has its permit.
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := d.consumer.Fetch(1, jetstream.FetchContext(fctx))
+		batch, err := d.consumer.Fetch(room, jetstream.FetchContext(fctx))
 		if err == nil {
 			for msg := range batch.Messages() {
-				d.redriveOne(ctx, msg)
+				permit, ok := d.waitForRoom(ctx, msg)
+				if !ok {
+					d.giveBack(ctx, msg, 0, "", nil) // stopping: for another instance, or the next start
+					continue
+				}
+				running.Go(func() {
+					defer permit.Record()
+					d.redriveOne(ctx, msg)
+				})
 			}
 			err = batch.Error()
 		}
@@ -219,6 +237,32 @@ func (d *redriver) run(ctx context.Context) {
 			d.log.WarnContext(ctx, "due orders not fetched", "err", err)
 			sleep(ctx, time.Second)
 			d.heal(ctx)
+		}
+	}
+}
+
+// roomPoll is how often the re-driver looks for room under the limit when it has none.
+const roomPoll = 20 * time.Millisecond
+
+// waitForRoom holds msg until the admission limit spares a permit for its re-drive and
+// REDRIVE_RATE allows it, telling JetStream it is in progress meanwhile; false once ctx ends.
+func (d *redriver) waitForRoom(ctx context.Context, msg jetstream.Msg) (adaptivelimiter.Permit, bool) {
+	progress := time.Now()
+	for {
+		if p, ok := d.admission.tryRedrive(d.trial()); ok {
+			if err := d.ceiling.AcquirePermit(ctx); err != nil {
+				p.Drop()
+				return nil, false
+			}
+			return p, true
+		}
+		if time.Since(progress) > time.Second {
+			_ = msg.InProgress()
+			progress = time.Now()
+		}
+		sleep(ctx, roomPoll)
+		if ctx.Err() != nil {
+			return nil, false
 		}
 	}
 }

@@ -109,44 +109,80 @@ func freePort(b *testing.B) string {
 //
 //	go test -run '^$' -bench Processes -benchtime 10000x ./cmd/breakerchain
 func BenchmarkProcesses(b *testing.B) {
-	// The services run from the image's build (without the embedded servers, see
-	// allinone_noembed.go); the servers from this test binary.
-	bin := filepath.Join(b.TempDir(), "breakerchain")
-	build := exec.Command("go", "build", "-tags", "noembed", "-o", bin, ".")
+	c := startProcesses(b)
+	for _, clients := range []int{1, 4, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			driveProcesses(b, clients, c.orderURL, c.services(), c.servers)
+		})
+	}
+}
+
+// chainProcs is the chain run as compose runs it: the servers (NATS and the store) in one process,
+// each service in its own, built like the image.
+type chainProcs struct {
+	bin      string
+	env      []string // every service's: where NATS and the store are, and the caller's own
+	servers  *process
+	procs    map[string]*process // by service
+	ports    map[string]string
+	natsURL  string
+	orderURL string
+}
+
+// startProcesses builds the services as the image does (without the embedded servers, see
+// allinone_noembed.go), starts the servers from this test binary, then shipment, payment and
+// order, each with env, and waits until each is ready.
+func startProcesses(b *testing.B, env ...string) *chainProcs {
+	b.Helper()
+	c := &chainProcs{bin: filepath.Join(b.TempDir(), "breakerchain"), procs: map[string]*process{}, ports: map[string]string{}}
+	build := exec.Command("go", "build", "-tags", "noembed", "-o", c.bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build -tags noembed: %v\n%s", err, out)
 	}
-	servers := startProcess(b, "", "servers", "servers", "NATS_PORT=0", "MONGO_PORT=0", "DATA_DIR="+b.TempDir())
+	c.servers = startProcess(b, "", "servers", "servers", "NATS_PORT=0", "MONGO_PORT=0", "DATA_DIR="+b.TempDir())
 	urls := regexp.MustCompile(`NATS\s+(nats://\S+)[\s\S]*MongoDB\s+(mongodb://\S+)`)
-	var natsURL, mongoURL string
+	var mongoURL string
 	testkit.Eventually(b, 60*time.Second, "the servers' banner", func() bool {
-		m := urls.FindStringSubmatch(servers.out.String())
+		m := urls.FindStringSubmatch(c.servers.out.String())
 		if m != nil {
-			natsURL, mongoURL = m[1], m[2]
+			c.natsURL, mongoURL = m[1], m[2]
 		}
 		return m != nil
 	})
-	env := []string{"NATS_URL=" + natsURL, "MONGO_URL=" + mongoURL}
-	var services []*process
-	var orderURL string
+	c.env = append([]string{"NATS_URL=" + c.natsURL, "MONGO_URL=" + mongoURL}, env...)
 	for _, name := range []string{"shipment", "payment", "order"} {
-		port := freePort(b)
-		services = append(services, startProcess(b, bin, name, name, append(env, "PORT="+port)...))
-		url := "http://127.0.0.1:" + port
-		testkit.Eventually(b, 30*time.Second, name+" to be ready", func() bool {
-			res, err := benchClient.Get(url + "/readyz")
-			if err != nil {
-				return false
-			}
-			res.Body.Close()
-			return res.StatusCode == http.StatusOK
-		})
-		orderURL = url
+		c.ports[name] = freePort(b)
+		c.start(b, name)
 	}
+	c.orderURL = "http://127.0.0.1:" + c.ports["order"]
+	return c
+}
 
-	for _, clients := range []int{1, 4, 16, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { driveProcesses(b, clients, orderURL, services, servers) })
-	}
+// start starts service name on its port, with the chain's env and env, and waits until it is ready.
+func (c *chainProcs) start(b *testing.B, name string, env ...string) {
+	b.Helper()
+	c.procs[name] = startProcess(b, c.bin, name, name, slices.Concat(c.env, []string{"PORT=" + c.ports[name]}, env)...)
+	url := "http://127.0.0.1:" + c.ports[name]
+	testkit.Eventually(b, 30*time.Second, name+" to be ready", func() bool {
+		res, err := benchClient.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+}
+
+// stop stops service name (SIGTERM) and waits for it to exit.
+func (c *chainProcs) stop(b *testing.B, name string) {
+	b.Helper()
+	p := c.procs[name]
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
+}
+
+func (c *chainProcs) services() []*process {
+	return []*process{c.procs["shipment"], c.procs["payment"], c.procs["order"]}
 }
 
 // driveProcesses posts b.N orders to order at orderURL from clients goroutines, each must be 201,

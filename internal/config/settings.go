@@ -48,7 +48,24 @@ type Settings struct {
 	// BacklogMax (BACKLOG_MAX, order only) is how many orders may wait to complete before new
 	// ones are refused (503) rather than taken and deferred; 0 = no bound.
 	BacklogMax int
+	// Admission (order only) is the adaptive limit on the orders the chain takes at once.
+	Admission Admission
 }
+
+// Admission is the adaptive concurrency limit at order's entry (see order's admission).
+type Admission struct {
+	// Max (ADMIT_MAX) is the most orders in flight the limit may grow to, re-drives included; at
+	// most BULKHEAD_MAX, so the hop's own bulkhead never turns away the chain's own load; 0 = no
+	// adaptive limit (only the bulkhead).
+	Max int
+	// MaxWait (ADMIT_MAX_WAIT) is how long an order may wait for room before it is refused; 0 =
+	// refused at once when the limit is reached.
+	MaxWait time.Duration
+}
+
+// DefaultAdmitMaxWait is about one chain's latency at its peak here (p50 at 64 clients): an order
+// that waits longer would be answered later than refusing it and being retried.
+const DefaultAdmitMaxWait = 100 * time.Millisecond
 
 // NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
 type NATSAuth struct {
@@ -60,7 +77,9 @@ type NATSAuth struct {
 
 // Redrive is how order re-drives its pending orders in the background (order only).
 type Redrive struct {
-	Rate    int           // REDRIVE_RATE: orders re-driven per second by each order instance; 0 = off
+	// Rate (REDRIVE_RATE) is the most orders each order instance re-drives a second: a ceiling,
+	// the pace is what the admission limit leaves room for; 0 = off.
+	Rate    int
 	Backoff time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
 	// After (REDRIVE_AFTER) is when a new order is re-driven if its own request never records
 	// an outcome (its process died); 0 = derived from the breaker settings (see order).
@@ -89,10 +108,11 @@ const (
 // minutes leaves — and small beside what one JetStream stream holds.
 const DefaultBacklogMax = 100_000
 
-// DefaultRedrive: ten orders a second per order instance, the first re-drive a second after the
-// order was saved pending.
+// DefaultRedrive: at most a thousand orders a second per order instance (above what the chain
+// completes on two cores, so the chain's capacity sets the pace), the first re-drive a second
+// after the order was saved pending.
 // The reconciler sweeps every ten seconds.
-var DefaultRedrive = Redrive{Rate: 10, Backoff: time.Second, ReconcileEvery: 10 * time.Second}
+var DefaultRedrive = Redrive{Rate: 1000, Backoff: time.Second, ReconcileEvery: 10 * time.Second}
 
 // Load reads the configuration of the service name; host and port are its defaults for HOST and
 // PORT (the all-in-one listens on 127.0.0.1, a container on every interface).
@@ -137,6 +157,10 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		},
 		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
 		BacklogMax:        s.Int("BACKLOG_MAX", DefaultBacklogMax, 0, 100_000_000),
+	}
+	c.Admission = Admission{
+		Max:     s.Int("ADMIT_MAX", int(c.Breaker.Bulkhead), 0, int(c.Breaker.Bulkhead)),
+		MaxWait: s.Duration("ADMIT_MAX_WAIT", DefaultAdmitMaxWait, 0, time.Minute),
 	}
 	return c, s.Err()
 }
@@ -240,7 +264,8 @@ func (c Settings) LogValue() slog.Value {
 	if c.Name == "order" {
 		attrs = append(attrs, slog.String("redrive",
 			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s reconcile_every=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait, c.Redrive.ReconcileEvery)),
-			slog.Int("jetstream_replicas", c.JetStreamReplicas), slog.Int("backlog_max", c.BacklogMax))
+			slog.Int("jetstream_replicas", c.JetStreamReplicas), slog.Int("backlog_max", c.BacklogMax),
+			slog.String("admission", fmt.Sprintf("max=%d max_wait=%s", c.Admission.Max, c.Admission.MaxWait)))
 	}
 	return slog.GroupValue(attrs...)
 }

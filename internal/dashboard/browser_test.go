@@ -129,6 +129,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		chromedp.WaitVisible(tile("order→payment", "closed")),
 		chromedp.WaitVisible(tile("payment→shipment", "closed")),
 		chromedp.WaitVisible(chromedp.CSS("#chaos-shipment-apply")),
+		// Order's admission limit, with its refusals per second.
+		poll(`/^admission: limit \d+ of 64 · \d+ in flight.* · refused 0\/s \(backlog\), 0\/s \(limit\)$/.test(document.querySelector('.service[data-service="order"] .limiters').textContent)`),
 	)
 	msg := ""
 	run("shipment's error rate to 100 % with the page's control",

@@ -53,9 +53,23 @@ type State struct {
 // ServiceView is one service: how many instances answer discovery, and their faults (the first
 // instance's: a change reaches them all).
 type ServiceView struct {
-	Name      string      `json:"name"`
-	Instances int         `json:"instances"`
-	Chaos     chaos.State `json:"chaos"`
+	Name      string        `json:"name"`
+	Instances int           `json:"instances"`
+	Chaos     chaos.State   `json:"chaos"`
+	Limiters  []LimiterView `json:"limiters,omitempty"`
+}
+
+// LimiterView is one of a service's limits on the work it takes (order's admission), summed
+// over its instances.
+type LimiterView struct {
+	Name      string `json:"name"`
+	Limit     int    `json:"limit"`
+	Max       int    `json:"max"`
+	Inflight  int    `json:"inflight"`
+	Queued    int    `json:"queued"`
+	Redriving int    `json:"redriving"`
+	// RefusedPerSecond is the work refused since the last poll, by reason, per second.
+	RefusedPerSecond map[string]float64 `json:"refused_per_second"`
 }
 
 // CircuitView is one caller → target circuit, over every instance of the caller.
@@ -268,6 +282,24 @@ func (h *hub) build(st *State, found []instance) {
 			services[b.Service] = sv
 		}
 		sv.Instances++
+		for _, l := range b.Limiters {
+			i := slices.IndexFunc(sv.Limiters, func(v LimiterView) bool { return v.Name == l.Name })
+			if i < 0 {
+				sv.Limiters = append(sv.Limiters, LimiterView{Name: l.Name, RefusedPerSecond: map[string]float64{}})
+				i = len(sv.Limiters) - 1
+			}
+			lv := &sv.Limiters[i]
+			lv.Limit, lv.Max, lv.Inflight, lv.Queued, lv.Redriving = lv.Limit+l.Limit, lv.Max+l.Max, lv.Inflight+l.Inflight, lv.Queued+l.Queued, lv.Redriving+l.Redriving
+			id := b.id + "/" + b.Service + "/" + l.Name
+			totals[id] = l.Refused
+			prev := h.totals[id]
+			for reason, n := range l.Refused {
+				lv.RefusedPerSecond[reason] += 0
+				if prev != nil && dt > 0 && n >= prev[reason] {
+					lv.RefusedPerSecond[reason] += float64(n-prev[reason]) / dt
+				}
+			}
+		}
 		for _, c := range b.Circuits {
 			key := b.Service + "→" + c.Target
 			cv := circuits[key]

@@ -187,16 +187,36 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	wire.WriteJSON(w, status, checks)
 }
 
-// Breakers is what GET /breakers shows: the process's outgoing circuits and its faults.
+// Breakers is what GET /breakers shows: the process's outgoing circuits, its limits on the work
+// it takes, and its faults.
 type Breakers struct {
 	Service  string      `json:"service"`
 	ID       string      `json:"id"`
 	Circuits []Circuit   `json:"circuits"`
+	Limiters []Limiter   `json:"limiters,omitempty"`
 	Chaos    chaos.State `json:"chaos"`
 }
 
 func (r *Running) breakers(cfg config.Settings) Breakers {
-	return Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()}
+	b := Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()}
+	if r.limiters != nil {
+		b.Limiters = r.limiters()
+	}
+	return b
+}
+
+// Limiter is a limit on the work a service takes (order's admission), as /breakers shows it.
+type Limiter struct {
+	Name     string `json:"name"`
+	Limit    int    `json:"limit"`    // what it admits at once now; 0 when it is off
+	Max      int    `json:"max"`      // the most it may grow to
+	Inflight int    `json:"inflight"` // work admitted and not done
+	Queued   int    `json:"queued"`   // waiting for room
+	MaxWait  string `json:"max_wait"` // the longest one waits before it is refused
+	// Redriving is how much of the in-flight work is the service's own background work.
+	Redriving int `json:"redriving"`
+	// Refused counts the work turned away since start, by reason.
+	Refused map[string]uint64 `json:"refused"`
 }
 
 // Circuit is one outgoing circuit as /breakers and `nats micro stats` show it (and the dashboard

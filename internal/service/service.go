@@ -67,6 +67,9 @@ type Parts struct {
 	// Ready are what else /readyz checks, by name, beside the store and NATS: what the service
 	// cannot take requests without.
 	Ready map[string]func(context.Context) error
+	// Limiters, when set, shows the service's limits on the work it takes in /breakers (and so
+	// on the dashboard and `circuits.<service>`).
+	Limiters func() []Limiter
 }
 
 // Running is a started service.
@@ -83,6 +86,7 @@ type Running struct {
 	mongo     *mongo.Client
 	chaos     *chaos.Controller
 	checks    map[string]func(context.Context) error // Parts.Ready
+	limiters  func() []Limiter                       // Parts.Limiters
 	stopBg    context.CancelFunc                     // ends Parts.Background
 	bgDone    chan struct{}                          // closed when it has returned
 }
@@ -135,11 +139,15 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	r.limiters = parts.Limiters
 	ep := messaging.Endpoint{
 		Service: svc.Name, Version: Version, Description: svc.Description,
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
 		Void: parts.Void, VoidSubject: messaging.VoidSubject(svc.Name),
-		Info: func() map[string]any { return map[string]any{"circuits": r.circuits(), "chaos": r.chaos.State()} },
+		Info: func() map[string]any {
+			b := r.breakers(cfg)
+			return map[string]any{"circuits": b.Circuits, "limiters": b.Limiters, "chaos": b.Chaos}
+		},
 	}
 	controls := []messaging.Control{{Name: "circuits", Subject: messaging.CircuitsSubject(svc.Name),
 		Handle: func(context.Context, []byte) (any, error) { return r.breakers(cfg), nil }}}

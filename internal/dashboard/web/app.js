@@ -116,6 +116,14 @@ function drawSpark(svg, hist) {
 // ---- services and controls ----
 function faultsText(f) { return `error rate ${Math.round(f.error_rate * 100)}%, latency ${f.latency}`; }
 
+// limiterText is one limit on the work a service takes: "admission: limit 48 of 64 · 12 in flight
+// (3 re-drives) · 0 waiting · refused 2.5/s (limit), 0/s (backlog)".
+function limiterText(l) {
+  const refused = Object.entries(l.refused_per_second).sort().map(([why, n]) => `${fmt(n)}/s (${why})`).join(", ");
+  return `${l.name}: ` + (l.max ? `limit ${l.limit} of ${l.max}` : "no limit") +
+    ` · ${l.inflight} in flight${l.redriving ? ` (${l.redriving} re-drives)` : ""} · ${l.queued} waiting · refused ${refused || "0/s"}`;
+}
+
 function renderServices(services, controls) {
   const box = $("#services");
   for (const s of services) {
@@ -124,7 +132,7 @@ function renderServices(services, controls) {
       el = document.createElement("div");
       el.className = "service";
       el.dataset.service = s.name;
-      el.innerHTML = `<h3><span class="name"></span> <span class="small instances"></span></h3><div class="small faults"></div>
+      el.innerHTML = `<h3><span class="name"></span> <span class="small instances"></span></h3><div class="small faults"></div><div class="small limiters"></div>
         <form hidden><label>error % <input class="rate" type="number" min="0" max="100" step="1" inputmode="numeric"></label>
         <label>latency <input class="latency" type="text" placeholder="0s" size="6"></label>
         <button class="apply" type="submit">Apply</button><span class="msg" role="status"></span></form>`;
@@ -136,6 +144,7 @@ function renderServices(services, controls) {
     }
     el.querySelector(".instances").textContent = `${s.instances} instance${s.instances === 1 ? "" : "s"}`;
     el.querySelector(".faults").textContent = faultsText(s.chaos) + (s.chaos.enabled ? "" : " · chaos off (CHAOS=1 to change)");
+    el.querySelector(".limiters").textContent = (s.limiters || []).map(limiterText).join("\n");
     el.querySelector("form").hidden = !(controls && s.chaos.enabled);
   }
 }
