@@ -3,6 +3,7 @@ package order
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type admission struct {
 	lim     adaptivelimiter.AdaptiveLimiter[any] // nil: no limit (ADMIT_MAX=0)
 	max     int
 	maxWait time.Duration
+	door    chan struct{} // see checked
 
 	redriving atomic.Int64 // permits held by re-drives
 	refusedMu sync.Mutex
@@ -62,7 +64,8 @@ const redriveShare = 0.5
 // newAdmission makes the limit of cfg (none when ADMIT_MAX=0: every order is taken, the hop's
 // bulkhead bounds the calls) and registers its series on reg.
 func newAdmission(cfg config.Admission, reg prometheus.Registerer) *admission {
-	a := &admission{max: cfg.Max, maxWait: cfg.MaxWait, refused: map[string]uint64{refusedLimit: 0, refusedBacklog: 0}}
+	a := &admission{max: cfg.Max, maxWait: cfg.MaxWait, refused: map[string]uint64{refusedLimit: 0, refusedBacklog: 0},
+		door: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if cfg.Max > 0 {
 		b := adaptivelimiter.NewBuilder[any]().
 			// Start open, at the most: it falls when latency rises with load, rather than
@@ -88,6 +91,23 @@ func newAdmission(cfg config.Admission, reg prometheus.Registerer) *admission {
 		redriving: prometheus.NewDesc("breakerchain_admission_redriving", "Re-drives in flight under the admission limit (half of it at most).", nil, labels),
 	})
 	return a
+}
+
+// checked runs check (the request's validation, pure CPU) once it has a turn: two per core at
+// once. The others wait their turn parked, costing nothing, rather than runnable: a thousand
+// clients that send again the moment they are refused would otherwise fill the process's run
+// queues, and every step of the orders admitted (each store write, each reply from payment)
+// would wait behind them for a core. The wait is for a core either way; at the door it is the
+// newcomers that wait, not the orders already taken. false: the client left while waiting.
+func (a *admission) checked(ctx context.Context, check func()) bool {
+	select {
+	case a.door <- struct{}{}:
+		defer func() { <-a.door }()
+		check()
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // admit waits for room for one client's order, up to the max wait; false means refused (and

@@ -160,7 +160,10 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	b, err := service.Split(a.hop.After, body, Decode)
+	var b service.Body[Order]
+	if !a.admission.checked(req.Context(), func() { b, err = service.Split(a.hop.After, body, Decode) }) {
+		return // the client left while it waited its turn; nothing was read into the store
+	}
 	if err != nil {
 		a.fail(w, req, err)
 		return

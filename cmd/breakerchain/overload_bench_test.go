@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -118,13 +119,14 @@ func politeLoadFor(b *testing.B, url string, clients int, politely bool, d time.
 // a fourth; see BenchmarkProcesses) with 64, 256 and 1,024 clients, each posting a new order as
 // soon as its last is answered, for b.N × 10 ms per level (-benchtime 1500x: 15 s), every
 // service healthy; then 256 and 1,024 clients that wait a refusal's Retry-After before their
-// next order (as a browser or an SDK with backoff would; wrk does not). It reports what was completed (201), deferred (202) and refused (503) per
+// next order (as a browser or an SDK with backoff would; wrk does not). BENCH_ENV adds settings
+// to every service's ("ADMIT_MAX=0" compares without the admission limit). It reports what was completed (201), deferred (202) and refused (503) per
 // second, and the p99 of the completed and of the refusals. Then, with payment failing half its
 // requests (chaos), the requests payment.create saw per order sent: what retries cost.
 //
 //	go test -run '^$' -bench Overload -benchtime 1500x ./cmd/breakerchain
 func BenchmarkOverload(b *testing.B) {
-	c := startProcesses(b, "CHAOS=1", "LOG_LEVEL=warn")
+	c := startProcesses(b, append([]string{"CHAOS=1", "LOG_LEVEL=warn"}, strings.Fields(os.Getenv("BENCH_ENV"))...)...)
 	levels := []struct {
 		clients  int
 		politely bool
