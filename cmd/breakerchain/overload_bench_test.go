@@ -254,7 +254,13 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	testkit.Eventually(b, time.Minute, "the drain to start", func() bool { return pending() < size })
 	start, left := time.Now(), pending()
 	end := start.Add(time.Minute)
-	live := postLoad(b, c.orderURL, 16, false, func() bool { left = pending(); return left <= 0 || time.Now().After(end) })
+	var polls, limits, redrives float64 // the admission limit and the re-drives in flight, summed over the polls
+	live := postLoad(b, c.orderURL, 16, false, func() bool {
+		m := scrapeProcess(b, c.orderURL)
+		left = m[`breakerchain_orders_pending{service="order"}`]
+		polls, limits, redrives = polls+1, limits+m[`breakerchain_admission_limit{service="order"}`], redrives+m[`breakerchain_admission_redriving{service="order"}`]
+		return left <= 0 || time.Now().After(end)
+	})
 	took := time.Since(start)
 	drained := size - max(left, 0)
 	b.ReportMetric(healthy, "healthy-completed/s")
@@ -265,6 +271,8 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	b.ReportMetric(live.p99(http.StatusCreated)/quiet, "live-p99-ratio")
 	b.ReportMetric(float64(live.count(http.StatusAccepted)), "live-answered-202")
 	b.ReportMetric(max(left, 0), "left-pending")
+	b.ReportMetric(limits/polls, "drain-mean-limit")
+	b.ReportMetric(redrives/polls, "drain-mean-redriving")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -33,16 +33,59 @@ import (
 
 // Deletes by _id gather the same way (Collection.Delete). On the embedded store a delete
 // statement is a write of its own, and a filter other than one _id scans the collection, so a
-// batch goes one of two ways. A few ids: one delete command with a statement per id, each using
-// the _id index whatever the collection holds (32 took 12.9 ms so, 22 ms one by one). Many
-// (manyDeletes or more, as at 16–64 concurrent orders): one DeleteMany of the ids, one write —
-// 32 took 3.9 ms among 64 documents — whose scan grows with the collection (9.4 ms among 256):
-// fit for a small working set (open orders in flight), worse for a large one (a backlog of
-// thousands, when deletes come one at a time from the re-driver and take the first way).
-// docs/BENCHMARKS.md has the chain's numbers both ways.
+// batch goes one of two ways. One by one: one delete command with a statement per id, each using
+// the _id index whatever the collection holds (32 took 12.9 ms so, 22 ms as 32 commands). All at
+// once: one DeleteMany of the ids, one write — 32 took 3.9 ms among 64 documents — whose scan
+// grows with the collection (9.4 ms among 256, about 0.4 s among 10,000): fit for a small
+// working set (open orders in flight), ruinous for a large one (a backlog draining). On a
+// MongoDB the _id index answers both, and all at once is one write. So a batch of manyDeletes
+// or more goes the way that cost less per id lately (deleteCost), trying the other again now
+// and then. docs/BENCHMARKS.md has the chain's numbers both ways.
 
-// manyDeletes is the batch size from which deletes leave as one DeleteMany.
+// manyDeletes is the batch size from which deletes may leave as one DeleteMany.
 const manyDeletes = 8
+
+// deleteCost is what deleting one id cost lately, all at once ([0]) and one by one ([1]), in
+// seconds, averaged over recent batches. Only the batcher's sending goroutine uses it.
+type deleteCost struct {
+	perID [2]float64
+	tried [2]time.Time // when each way was last taken
+}
+
+// retryOtherWay is how often the way that cost more is taken again: what each costs changes
+// as the collection grows and shrinks. Among 10,000 documents, one DeleteMany every 10 s is
+// 4 % of the store's time.
+const retryOtherWay = 10 * time.Second
+
+// allAtOnce says whether a batch of n ids leaves as one DeleteMany.
+func (c *deleteCost) allAtOnce(n int) bool {
+	if n < manyDeletes {
+		return false
+	}
+	way := 0 // all at once until the other way has cost less
+	if c.perID[1] > 0 && c.perID[1] < c.perID[0] {
+		way = 1
+	}
+	if other := 1 - way; !c.tried[way].IsZero() && time.Since(c.tried[other]) > retryOtherWay {
+		way = other // the second batch tries the other way; then every retryOtherWay
+	}
+	c.tried[way] = time.Now()
+	return way == 0
+}
+
+// record adds what a batch of n ids cost, sent all at once or not.
+func (c *deleteCost) record(allAtOnce bool, n int, took time.Duration) {
+	way := 1
+	if allAtOnce {
+		way = 0
+	}
+	x := took.Seconds() / float64(n)
+	if c.perID[way] == 0 {
+		c.perID[way] = x
+	} else {
+		c.perID[way] = (c.perID[way] + x) / 2
+	}
+}
 
 // MaxBatch is the most documents one InsertMany (or ids one DeleteMany) carries.
 const MaxBatch = 128
@@ -54,6 +97,7 @@ type batcher struct {
 	mu     sync.Mutex
 	queue  []*queued
 	flying bool // a goroutine is sending batches; it stops when the queue is empty
+	cost   deleteCost
 }
 
 // queued is one caller's document (bson.Raw) or id (string), waiting for its batch.
@@ -159,8 +203,12 @@ func writeDeletes(b *batcher, batch []*queued) {
 	if len(sent) == 0 {
 		return
 	}
-	if len(ids) >= manyDeletes {
+	start, many := time.Now(), b.cost.allAtOnce(len(ids))
+	if many {
 		_, err := b.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err == nil {
+			b.cost.record(true, len(ids), time.Since(start))
+		}
 		for _, q := range sent {
 			q.done <- translate(err)
 		}
@@ -171,6 +219,9 @@ func writeDeletes(b *batcher, batch []*queued) {
 		models[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
 	}
 	_, err := b.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err == nil && len(ids) >= manyDeletes {
+		b.cost.record(false, len(ids), time.Since(start))
+	}
 	for i, q := range sent {
 		q.done <- documentError(err, i, len(sent))
 	}
