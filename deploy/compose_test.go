@@ -60,34 +60,22 @@ func TestCompose(t *testing.T) {
 	s.up("--scale", "payment=1")
 	store := s.store(t)
 	t.Run("payment killed mid-load", func(t *testing.T) {
-		l := startLoad(t, "kill")
-		time.Sleep(2 * time.Second)
-		s.docker(t, "kill", s.container("payment"))
-		time.Sleep(5 * time.Second)
-		// docker kill is a stop as far as the restart policy goes: the operator starts it again.
-		s.docker(t, "start", s.container("payment"))
-		s.waitHealthy(t, "payment")
-		l.stopAfter(2 * time.Second)
+		l := s.underLoad(t, store, "kill", 2*time.Second, func() { s.killAndStart(t, "payment") })
 		l.wantSome(t, http.StatusAccepted, "while payment was dead")
-		store.allCompletedOnce(t, l)
 	})
 	t.Run("shipment paused past the breaker's delay", func(t *testing.T) {
-		l := startLoad(t, "pause")
-		time.Sleep(2 * time.Second)
-		s.docker(t, "pause", s.container("shipment"))
-		time.Sleep(15 * time.Second) // BREAKER_DELAY is 10s: the circuit opens, tries again, fails again
-		s.docker(t, "unpause", s.container("shipment"))
-		l.stopAfter(5 * time.Second)
+		l := s.underLoad(t, store, "pause", 5*time.Second, func() {
+			s.docker(t, "pause", s.container("shipment"))
+			time.Sleep(15 * time.Second) // BREAKER_DELAY is 10s: the circuit opens, tries again, fails again
+			s.docker(t, "unpause", s.container("shipment"))
+		})
 		l.wantSome(t, http.StatusAccepted, "while shipment was paused")
-		store.allCompletedOnce(t, l)
 	})
 	t.Run("nats restarted", func(t *testing.T) {
-		l := startLoad(t, "restart")
-		time.Sleep(2 * time.Second)
-		s.docker(t, "restart", s.container("nats"))
-		s.waitHealthy(t, "order")
-		l.stopAfter(3 * time.Second)
-		store.allCompletedOnce(t, l)
+		s.underLoad(t, store, "restart", 3*time.Second, func() {
+			s.docker(t, "restart", s.container("nats"))
+			s.waitHealthy(t, "order")
+		})
 	})
 }
 
@@ -102,35 +90,48 @@ func TestComposeCluster(t *testing.T) {
 	store := s.store(t)
 
 	t.Run("a NATS node killed", func(t *testing.T) {
-		l := startLoad(t, "node-killed")
-		time.Sleep(2 * time.Second)
-		s.docker(t, "kill", s.container("nats-2"))
-		time.Sleep(8 * time.Second)
-		s.docker(t, "start", s.container("nats-2"))
-		s.waitHealthy(t, "nats-2")
-		l.stopAfter(2 * time.Second)
-		store.allCompletedOnce(t, l)
+		s.underLoad(t, store, "node-killed", 2*time.Second, func() { s.killAndStart(t, "nats-2") })
 	})
 	t.Run("a NATS node cut off", func(t *testing.T) {
 		node := s.container("nats-3")
 		nets := s.networksOf(t, node)
-		l := startLoad(t, "node-cut")
-		time.Sleep(2 * time.Second)
-		for name := range nets {
-			s.docker(t, "network", "disconnect", name, node)
-		}
-		time.Sleep(10 * time.Second)
-		for name, aliases := range nets {
-			args := []string{"network", "connect"}
-			for _, a := range aliases {
-				args = append(args, "--alias", a)
+		s.underLoad(t, store, "node-cut", 3*time.Second, func() {
+			for name := range nets {
+				s.docker(t, "network", "disconnect", name, node)
 			}
-			s.docker(t, append(args, name, node)...)
-		}
-		s.waitHealthy(t, "nats-3")
-		l.stopAfter(3 * time.Second)
-		store.allCompletedOnce(t, l)
+			time.Sleep(10 * time.Second)
+			for name, aliases := range nets {
+				args := []string{"network", "connect"}
+				for _, a := range aliases {
+					args = append(args, "--alias", a)
+				}
+				s.docker(t, append(args, name, node)...)
+			}
+			s.waitHealthy(t, "nats-3")
+		})
 	})
+}
+
+// underLoad starts a load of orders, meets it with fault two seconds in, lets it run after
+// more, then checks that every order completed exactly once. It returns the load's answers.
+func (s *stack) underLoad(t *testing.T, store storeView, prefix string, after time.Duration, fault func()) *load {
+	t.Helper()
+	l := startLoad(t, prefix)
+	time.Sleep(2 * time.Second)
+	fault()
+	l.stopAfter(after)
+	store.allCompletedOnce(t, l)
+	return l
+}
+
+// killAndStart kills a service's container, and starts it again five seconds later, as an
+// operator would: for Docker's restart policy, docker kill is a stop.
+func (s *stack) killAndStart(t *testing.T, service string) {
+	t.Helper()
+	s.docker(t, "kill", s.container(service))
+	time.Sleep(5 * time.Second)
+	s.docker(t, "start", s.container(service))
+	s.waitHealthy(t, service)
 }
 
 // stack is one compose project, run through deploy/offline with secrets of its own, taken down
