@@ -20,8 +20,9 @@ import (
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
-// There is no Docker engine here, so the compose file is checked the way compose itself reads
-// it (the compose-spec loader, with schema validation and interpolation) and against the code:
+// The compose file as compose itself reads it (the compose-spec loader, with schema validation
+// and interpolation), checked against the code in seconds and without a Docker Engine
+// (deploy/compose_test.go runs it on one):
 // commands are real subcommands, every environment variable is one the service reads, the
 // healthchecks probe a real route with the binary itself, and the image is built as CI builds.
 // The secrets come from .env.example with every value filled in, as a user's .env would be.

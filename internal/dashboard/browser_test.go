@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,29 +19,13 @@ import (
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
-// chromium finds a Chromium to drive. .ci/run installs Debian's and sets
-// BREAKERCHAIN_REQUIRE_BROWSER, so CI can never skip this test; elsewhere it is skipped, saying
-// why, when none is installed.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("BREAKERCHAIN_REQUIRE_BROWSER") != "" {
-		t.Fatal("no Chromium installed (apt-get install chromium), and BREAKERCHAIN_REQUIRE_BROWSER is set")
-	}
-	t.Skip("no Chromium installed: apt-get install chromium to run the browser test (.ci/run does)")
-	return ""
-}
-
 // The dashboard in a real headless Chromium, on a running chain: both circuits shown closed;
 // shipment's error rate set to 100 % with the page's own control and orders sent with its
 // button open payment → shipment, and the timeline says "opened"; the fault cleared, the tile goes
 // half-open then closed after the (short) delay; then the guided tour plays the seed's eight cases
 // to the end, each reaching its state. Screenshots go to $DASHBOARD_SCREENSHOTS (docs/ has one).
 func TestDashboardInABrowser(t *testing.T) {
-	exe := chromium(t)
+	exe := testkit.Chromium(t)
 	uri, db := testkit.Database(t)
 	ns := testkit.NATS(t)
 	chain := service.Chain{order.Service, payment.Service, shipment.Service}
