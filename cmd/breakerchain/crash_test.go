@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -135,7 +134,7 @@ func TestKilledMidDrainLosesNothing(t *testing.T) {
 	}
 	allCompletedOnce(t, count)
 	t.Logf("the survivor's breakerchain_redeliveries_total %v (the dead one's held orders)",
-		scrapeMetrics(t, survivor)["breakerchain_redeliveries_total"])
+		testkit.MetricsByName(t, survivor)["breakerchain_redeliveries_total"])
 }
 
 // drain is two order processes re-driving the same queue, with pending orders to drain.
@@ -227,7 +226,7 @@ func TestPausedRedriverCountsRecoveriesOnce(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "the drain to begin", func() bool { return count(order.ResultsCollection, nil) >= 4 })
 	sum := func(series string) (n float64) {
 		for _, url := range []string{first, second} {
-			n += scrapeMetrics(t, url)[series]
+			n += testkit.MetricsByName(t, url)[series]
 		}
 		return n
 	}
@@ -254,30 +253,4 @@ func TestPausedRedriverCountsRecoveriesOnce(t *testing.T) {
 		t.Error("no order was delivered again: the pause did not catch a run, and the test showed nothing")
 	}
 	t.Logf("%v recoveries, %v redeliveries", recovered, redelivered)
-}
-
-// scrapeMetrics reads the unlabelled series of a service's /metrics, by name (labels dropped).
-func scrapeMetrics(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	res, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		name, value, ok := strings.Cut(line, " ")
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		var v float64
-		if _, err := fmt.Sscan(value, &v); err == nil {
-			out[name] += v
-		}
-	}
-	return out
 }

@@ -137,13 +137,13 @@ func BenchmarkOverload(b *testing.B) {
 			name += ",retry-after"
 		}
 		b.Run(name, func(b *testing.B) {
-			before := scrapeProcess(b, c.orderURL)
+			before := testkit.Metrics(b, c.orderURL)
 			cpu := c.cpu(b)
 			r := politeLoadFor(b, c.orderURL, l.clients, l.politely, time.Duration(b.N)*10*time.Millisecond)
 			for name, used := range c.cpu(b) {
 				b.ReportMetric((used-cpu[name]).Seconds()/r.took.Seconds(), name+"-cores")
 			}
-			after := scrapeProcess(b, c.orderURL)
+			after := testkit.Metrics(b, c.orderURL)
 			b.ReportMetric(serverP99(after, before, http.StatusServiceUnavailable), "refused-server-p99-ms")
 			b.ReportMetric(after[`breakerchain_admission_limit{service="order"}`], "limit-at-end")
 			b.ReportMetric(r.perSecond(http.StatusCreated), "completed/s")
@@ -242,7 +242,7 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	quiet := loadFor(b, c.orderURL, 16, phase).p99(http.StatusCreated)
 
 	c.stop(b, "payment")
-	pending := func() float64 { return scrapeProcess(b, c.orderURL)[`breakerchain_orders_pending{service="order"}`] }
+	pending := func() float64 { return testkit.Metrics(b, c.orderURL)[`breakerchain_orders_pending{service="order"}`] }
 	backlog := postLoad(b, c.orderURL, 64, false, func() bool { return pending() >= float64(b.N) })
 	// Refused (503) is fair while payment's absence makes orders slow; completed is not.
 	if n := backlog.count(http.StatusAccepted) + backlog.count(http.StatusServiceUnavailable); n != backlog.total() {
@@ -261,7 +261,7 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	end := start.Add(time.Minute)
 	var polls, limits, redrives float64 // the admission limit and the re-drives in flight, summed over the polls
 	live := postLoad(b, c.orderURL, 16, false, func() bool {
-		m := scrapeProcess(b, c.orderURL)
+		m := testkit.Metrics(b, c.orderURL)
 		left = m[`breakerchain_orders_pending{service="order"}`]
 		polls, limits, redrives = polls+1, limits+m[`breakerchain_admission_limit{service="order"}`], redrives+m[`breakerchain_admission_redriving{service="order"}`]
 		return left <= 0 || time.Now().After(end)
@@ -279,28 +279,6 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	b.ReportMetric(limits/polls, "drain-mean-limit")
 	b.ReportMetric(redrives/polls, "drain-mean-redriving")
 	b.ReportMetric(0, "ns/op")
-}
-
-// scrapeProcess reads a service's /metrics into series (with labels) → value.
-func scrapeProcess(b *testing.B, url string) map[string]float64 {
-	b.Helper()
-	res, err := benchClient.Get(url + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
 }
 
 // serverP99 is the p99 of order's POST /create answered code, as order timed them (its

@@ -167,24 +167,7 @@ func TestReadinessFollowsNATSAndStore(t *testing.T) {
 }
 
 // scrape reads a /metrics page into series → value.
-func scrape(t testing.TB, base string) map[string]float64 {
-	t.Helper()
-	r := do(t, http.MethodGet, base+"/metrics", "")
-	if r.code != http.StatusOK {
-		t.Fatalf("/metrics: %d", r.code)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(r.body), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
-}
+func scrape(t testing.TB, base string) map[string]float64 { return testkit.Metrics(t, base) }
 
 func request(t *testing.T, nc *nats.Conn, subject string, v any) {
 	t.Helper()
