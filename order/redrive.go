@@ -247,13 +247,12 @@ const roomPoll = 20 * time.Millisecond
 // waitForRoom holds msg until the admission limit spares a permit for its re-drive and
 // REDRIVE_RATE allows it, telling JetStream it is in progress meanwhile; false once ctx ends.
 func (d *redriver) waitForRoom(ctx context.Context, msg jetstream.Msg) (adaptivelimiter.Permit, bool) {
+	if err := d.ceiling.AcquirePermit(ctx); err != nil {
+		return nil, false // before the permit: a wait for the rate is not the chain's latency
+	}
 	progress := time.Now()
 	for {
 		if p, ok := d.admission.tryRedrive(d.trial()); ok {
-			if err := d.ceiling.AcquirePermit(ctx); err != nil {
-				p.Drop()
-				return nil, false
-			}
 			return p, true
 		}
 		if time.Since(progress) > time.Second {
