@@ -88,9 +88,9 @@ type orderState struct {
 	Reason string
 }
 
-// orderStates reads every order and what became of it: its final outcome, else its pending one
-// from its entry in the queue (JetStream), else the order as it was saved.
-func (w *world) orderStates() map[string]orderState {
+// storedStates reads every order and what became of it from the store alone: its final outcome,
+// else the order as it was saved. It asks nothing of JetStream, which may be electing a leader.
+func (w *world) storedStates() map[string]orderState {
 	w.t.Helper()
 	out := map[string]orderState{}
 	for _, coll := range []string{order.Collection, order.ResultsCollection} {
@@ -109,6 +109,14 @@ func (w *world) orderStates() map[string]orderState {
 			out[d.ID] = d
 		}
 	}
+	return out
+}
+
+// orderStates reads every order and what became of it: its final outcome, else its pending one
+// from its entry in the queue (JetStream), else the order as it was saved.
+func (w *world) orderStates() map[string]orderState {
+	w.t.Helper()
+	out := w.storedStates()
 	stream := w.stream()
 	for id, st := range out {
 		if st.Status != order.StatusPending {

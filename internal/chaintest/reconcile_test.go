@@ -25,7 +25,7 @@ const openOrders = "orders_open"
 func (w *world) allCompleted(t *testing.T, within time.Duration, ids ...string) {
 	t.Helper()
 	testkit.Eventually(t, within, fmt.Sprintf("%d orders to complete", len(ids)), func() bool {
-		st := w.orderStates()
+		st := w.storedStates()
 		for _, id := range ids {
 			if st[id].Status != order.StatusCompleted {
 				return false
