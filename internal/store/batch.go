@@ -52,9 +52,11 @@ type deleteCost struct {
 	tried [2]time.Time // when each way was last taken
 }
 
-// retryOtherWay is how often the way that cost more is taken again: what each costs changes
-// as the collection grows and shrinks. Among 10,000 documents, one DeleteMany every 10 s is
-// 4 % of the store's time.
+// retryOtherWay is how often the way that cost more is taken again, times how many times more it
+// cost (up to 60 times): what each costs changes as the collection grows and shrinks, and a
+// try of the dearer way stalls every write behind it — among 10,000 documents a DeleteMany holds
+// the writer 0.4 s, 25 times a DeleteOne's cost per id: tried again after about four minutes,
+// not every 10 s.
 const retryOtherWay = 10 * time.Second
 
 // allAtOnce says whether a batch of n ids leaves as one DeleteMany.
@@ -66,8 +68,13 @@ func (c *deleteCost) allAtOnce(n int) bool {
 	if c.perID[1] > 0 && c.perID[1] < c.perID[0] {
 		way = 1
 	}
-	if other := 1 - way; !c.tried[way].IsZero() && time.Since(c.tried[other]) > retryOtherWay {
-		way = other // the second batch tries the other way; then every retryOtherWay
+	other := 1 - way
+	wait := retryOtherWay
+	if c.perID[way] > 0 {
+		wait = time.Duration(float64(retryOtherWay) * min(max(c.perID[other]/c.perID[way], 1), 60))
+	}
+	if !c.tried[way].IsZero() && time.Since(c.tried[other]) > wait {
+		way = other // the second batch tries the other way; then as retryOtherWay says
 	}
 	c.tried[way] = time.Now()
 	return way == 0

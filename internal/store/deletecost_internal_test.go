@@ -6,8 +6,8 @@ import (
 )
 
 // A batch of deletes goes the way that cost less per id lately, and the other way again once
-// retryOtherWay has passed: among a backlog of thousands, DeleteMany's scan costs more than a
-// DeleteOne each, and the choice follows.
+// retryOtherWay times its extra cost has passed: among a backlog of thousands, DeleteMany's scan
+// costs more than a DeleteOne each, and the choice follows.
 func TestDeletesGoTheCheaperWay(t *testing.T) {
 	var c deleteCost
 	if c.allAtOnce(manyDeletes - 1) {
@@ -26,9 +26,14 @@ func TestDeletesGoTheCheaperWay(t *testing.T) {
 			t.Fatalf("batch %d went all at once, the costlier way, before %s", i, retryOtherWay)
 		}
 	}
-	c.tried[0] = time.Now().Add(-retryOtherWay - time.Second)
+	// DeleteMany cost 4 times more per id: tried again after 4 × retryOtherWay, not before.
+	c.tried[0] = time.Now().Add(-3 * retryOtherWay)
+	if c.allAtOnce(32) {
+		t.Fatalf("all at once tried again after %s, when it cost 4 times more", 3*retryOtherWay)
+	}
+	c.tried[0] = time.Now().Add(-4*retryOtherWay - time.Second)
 	if !c.allAtOnce(32) {
-		t.Fatalf("all at once not tried again after %s", retryOtherWay)
+		t.Fatalf("all at once not tried again after %s", 4*retryOtherWay)
 	}
 	c.record(true, 32, time.Millisecond) // the collection is small again: cheap
 	c.record(true, 32, time.Millisecond)
