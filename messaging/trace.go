@@ -22,7 +22,8 @@ import (
 // so one order is one trace across the chain. The requester opens a client span per call (a
 // create or a void), named "send <subject>" after OpenTelemetry's messaging conventions, with
 // the target, the circuit's state before the call and the outcome; every breaker event of the
-// call (a retry, an open circuit's rejection, a full bulkhead, the fallback) is an event on it.
+// call but a success (a failure, a timeout, a retry, an open circuit's rejection, a full bulkhead,
+// the fallback) is an event on it.
 // A call the open circuit rejects is never sent, so no span appears at the target. The responder
 // opens a server span per request it handles, a child of the caller's. Nothing here picks an
 // exporter: a TracerProvider is passed in (WithTracing, Endpoint.Tracing), and without one the
@@ -158,10 +159,11 @@ func endCall(span trace.Span, reply Reply, attempts int) {
 	span.End()
 }
 
-// spanEvent adds be to the span in ctx as an event named after it (the seed's names).
+// spanEvent adds be to the span in ctx as an event named after it (the seed's names). A success
+// is left out: the call's outcome says it, and it is most of the events.
 func spanEvent(ctx context.Context, be BreakerEvent) {
 	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
+	if be.Event == EventSuccess || !span.IsRecording() {
 		return
 	}
 	attrs := []attribute.KeyValue{AttrBreakerState.String(be.State)}

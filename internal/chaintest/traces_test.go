@@ -107,11 +107,22 @@ func TestSeedOrderIsOneTrace(t *testing.T) {
 	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/t1", "").body, &d); err != nil || d.TraceID != traceID {
 		t.Errorf("GET /orders/t1: trace_id %q (%v), want the client's %s", d.TraceID, err, traceID)
 	}
+	exemplar := ""
+	for _, line := range strings.Split(string(do(t, http.MethodGet, o.URL()+"/metrics", "", "Accept", "application/openmetrics-text").body), "\n") {
+		if strings.Contains(line, `route="/create"`) && strings.Contains(line, `trace_id="`+traceID+`"`) {
+			exemplar = line
+		}
+	}
+	if exemplar == "" {
+		t.Errorf("no exemplar naming trace %s on order's POST /create latency (OpenMetrics /metrics)", traceID)
+	}
+	t.Logf("exemplar: %s", exemplar)
 	o.Stop()
 	p.Stop()
 	s.Stop()
 
 	spans := r.Trace(t, traceID, func(spans []testkit.Span) bool { return len(spans) > 0 })
+	t.Logf("trace %s:\n%s", traceID, testkit.Waterfall(spans))
 	create := span(t, spans, "order", "POST /create")
 	if create.ParentID() != clientSpan {
 		t.Errorf("POST /create has parent %s, want the client's span %s", create.ParentID(), clientSpan)
@@ -170,6 +181,7 @@ func TestOpenCircuitRejectionIsOnOrdersSpan(t *testing.T) {
 	s.Stop()
 
 	spans := r.Trace(t, traceID, func(spans []testkit.Span) bool { return len(spans) > 0 })
+	t.Logf("trace %s:\n%s", traceID, testkit.Waterfall(spans))
 	call := span(t, spans, "order", "send payment.create")
 	if !call.HasEvent(string(messaging.EventReject)) || call.Attr("breakerchain.outcome") != string(messaging.OutcomeRejected) ||
 		call.Attr("breakerchain.breaker.state") != "open" {
@@ -226,6 +238,7 @@ func TestRedriveLinksToFirstTrace(t *testing.T) {
 		t.Errorf("the re-drive's links %v: want one, to the first run's POST /create (%s in %s)", redrive.Links, first.SpanID(), traceID)
 	}
 	again := r.Trace(t, redrive.TraceID(), func(s []testkit.Span) bool { return len(s) > 1 })
+	t.Logf("the re-drive's trace %s:\n%s", redrive.TraceID(), testkit.Waterfall(again))
 	childOf(t, span(t, again, "payment", "process payment.create"), span(t, again, "order", "send payment.create"))
 }
 

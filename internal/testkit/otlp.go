@@ -3,11 +3,13 @@ package testkit
 import (
 	"compress/gzip"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,11 +25,12 @@ import (
 // what the services' real exporter talks to, over HTTP: a test that reads it sees what a Jaeger
 // or a collector would be sent.
 type Receiver struct {
-	URL string // the base endpoint: OTEL_EXPORTER_OTLP_ENDPOINT
-	mu  sync.Mutex
-	got []Span
-	// Exports counts the export requests received, spans or not.
-	exports int
+	URL     string // the base endpoint: OTEL_EXPORTER_OTLP_ENDPOINT
+	mu      sync.Mutex
+	got     []Span
+	exports int  // export requests received, spans or not
+	spans   int  // spans received
+	discard bool // count spans, keep none (OTLPSink)
 }
 
 // Span is a span as received, with the service.name of the resource it came with.
@@ -69,9 +72,14 @@ func (s Span) HasEvent(name string) bool {
 }
 
 // OTLP starts a receiver for the test; it stops when the test ends.
-func OTLP(t testing.TB) *Receiver {
+func OTLP(t testing.TB) *Receiver { return startReceiver(t, &Receiver{}) }
+
+// OTLPSink starts a receiver that decodes every export, as a collector would, and keeps no span,
+// only their count (SpanCount): for a benchmark, whose millions of spans a test would not read.
+func OTLPSink(t testing.TB) *Receiver { return startReceiver(t, &Receiver{discard: true}) }
+
+func startReceiver(t testing.TB, r *Receiver) *Receiver {
 	t.Helper()
-	r := &Receiver{}
 	srv := httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(srv.Close)
 	r.URL = srv.URL
@@ -111,8 +119,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 		for _, ss := range rs.ScopeSpans {
+			r.spans += len(ss.Spans)
 			for _, s := range ss.Spans {
-				r.got = append(r.got, Span{Service: service, Span: s})
+				if !r.discard {
+					r.got = append(r.got, Span{Service: service, Span: s})
+				}
 			}
 		}
 	}
@@ -127,6 +138,13 @@ func (r *Receiver) Spans() []Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.got)
+}
+
+// SpanCount counts the spans received so far.
+func (r *Receiver) SpanCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spans
 }
 
 // Exports counts the export requests received so far.
@@ -146,4 +164,47 @@ func (r *Receiver) Trace(t testing.TB, id string, done func([]Span) bool) []Span
 		return done(spans)
 	})
 	return spans
+}
+
+// Waterfall draws spans (one trace's) as a tree, children under their parent in start order,
+// each with its service, duration, and the attributes and events that say what happened: what
+// docs/operations.md shows of a trace.
+func Waterfall(spans []Span) string {
+	children := map[string][]Span{}
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[s.SpanID()] = true
+	}
+	for _, s := range spans {
+		parent := s.ParentID()
+		if !ids[parent] {
+			parent = "" // a root here, whatever its remote parent
+		}
+		children[parent] = append(children[parent], s)
+	}
+	var b strings.Builder
+	var draw func(parent string, depth int)
+	draw = func(parent string, depth int) {
+		kids := children[parent]
+		slices.SortFunc(kids, func(a, b Span) int { return int(a.StartTimeUnixNano - b.StartTimeUnixNano) })
+		for _, s := range kids {
+			d := time.Duration(s.EndTimeUnixNano - s.StartTimeUnixNano)
+			fmt.Fprintf(&b, "%-9s %-44s %8s", s.Service, strings.Repeat("  ", depth)+s.Name, d.Round(10*time.Microsecond))
+			for _, key := range []string{"breakerchain.breaker.state", "breakerchain.outcome", "breakerchain.attempts", "breakerchain.order.status", "http.response.status_code"} {
+				if v := s.Attr(key); v != "" {
+					fmt.Fprintf(&b, " %s=%s", strings.TrimPrefix(key, "breakerchain."), v)
+				}
+			}
+			for _, e := range s.Events {
+				fmt.Fprintf(&b, " [event %s]", e.Name)
+			}
+			for _, l := range s.Links {
+				fmt.Fprintf(&b, " [link to trace %s]", hex.EncodeToString(l.TraceId))
+			}
+			b.WriteString("\n")
+			draw(s.SpanID(), depth+1)
+		}
+	}
+	draw("", 0)
+	return b.String()
 }
