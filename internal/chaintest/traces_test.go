@@ -1,13 +1,11 @@
 package chaintest
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/breakerchain/breakerchain/internal/logging"
@@ -31,6 +29,29 @@ func clientTrace(t *testing.T) (traceparent, traceID, spanID string) {
 	}
 	traceID, spanID = hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
 	return "00-" + traceID + "-" + spanID + "-01", traceID, spanID
+}
+
+// postTraced posts the seed's order id with a client's traceparent, wants the status code want,
+// and wants GET /orders/{id} to name the client's trace. It returns the trace id and the
+// client's span id.
+func postTraced(t *testing.T, o *testkit.Instance, id string, want int) (traceID, clientSpan string) {
+	t.Helper()
+	traceparent, traceID, clientSpan := clientTrace(t)
+	if res := post(t, o, seedOrder(id), "traceparent", traceparent); res.code != want {
+		t.Fatalf("order %s: %d %s, want %d", id, res.code, res.body, want)
+	}
+	var d order.Detail
+	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/"+id, "").body, &d); err != nil || d.TraceID != traceID {
+		t.Errorf("GET /orders/%s: trace_id %q (%v), want the client's %s", id, d.TraceID, err, traceID)
+	}
+	return traceID, clientSpan
+}
+
+// stopAll stops the services, in order: each flushes the spans it still batches.
+func stopAll(services ...*testkit.Instance) {
+	for _, s := range services {
+		s.Stop()
+	}
 }
 
 // tracedEnv exports every service's spans to r, every trace sampled.
@@ -69,20 +90,6 @@ func childOf(t *testing.T, child, parent testkit.Span) {
 	}
 }
 
-// lockedBuffer is a log destination a test reads while services write to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // Given the chain exporting traces, when a client sends the seed's order with its own
 // traceparent, then the order is one trace with the client's trace id: order's POST /create is
 // a child of the client's span, its call to payment a child of that, payment's handling a child
@@ -93,20 +100,12 @@ func TestSeedOrderIsOneTrace(t *testing.T) {
 	r := testkit.OTLP(t)
 	env := tracedEnv(r)
 	s := w.start(shipment.Service, env)
-	var paymentLog lockedBuffer
+	var paymentLog testkit.SyncBuffer
 	p := testkit.StartLogged(t, from(payment.Service), w.natsURL, w.uri, w.db,
 		testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "OTEL_EXPORTER_OTLP_ENDPOINT": r.URL},
 		slog.New(logging.WithRequestIDs(slog.NewTextHandler(&paymentLog, nil))))
 	o := w.start(order.Service, env)
-	traceparent, traceID, clientSpan := clientTrace(t)
-
-	if res := post(t, o, seedOrder("t1"), "traceparent", traceparent); res.code != http.StatusCreated {
-		t.Fatalf("seed order: %d %s, want 201", res.code, res.body)
-	}
-	var d order.Detail
-	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/t1", "").body, &d); err != nil || d.TraceID != traceID {
-		t.Errorf("GET /orders/t1: trace_id %q (%v), want the client's %s", d.TraceID, err, traceID)
-	}
+	traceID, clientSpan := postTraced(t, o, "t1", http.StatusCreated)
 	exemplar := ""
 	for _, line := range strings.Split(string(do(t, http.MethodGet, o.URL()+"/metrics", "", "Accept", "application/openmetrics-text").body), "\n") {
 		if strings.Contains(line, `route="/create"`) && strings.Contains(line, `trace_id="`+traceID+`"`) {
@@ -117,9 +116,7 @@ func TestSeedOrderIsOneTrace(t *testing.T) {
 		t.Errorf("no exemplar naming trace %s on order's POST /create latency (OpenMetrics /metrics)", traceID)
 	}
 	t.Logf("exemplar: %s", exemplar)
-	o.Stop()
-	p.Stop()
-	s.Stop()
+	stopAll(o, p, s)
 
 	spans := r.Trace(t, traceID, func(spans []testkit.Span) bool { return len(spans) > 0 })
 	t.Logf("trace %s:\n%s", traceID, testkit.Waterfall(spans))
@@ -171,14 +168,8 @@ func TestOpenCircuitRejectionIsOnOrdersSpan(t *testing.T) {
 	r := testkit.OTLP(t)
 	o, p, s := w.chain(tracedEnv(r))
 	o.Requester.Breaker().Open()
-	traceparent, traceID, _ := clientTrace(t)
-
-	if res := post(t, o, seedOrder("t2"), "traceparent", traceparent); res.code != http.StatusAccepted {
-		t.Fatalf("order with payment's circuit open: %d %s, want 202", res.code, res.body)
-	}
-	o.Stop()
-	p.Stop()
-	s.Stop()
+	traceID, _ := postTraced(t, o, "t2", http.StatusAccepted)
+	stopAll(o, p, s)
 
 	spans := r.Trace(t, traceID, func(spans []testkit.Span) bool { return len(spans) > 0 })
 	t.Logf("trace %s:\n%s", traceID, testkit.Waterfall(spans))
@@ -210,15 +201,10 @@ func TestRedriveLinksToFirstTrace(t *testing.T) {
 	env["REDRIVE_RATE"], env["REDRIVE_BACKOFF"] = "100", "100ms"
 	o := w.start(order.Service, env)
 	o.Requester.Breaker().Open()
-	traceparent, traceID, _ := clientTrace(t)
-	if res := post(t, o, seedOrder("t3"), "traceparent", traceparent); res.code != http.StatusAccepted {
-		t.Fatalf("order with payment's circuit open: %d %s, want 202", res.code, res.body)
-	}
+	traceID, _ := postTraced(t, o, "t3", http.StatusAccepted)
 	o.Requester.Breaker().Close()
 	completed(t, o, "t3")
-	o.Stop()
-	p.Stop()
-	s.Stop()
+	stopAll(o, p, s)
 
 	first := span(t, r.Trace(t, traceID, func(s []testkit.Span) bool { return len(s) > 0 }), "order", "POST /create")
 	var redrive testkit.Span
@@ -250,17 +236,8 @@ func TestNothingExportedWithoutEndpoint(t *testing.T) {
 	w := newWorld(t)
 	r := testkit.OTLP(t)
 	o, p, s := w.chain(testkit.Env{"OTEL_EXPORTER_OTLP_ENDPOINT": r.URL, "OTEL_SDK_DISABLED": "true", "OTEL_TRACES_SAMPLER": "always_on"})
-	traceparent, traceID, _ := clientTrace(t)
-	if res := post(t, o, seedOrder("t4"), "traceparent", traceparent); res.code != http.StatusCreated {
-		t.Fatalf("seed order: %d %s, want 201", res.code, res.body)
-	}
-	var d order.Detail
-	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/t4", "").body, &d); err != nil || d.TraceID != traceID {
-		t.Errorf("GET /orders/t4: trace_id %q (%v), want the client's %s", d.TraceID, err, traceID)
-	}
-	o.Stop()
-	p.Stop()
-	s.Stop()
+	postTraced(t, o, "t4", http.StatusCreated) // the client's trace id, passed on, names the order
+	stopAll(o, p, s)
 	if n := r.Exports(); n != 0 {
 		t.Errorf("%d exports received with tracing disabled: %s", n, listSpans(r.Spans()))
 	}
