@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ import (
 // every order taken completes exactly once.
 func TestCompose(t *testing.T) {
 	s := newStack(t)
-	s.env = append(s.env, "COMPOSE_PROFILES=dashboard")
+	s.env = append(s.env, "COMPOSE_PROFILES=dashboard,tracing", "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318")
 	s.up("--scale", "payment=3")
 
 	t.Run("every container healthy", func(t *testing.T) { s.allHealthy(t) })
@@ -52,6 +53,7 @@ func TestCompose(t *testing.T) {
 			t.Errorf("the seed's order: %d, want 201", code)
 		}
 	})
+	t.Run("an order is one trace in Jaeger", func(t *testing.T) { orderTraced(t) })
 	t.Run("nats-box sees circuit events and the services", func(t *testing.T) { s.natsBoxWatches(t) })
 	t.Run("the dashboard renders in Chromium", func(t *testing.T) { dashboardRenders(t) })
 	t.Run("three payments share the work", func(t *testing.T) { s.paymentsShare(t, 3) })
@@ -165,7 +167,7 @@ func newStack(t *testing.T, files ...string) *stack {
 			out, _ := s.compose("logs", "--no-color", "--tail", "40")
 			t.Logf("logs:\n%s", out)
 		}
-		if out, err := s.compose("--profile", "dashboard", "--profile", "tools", "down", "-v", "--remove-orphans"); err != nil {
+		if out, err := s.compose("--profile", "dashboard", "--profile", "tools", "--profile", "tracing", "down", "-v", "--remove-orphans"); err != nil {
 			t.Errorf("down: %v\n%s", err, out)
 		}
 	})
@@ -518,6 +520,53 @@ func post(t *testing.T, body string) int {
 	}
 	res.Body.Close()
 	return res.StatusCode
+}
+
+// orderTraced sends an order with a client's traceparent and finds its trace in Jaeger's query
+// API (the tracing profile publishes it on 127.0.0.1:16686): the client's trace id, with spans
+// from order, payment and shipment.
+func orderTraced(t *testing.T) {
+	const traceID = "5b8efff798038103d269b633813fc60c"
+	req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:3000/create", strings.NewReader(orderBody("traced-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+traceID+"-eee19b7ec3c1b174-01")
+	client := http.Client{Timeout: 10 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("order traced-1: %d, want 201", res.StatusCode)
+	}
+	var services []string
+	// The services batch their spans for up to 5 s (OTEL_BSP_SCHEDULE_DELAY) before exporting.
+	testkit.Eventually(t, 30*time.Second, "trace "+traceID+" in Jaeger with spans from order, payment and shipment", func() bool {
+		res, err := client.Get("http://127.0.0.1:16686/api/traces/" + traceID)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var got struct {
+			Data []struct {
+				Spans     []struct{ OperationName string }
+				Processes map[string]struct{ ServiceName string }
+			}
+		}
+		if json.NewDecoder(res.Body).Decode(&got) != nil || len(got.Data) != 1 {
+			return false
+		}
+		services = services[:0]
+		for _, p := range got.Data[0].Processes {
+			services = append(services, p.ServiceName)
+		}
+		slices.Sort(services)
+		return slices.Equal(slices.Compact(services), []string{"order", "payment", "shipment"})
+	})
+	t.Logf("trace %s in Jaeger: services %v", traceID, services)
 }
 
 // orderBody is an order, its payment and its shipment, all with id id.

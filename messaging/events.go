@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Event names a breaker event; the names are the seed's (opossum's).
@@ -37,13 +38,16 @@ var seedWords = map[Event]string{
 
 // BreakerEvent is what is published on breaker.<service>.<target> for every event.
 type BreakerEvent struct {
-	Service   string    `json:"service"`
-	Target    string    `json:"target"`
-	Event     Event     `json:"event"`
-	State     string    `json:"state"`
-	Reason    string    `json:"reason,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-	Time      time.Time `json:"time"`
+	Service   string `json:"service"`
+	Target    string `json:"target"`
+	Event     Event  `json:"event"`
+	State     string `json:"state"`
+	Reason    string `json:"reason,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	// TraceID is the trace of the call the event happened in (W3C, 32 hex digits), when it has
+	// one: the dashboard's timeline shows it, so one click leads from an event to the order's trace.
+	TraceID string    `json:"trace_id,omitempty"`
+	Time    time.Time `json:"time"`
 	// Count, when set, makes this a summary: this many events of this kind happened in the
 	// second that ended at Time; State and Reason are the last one's.
 	Count int `json:"count,omitempty"`
@@ -98,6 +102,10 @@ func (e *events) emit(ctx context.Context, ev Event, state, reason string) {
 		Service: e.service, Target: e.target, Event: ev, State: state,
 		Reason: reason, RequestID: CallFrom(ctx).RequestID, Time: time.Now(),
 	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		be.TraceID = sc.TraceID().String()
+	}
+	spanEvent(ctx, be) // every one, summarised or not: the span is the call's own record
 	if e.observer != nil {
 		e.observer(be)
 	}
@@ -155,7 +163,7 @@ func (e *events) flush(transition bool) {
 	e.mu.Unlock()
 	for _, be := range held {
 		if be.Count > 0 {
-			be.RequestID = "" // many requests
+			be.RequestID, be.TraceID = "", "" // many requests
 			e.write(context.Background(), be)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -13,6 +14,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/fallback"
 	"github.com/failsafe-go/failsafe-go/timeout"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BreakerSettings configure the policies guarding one hop: its circuit and timeout, and
@@ -65,6 +67,7 @@ type Requester struct {
 	settings BreakerSettings
 	breaker  circuitbreaker.CircuitBreaker[*Reply]
 	executor failsafe.Executor[*Reply]
+	tracer   trace.Tracer
 	events   *events
 	stats    callStats
 }
@@ -77,9 +80,15 @@ func WithObserver(fn func(BreakerEvent)) RequesterOption {
 	return func(r *Requester) { r.events.observer = fn }
 }
 
+// WithTracing has every call traced by tp (see Traces in trace.go); without it calls pass on a
+// trace context they are given but record no span.
+func WithTracing(tp trace.TracerProvider) RequesterOption {
+	return func(r *Requester) { r.tracer = tracerOf(tp) }
+}
+
 // NewRequester builds the guarded requester for route over nc.
 func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logger, opts ...RequesterOption) *Requester {
-	r := &Requester{nc: nc, route: route, settings: s}
+	r := &Requester{nc: nc, route: route, settings: s, tracer: tracerOf(nil)}
 	r.events = &events{
 		nc: nc, log: log, subject: BreakerSubject(route.From, route.To),
 		service: route.From, target: route.To,
@@ -186,8 +195,10 @@ func (r *Requester) Void(ctx context.Context, payload []byte) Reply {
 
 func (r *Requester) call(ctx context.Context, subject string, payload []byte) Reply {
 	start := time.Now()
-	reply := r.request(ctx, subject, payload)
+	ctx, span := r.startCall(ctx, subject)
+	reply, attempts := r.request(ctx, subject, payload)
 	r.stats.record(reply.Outcome, time.Since(start))
+	endCall(span, reply, attempts)
 	return reply
 }
 
@@ -197,7 +208,8 @@ func (r *Requester) Stats() CallStats { return r.stats.snapshot() }
 // Settings returns the settings of the requester's policies.
 func (r *Requester) Settings() BreakerSettings { return r.settings }
 
-func (r *Requester) request(ctx context.Context, subject string, payload []byte) Reply {
+// request makes the call and returns its reply and how many times it was sent.
+func (r *Requester) request(ctx context.Context, subject string, payload []byte) (Reply, int) {
 	budget, err := r.budget(ctx)
 	if err != nil {
 		// Not a verdict on the target: it was never asked, so the circuit is not told.
@@ -205,14 +217,16 @@ func (r *Requester) request(ctx context.Context, subject string, payload []byte)
 		if errors.Is(err, ErrNoTimeLeft) {
 			r.events.emit(ctx, EventOutOfTime, r.State(), reason)
 		}
-		return ReplyFailed(r.route.To, time.Now(), out, reason)
+		return ReplyFailed(r.route.To, time.Now(), out, reason), 0
 	}
 	if r.breaker.IsOpen() && r.breaker.RemainingDelay() > 0 {
 		// The executor would reject it too, at twice the cost: an open circuit should cost as
 		// little as possible. Once the delay has passed, the executor lets the trial call through.
-		return r.rejected(ctx)
+		return r.rejected(ctx), 0
 	}
+	var sent atomic.Int32 // a timed-out attempt may still be running when the next one starts
 	reply, err := r.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
+		sent.Add(1)
 		if exec.IsRetry() {
 			if b, err := r.budget(ctx); err == nil {
 				budget = b // a retry gets what is left now; retryGate made sure that is enough
@@ -223,9 +237,9 @@ func (r *Requester) request(ctx context.Context, subject string, payload []byte)
 	if reply == nil {
 		// failsafe skips the fallback when the caller's context ends first.
 		out, reason := outcomeOf(err)
-		return ReplyFailed(r.route.To, time.Now(), out, reason)
+		return ReplyFailed(r.route.To, time.Now(), out, reason), int(sent.Load())
 	}
-	return *reply
+	return *reply, int(sent.Load())
 }
 
 // rejected is the reply for a call the open circuit did not let through.
@@ -289,6 +303,7 @@ func (r *Requester) send(ctx context.Context, subject string, payload []byte, bu
 	msg := nats.NewMsg(subject)
 	msg.Data = payload
 	setHeaders(msg.Header, CallFrom(ctx), budget)
+	InjectTrace(ctx, msg.Header)
 	resp, err := r.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		return nil, err

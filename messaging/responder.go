@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 )
@@ -36,6 +37,8 @@ type Endpoint struct {
 	VoidSubject string
 	// MaxConcurrent bounds the requests handled at once; a micro endpoint is serial otherwise.
 	MaxConcurrent uint
+	// Tracing, when set, traces every request handled (see Traces in trace.go).
+	Tracing trace.TracerProvider
 	// Info, when set, is what the service adds to every endpoint's `nats micro stats` data
 	// (its circuits, its faults).
 	Info func() map[string]any
@@ -53,6 +56,7 @@ type Responder struct {
 	log     *slog.Logger
 	svc     micro.Service
 	slots   bulkhead.Bulkhead[any]
+	tracer  trace.Tracer
 	handled atomic.Int64
 	failed  atomic.Int64
 
@@ -69,7 +73,7 @@ func Serve(nc *nats.Conn, ep Endpoint, h Handler, log *slog.Logger, controls ...
 		ep.MaxConcurrent = DefaultMaxConcurrent
 	}
 	r := &Responder{nc: nc, ep: ep, handle: h, log: log, slots: bulkhead.New[any](ep.MaxConcurrent),
-		idle: make(chan struct{})}
+		tracer: tracerOf(ep.Tracing), idle: make(chan struct{})}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: ep.Service, Version: ep.Version, Description: ep.Description,
 		QueueGroup:   ep.Service,
@@ -136,7 +140,8 @@ func (r *Responder) dispatcher(h Handler) micro.HandlerFunc {
 // hand, doing work its caller has already given up on. A caller counts the 503 as a failure,
 // which is what an overloaded service is.
 func (r *Responder) dispatch(req micro.Request, h Handler) {
-	call, budget := readHeaders(nats.Header(req.Headers()))
+	headers := nats.Header(req.Headers())
+	call, budget := readHeaders(headers)
 	if call.RequestID == "" {
 		call.RequestID = nuid.Next()
 	}
@@ -144,7 +149,7 @@ func (r *Responder) dispatch(req micro.Request, h Handler) {
 	if budget > 0 {
 		ctx, cancel = context.WithTimeout(ctx, budget)
 	}
-	ctx = WithCall(ctx, call)
+	ctx, _ = r.startHandling(WithCall(ctx, call), req.Subject(), headers) // respond ends the span
 	if !r.slots.TryAcquirePermit() {
 		cancel()
 		r.respond(ctx, req.Reply(), Reply{}, problem.Errorf(503, "%s is busy", r.ep.Service))
@@ -184,6 +189,7 @@ func (r *Responder) done() {
 // respond publishes the reply or the service error. It does not use micro's Respond/Error: those
 // record into the request, which micro reads on the dispatch goroutine, a data race here.
 func (r *Responder) respond(ctx context.Context, subject string, reply Reply, err error) {
+	defer endHandling(ctx, err)
 	r.handled.Add(1)
 	msg := nats.NewMsg(subject)
 	if err != nil {

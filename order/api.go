@@ -137,6 +137,7 @@ type Detail struct {
 	Attempts    int             `json:"attempts"`               // runs of the chain that answered: the first, then re-drives
 	LastError   string          `json:"last_error,omitempty"`   // why the last run that did not complete did not
 	NextAttempt *time.Time      `json:"next_attempt,omitempty"` // a pending order's next re-drive, at the earliest
+	TraceID     string          `json:"trace_id,omitempty"`     // the trace of its first run (see trace.go)
 }
 
 func summary(r *record) View {
@@ -263,6 +264,7 @@ func lookupError(err error) error {
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
+	traceOutcome(ctx, out)
 	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded
 	_, _, err := a.saveResult(ctx, out, rec.CreatedAt)
 	if err == nil && out.final() {
@@ -310,6 +312,7 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
 		Payment:  json.RawMessage(rec.paymentBody()),
 		Attempts: rec.Attempts, LastError: rec.LastError, NextAttempt: rec.NextAttempt,
+		TraceID: messaging.TraceIDOf(rec.Trace),
 	}
 	if d.Items == nil {
 		d.Items = []any{}

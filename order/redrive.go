@@ -386,6 +386,8 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		rid = "redrive"
 	}
 	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: e.ID})
+	cctx, span := d.startRedrive(cctx, rec)
+	defer span.End()
 	log = log.With("attempt", attempt)
 	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", e.LastError)
 	_ = msg.InProgress()
@@ -397,6 +399,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	out := newResult(e.ID, attempt, e.LastError, &reply, ferr)
+	traceOutcome(cctx, out)
 	compensate(cctx, d.hop, rec, out)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
 	since := e.Since

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -113,7 +114,7 @@ func TestComposeFile(t *testing.T) {
 
 	// Every container is hardened: read-only root filesystem, no capabilities, no privilege
 	// escalation, not root (ours: the image's USER, checked below).
-	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box", "nats-chaos", "dashboard"} {
+	for _, name := range []string{"order", "payment", "shipment", "nats", "mongo", "nats-box", "nats-chaos", "dashboard", "jaeger"} {
 		s, err := p.GetService(name)
 		if err != nil {
 			t.Fatal(err)
@@ -382,6 +383,49 @@ func TestComposeDashboard(t *testing.T) {
 	}
 }
 
+// Jaeger runs under the tracing profile, its UI on this host only, on the services' network; the
+// services export to it once OTEL_EXPORTER_OTLP_ENDPOINT names it, and not before (empty: off).
+func TestComposeTracing(t *testing.T) {
+	root, secrets, p := composeProject(t)
+	s, err := p.GetService("jaeger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Profiles, []string{"tracing"}) || !strings.HasPrefix(s.Image, "jaegertracing/jaeger:2.") {
+		t.Errorf("profiles %v image %q: want Jaeger v2 under the tracing profile", s.Profiles, s.Image)
+	}
+	if len(s.Ports) != 1 || s.Ports[0].HostIP != "127.0.0.1" || s.Ports[0].Target != 16686 {
+		t.Errorf("ports %+v, want its UI on 127.0.0.1 only", s.Ports)
+	}
+	if _, ok := s.Networks["circuitbreaker"]; len(s.Networks) != 1 || !ok {
+		t.Errorf("networks %v, want the services' network alone", s.Networks)
+	}
+	withEndpoint := maps.Clone(secrets)
+	withEndpoint["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://jaeger:4318"
+	on, err := loadCompose(t, root, withEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range services {
+		off, _ := p.GetService(svc.Name)
+		traced, _ := on.GetService(svc.Name)
+		if v := off.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"]; v == nil || *v != "" {
+			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT is %q unset, want empty (tracing off)", svc.Name, deref(v))
+		}
+		if v := traced.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"]; v == nil || *v != "http://jaeger:4318" {
+			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT is %q with it set, want http://jaeger:4318", svc.Name, deref(v))
+		}
+	}
+}
+
+// deref is *v, "<none>" for nil.
+func deref(v *string) string {
+	if v == nil {
+		return "<none>"
+	}
+	return *v
+}
+
 // composeProject loads docker-compose.yaml as compose would with .env.example filled in, and
 // returns the repository's root and those secrets with it.
 func composeProject(t *testing.T) (string, types.Mapping, *types.Project) {
@@ -412,7 +456,7 @@ func loadCompose(t *testing.T, root string, env types.Mapping, over ...string) (
 		Environment: env,
 	}, func(o *loader.Options) {
 		o.SetProjectName("breakerchain", true)
-		o.Profiles = []string{"tools", "dashboard"}
+		o.Profiles = []string{"tools", "dashboard", "tracing"}
 	})
 }
 

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,18 +101,8 @@ func TestBadConfigurationExits(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to write from one goroutine and read from another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a log destination the tests read while the program writes to it.
+type syncBuffer = testkit.SyncBuffer
 
 // The all-in-one, in-process: it prints where everything listens, serves the seed's request
 // through the embedded servers, logs the request's whole path with its request id, and shuts

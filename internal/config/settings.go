@@ -50,6 +50,8 @@ type Settings struct {
 	BacklogMax int
 	// Admission (order only) is the adaptive limit on the orders the chain takes at once.
 	Admission Admission
+	// Tracing is where the service's traces go (OTEL_*), if anywhere.
+	Tracing Tracing
 }
 
 // Admission is the adaptive concurrency limit at order's entry (see order's admission).
@@ -157,6 +159,7 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		},
 		JetStreamReplicas: s.Int("JETSTREAM_REPLICAS", 1, 1, 5),
 		BacklogMax:        s.Int("BACKLOG_MAX", DefaultBacklogMax, 0, 100_000_000),
+		Tracing:           s.tracing(name),
 	}
 	c.Admission = Admission{
 		Max:     s.Int("ADMIT_MAX", int(c.Breaker.Bulkhead), 0, int(c.Breaker.Bulkhead)),
@@ -256,7 +259,7 @@ func (c Settings) LogValue() slog.Value {
 			b.Timeout, b.FailureRate, b.MinCalls, b.Window, b.Delay, b.Retries, b.Backoff, b.RetryBudget, b.Bulkhead)),
 		slog.Uint64("max_concurrent", uint64(c.MaxConcurrent)),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")), slog.Bool("pprof", c.PProf),
-		slog.Bool("chaos", c.Chaos),
+		slog.Bool("chaos", c.Chaos), slog.Any("tracing", c.Tracing),
 	}
 	if c.NATSQueue.Set() {
 		attrs = append(attrs, slog.Any("nats_queue_auth", c.NATSQueue))

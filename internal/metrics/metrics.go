@@ -1,7 +1,8 @@
 // Package metrics is what each service shows on GET /metrics, with prometheus/client_golang:
 // its circuits' state, calls by outcome and transitions (from the breaker events), HTTP request
 // durations (a chi middleware) and store operation durations (the Mongo driver's command
-// monitor). Every service has a registry of its own, so the three services of the all-in-one
+// monitor), each with the trace it belongs to as an exemplar when the request is traced (shown in
+// the OpenMetrics format). Every service has a registry of its own, so the three services of the all-in-one
 // each show theirs on their own port; every series carries a "service" label.
 // It must not know what a service does: it observes breakers, HTTP and store commands, and the
 // gauges a service registers on its own.
@@ -11,7 +12,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.mongodb.org/mongo-driver/v2/event"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -91,7 +93,8 @@ func New(service string) *Recorder {
 
 // Handler serves the registry for GET /metrics.
 func (m *Recorder) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+	// OpenMetrics, when a scraper asks for it, is the format that carries exemplars.
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry, EnableOpenMetrics: true})
 }
 
 // Registry is the service's registry.
@@ -170,18 +173,21 @@ func (m *Recorder) HTTP(next http.Handler) http.Handler {
 		if code == 0 {
 			code = 499 // nothing written: the client left first
 		}
-		m.http.WithLabelValues(method(r.Method), route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		observe(r.Context(), m.http.WithLabelValues(Method(r.Method), route, strconv.Itoa(code)), time.Since(start))
 	})
 }
 
-// method bounds the method label: any method a client invents would otherwise be a new series.
-func method(m string) string {
+// OtherMethod is the method label of any method but the standard ones.
+const OtherMethod = "other"
+
+// Method bounds the method label: any method a client invents would otherwise be a new series.
+func Method(m string) string {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions:
 		return m
 	}
-	return "other"
+	return OtherMethod
 }
 
 // CommandMonitor times every store command; give it to the Mongo client.
@@ -196,19 +202,32 @@ func (m *Recorder) CommandMonitor() *event.CommandMonitor {
 				}
 			}
 		},
-		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
-			m.observeCommand(e.RequestID, e.CommandName, "ok", e.Duration)
+		Succeeded: func(ctx context.Context, e *event.CommandSucceededEvent) {
+			m.observeCommand(ctx, e.RequestID, e.CommandName, "ok", e.Duration)
 		},
-		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
-			m.observeCommand(e.RequestID, e.CommandName, "error", e.Duration)
+		Failed: func(ctx context.Context, e *event.CommandFailedEvent) {
+			m.observeCommand(ctx, e.RequestID, e.CommandName, "error", e.Duration)
 		},
 	}
 }
 
-func (m *Recorder) observeCommand(id int64, name, result string, d time.Duration) {
+func (m *Recorder) observeCommand(ctx context.Context, id int64, name, result string, d time.Duration) {
 	coll, ok := m.commands.LoadAndDelete(id)
-	if !ok || strings.HasPrefix(name, "isMaster") || name == "hello" || name == "ping" || name == "endSessions" {
+	if !ok || store.Housekeeping(name) {
 		return // handshakes and pings are not store operations
 	}
-	m.store.WithLabelValues(coll.(string), name, result).Observe(d.Seconds())
+	observe(ctx, m.store.WithLabelValues(coll.(string), name, result), d)
+}
+
+// observe records d, with the trace of ctx as the exemplar when it is sampled: a slow bucket on
+// a dashboard then leads to a trace that fell in it. (A trace that is not sampled was not
+// exported: it would lead nowhere.)
+func observe(ctx context.Context, o prometheus.Observer, d time.Duration) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.Observe(d.Seconds())
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -24,6 +26,8 @@ type Hop struct {
 	Faults *chaos.Injector // the faults it injects
 	After  Chain           // the services after it, whose bodies its body nests (see Split)
 	Undo   bool            // its service declared an undo (Service.Undo)
+	// Tracer starts the spans of the service's own work beyond a request (order's re-drives).
+	Tracer trace.Tracer
 }
 
 // Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
@@ -67,11 +71,12 @@ func (h *Hop) VoidNext(ctx context.Context, next []byte) *messaging.Reply {
 }
 
 // Meta is the stored metadata of a record for the request in ctx: id, the fingerprint of its
-// canonical body (Body.Canonical), the origin and request id of the call, and the time.
+// canonical body (Body.Canonical), the origin and request id of the call, the trace it was made
+// in, and the time.
 func Meta(ctx context.Context, id string, canonical []byte) store.Meta {
 	call := messaging.CallFrom(ctx)
 	return store.Meta{ID: id, Fingerprint: wire.Fingerprint(json.RawMessage(canonical)), Origin: call.Origin, RequestID: call.RequestID,
-		CreatedAt: time.Now().UTC()}
+		Trace: messaging.TraceParent(ctx), CreatedAt: time.Now().UTC()}
 }
 
 // StoreError turns a store failure into what a caller sees: 503 when the store is unavailable,

@@ -79,17 +79,17 @@ func newHTTPServer(h http.Handler) *http.Server {
 }
 
 // router serves the ops routes every service has, plus the service's own. Middleware, outermost
-// first: request id, metrics (they see the 500 of a panic), the JSON recoverer, CORS when
-// configured, the body limit.
+// first: request id, the trace (its span holds the metrics' exemplar and the logs' trace id),
+// metrics (they see the 500 of a panic), the JSON recoverer, CORS when configured, the body limit.
 func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(requestID, r.Metrics.HTTP, recoverer(r.log))
+	m.Use(requestID, traceHTTP(r.traces), r.Metrics.HTTP, recoverer(r.log))
 	if len(cfg.CORSOrigins) > 0 {
 		// Unset, no CORS headers are sent and browsers keep other origins out.
 		m.Use(cors.Handler(cors.Options{
 			AllowedOrigins: cfg.CORSOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
-			AllowedHeaders: []string{"Accept", "Content-Type", middleware.RequestIDHeader},
+			AllowedHeaders: []string{"Accept", "Content-Type", middleware.RequestIDHeader, "Traceparent", "Tracestate"},
 			ExposedHeaders: []string{middleware.RequestIDHeader, "Retry-After"},
 			MaxAge:         600,
 		}))

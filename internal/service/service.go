@@ -16,6 +16,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/metrics"
 	"github.com/breakerchain/breakerchain/internal/store"
+	"github.com/breakerchain/breakerchain/internal/tracing"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
@@ -87,6 +88,7 @@ type Running struct {
 	chaos     *chaos.Controller
 	checks    map[string]func(context.Context) error // Parts.Ready
 	limiters  func() []Limiter                       // Parts.Limiters
+	traces    *tracing.Provider                      // the service's spans, exported as OTEL_* says
 	stopBg    context.CancelFunc                     // ends Parts.Background
 	bgDone    chan struct{}                          // closed when it has returned
 }
@@ -105,7 +107,14 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	}()
 	log.InfoContext(ctx, "starting", "config", cfg)
 
-	if r.mongo, err = store.Connect(cfg.MongoURL, r.Metrics.CommandMonitor()); err != nil {
+	if r.traces, err = tracing.Start(ctx, cfg.Tracing, tracing.Service{Instance: cfg.ID, Version: Version}); err != nil {
+		return nil, err
+	}
+	monitor := r.Metrics.CommandMonitor()
+	if cfg.Tracing.On() {
+		monitor = store.Monitors(monitor, store.TraceCommands(r.traces))
+	}
+	if r.mongo, err = store.Connect(cfg.MongoURL, monitor); err != nil {
 		return nil, err
 	}
 	if err := store.Ping(ctx, r.mongo, 5*time.Second); err != nil {
@@ -118,7 +127,8 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	if r.queue, err = connectQueue(cfg, r.nc, log); err != nil {
 		return nil, err
 	}
-	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:], Undo: svc.Undo}
+	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:], Undo: svc.Undo,
+		Tracer: r.traces.Tracer("github.com/breakerchain/breakerchain/" + svc.Name)}
 	faults := chaos.Faults{Latency: cfg.InjectLatency}
 	if cfg.InjectErr {
 		faults.ErrorRate = cfg.InjectErrRate
@@ -131,7 +141,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		next := c[1].Name
 		r.Requester = messaging.NewRequester(r.nc,
 			messaging.Route{From: svc.Name, To: next, Subject: messaging.Subject(next), Void: messaging.VoidSubject(next)}, cfg.Breaker, log,
-			messaging.WithObserver(r.Metrics.Observe))
+			messaging.WithObserver(r.Metrics.Observe), messaging.WithTracing(r.traces))
 		r.Metrics.TrackState(next, r.Requester.State)
 		hop.Next = r.Requester
 	}
@@ -143,7 +153,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	ep := messaging.Endpoint{
 		Service: svc.Name, Version: Version, Description: svc.Description,
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
-		Void: parts.Void, VoidSubject: messaging.VoidSubject(svc.Name),
+		Void: parts.Void, VoidSubject: messaging.VoidSubject(svc.Name), Tracing: r.traces,
 		Info: func() map[string]any {
 			b := r.breakers(cfg)
 			return map[string]any{"circuits": b.Circuits, "limiters": b.Limiters, "chaos": b.Chaos}
@@ -219,6 +229,8 @@ func (r *Running) teardown(ctx context.Context) error {
 	if r.mongo != nil {
 		errs = append(errs, r.mongo.Disconnect(ctx))
 	}
+	// Last: the spans of everything above are ended, and exported now.
+	errs = append(errs, r.traces.Shutdown(ctx))
 	return errors.Join(errs...)
 }
 

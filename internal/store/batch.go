@@ -186,7 +186,7 @@ func live(batch []*queued) (sent []*queued, docs []any, ctx context.Context, can
 	if deadline.IsZero() {
 		deadline = time.Now().Add(OpTimeout)
 	}
-	ctx, cancel = context.WithDeadline(context.Background(), deadline)
+	ctx, cancel = context.WithDeadline(withCallers(context.Background(), sent), deadline)
 	return sent, docs, ctx, cancel
 }
 

@@ -174,14 +174,17 @@ func isWriteConcernError(err error) bool {
 }
 
 // Meta is what every stored record has: the business id as _id, the fingerprint of the request
-// that created it, the origin it was made for (the order, see messaging.Call), the request id
-// and the time. Records embed it inline.
+// that created it, the origin it was made for (the order, see messaging.Call), the request id,
+// the trace and the time. Records embed it inline.
 type Meta struct {
-	ID          string    `bson:"_id"`
-	Fingerprint string    `bson:"fingerprint"` // wire.Fingerprint of the request
-	Origin      string    `bson:"origin,omitempty"`
-	RequestID   string    `bson:"request_id,omitempty"`
-	CreatedAt   time.Time `bson:"created_at"`
+	ID          string `bson:"_id"`
+	Fingerprint string `bson:"fingerprint"` // wire.Fingerprint of the request
+	Origin      string `bson:"origin,omitempty"`
+	RequestID   string `bson:"request_id,omitempty"`
+	// Trace is the W3C traceparent of the span that made the record (none when untraced): the
+	// first trace of an order, which its re-drives link to and GET /orders/{id} names.
+	Trace     string    `bson:"trace,omitempty"`
+	CreatedAt time.Time `bson:"created_at"`
 	// Voided is set when the record is undone (see VoidOnce): the one update a record ever gets.
 	Voided *Void `bson:"voided,omitempty"`
 }

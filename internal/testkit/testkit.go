@@ -6,6 +6,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -290,3 +291,19 @@ func StoreGoroutines() []goleak.Option {
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
 	}
 }
+
+// SyncBuffer is a bytes.Buffer safe to write from one goroutine and read from another: a log
+// destination a test reads while services write to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -44,6 +44,15 @@ function onBreaker(ev) {
   li.innerHTML = `<time>${t.toLocaleTimeString()}</time>`;
   li.append(`${ev.service} → ${ev.target} status:: ${words[ev.event] || ev.event}` +
     (ev.count ? ` ×${ev.count}` : "") + (ev.reason ? ` (${ev.reason})` : ""));
+  if (ev.trace_id) {
+    // The call's trace: look it up in the tracing UI (its id, whole, is in the title and copied on a click).
+    const tr = document.createElement("code");
+    tr.className = "trace";
+    tr.title = "trace " + ev.trace_id;
+    tr.textContent = " trace " + ev.trace_id.slice(0, 8) + "…";
+    tr.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(ev.trace_id));
+    li.append(tr);
+  }
   $("#timeline").prepend(li);
   while ($("#timeline").children.length > 200) $("#timeline").lastChild.remove();
   // A transition shows at once, before the next poll.
