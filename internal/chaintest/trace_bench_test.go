@@ -10,11 +10,11 @@ import (
 
 // BenchmarkTracingCost is the healthy chain at 16 clients with tracing off (no endpoint: the
 // no-op provider) and on (every trace sampled, batched and exported to an OTLP/HTTP receiver in
-// this process, which decodes every export as a collector would, and reports spans/order). Run
-// with -count to alternate
-// the two, so both see the same machine:
+// this process, which decodes every export as a collector would, and reports spans/order).
+// -count repeats each of the two in turn (all the offs, then all the ons), so compare medians
+// over several runs, on a quiet machine:
 //
-//	go test -run '^$' -bench TracingCost -benchtime 3000x -count 4 ./internal/chaintest
+//	go test -run '^$' -bench TracingCost -benchtime 3000x -count 6 ./internal/chaintest
 //
 // docs/BENCHMARKS.md has the results.
 func BenchmarkTracingCost(b *testing.B) {
