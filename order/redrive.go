@@ -411,15 +411,16 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		// Marked before its next timer is set, so the run that timer starts, which may be
 		// another instance's, finds the mark to purge. Best effort: only the age of the oldest
 		// pending order reads it, and the next run that leaves the order pending marks it again.
-		_ = d.queue.markPending(ctx, e.ID, since)
+		_ = d.queue.markPending(cctx, e.ID, since)
 	}
-	next, first, err := d.saveResult(ctx, out, since)
+	// The outcome's writes are the re-drive's: in its trace (cctx).
+	next, first, err := d.saveResult(cctx, out, since)
 	if err != nil {
-		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
+		d.giveBack(cctx, msg, retry, "re-drive outcome not recorded", err)
 		return
 	}
 	if out.final() {
-		d.finish(ctx, msg, e.ID, retry)
+		d.finish(cctx, msg, e.ID, retry)
 	} else {
 		_ = msg.Ack()
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -223,9 +224,13 @@ func TestRedriveLinksToFirstTrace(t *testing.T) {
 		hex.EncodeToString(redrive.Links[0].SpanId) != first.SpanID() {
 		t.Errorf("the re-drive's links %v: want one, to the first run's POST /create (%s in %s)", redrive.Links, first.SpanID(), traceID)
 	}
-	again := r.Trace(t, redrive.TraceID(), func(s []testkit.Span) bool { return len(s) > 1 })
+	// The re-drive's own writes are in its trace: the outcome it records.
+	again := r.Trace(t, redrive.TraceID(), func(s []testkit.Span) bool {
+		return slices.ContainsFunc(s, func(x testkit.Span) bool { return x.Name == "insert order_outcomes" })
+	})
 	t.Logf("the re-drive's trace %s:\n%s", redrive.TraceID(), testkit.Waterfall(again))
 	childOf(t, span(t, again, "payment", "process payment.create"), span(t, again, "order", "send payment.create"))
+	childOf(t, span(t, again, "order", "insert order_outcomes"), redrive)
 }
 
 // Given the chain with an endpoint but OTEL_SDK_DISABLED, or with no endpoint at all, when an
