@@ -294,7 +294,9 @@ func (h *hub) build(st *State, found []instance) {
 			totals[id] = l.Refused
 			prev := h.totals[id]
 			for reason, n := range l.Refused {
-				lv.RefusedPerSecond[reason] += 0
+				if _, seen := lv.RefusedPerSecond[reason]; !seen {
+					lv.RefusedPerSecond[reason] = 0 // every reason shown, at 0 when nothing was refused for it
+				}
 				if prev != nil && dt > 0 && n >= prev[reason] {
 					lv.RefusedPerSecond[reason] += float64(n-prev[reason]) / dt
 				}
