@@ -25,8 +25,9 @@ import (
 // drain. The limit grows to ADMIT_MAX at most — the bulkhead's size, so one instance's own load
 // never fills it — and never falls below minAdmit.
 //
-// Re-drives take their permits from the same limit, behind the orders of clients (see spare):
-// a backlog drains as fast as the chain has room for, and no faster.
+// Re-drives take their permits from the same limit, behind the orders of clients (see spare),
+// as many at once as clients' latency allows (see drainPace): a backlog drains as fast as the
+// chain has room for, and no faster.
 type admission struct {
 	lim     adaptivelimiter.AdaptiveLimiter[any] // nil: no limit (ADMIT_MAX=0)
 	max     int
@@ -34,6 +35,7 @@ type admission struct {
 	door    chan struct{} // see checked
 
 	redriving atomic.Int64 // permits held by re-drives
+	pace      drainPace    // how many of them clients' latency allows
 	refusedMu sync.Mutex
 	refused   map[string]uint64 // orders not taken, by reason (the counter's labels)
 	counter   *prometheus.CounterVec
@@ -89,6 +91,7 @@ func newAdmission(cfg config.Admission, reg prometheus.Registerer) *admission {
 		inflight:  prometheus.NewDesc("breakerchain_admission_inflight", "Orders in flight under the admission limit, re-drives included.", nil, labels),
 		queued:    prometheus.NewDesc("breakerchain_admission_queued", "Orders waiting for room under the admission limit (ADMIT_MAX_WAIT at most).", nil, labels),
 		redriving: prometheus.NewDesc("breakerchain_admission_redriving", "Re-drives in flight under the admission limit (half of it at most).", nil, labels),
+		paced:     prometheus.NewDesc("breakerchain_admission_redrives_allowed", "Re-drives allowed at once by the latency of clients' orders: halved when they slow, the whole share (half the limit) when no client is posting.", nil, labels),
 	})
 	return a
 }
@@ -129,8 +132,17 @@ func (a *admission) admit(ctx context.Context) (adaptivelimiter.Permit, bool) {
 		}
 		return nil, false
 	}
-	return p, true
+	return clientPermit{p, a, time.Now()}, true
 }
+
+// clientPermit is a client's order's permit: its time paces the drain.
+type clientPermit struct {
+	adaptivelimiter.Permit
+	a     *admission
+	start time.Time
+}
+
+func (p clientPermit) Record() { p.a.pace.observe(time.Since(p.start)); p.Permit.Record() }
 
 // refuse counts an order not taken for reason.
 func (a *admission) refuse(reason string) {
@@ -141,7 +153,8 @@ func (a *admission) refuse(reason string) {
 }
 
 // spare is how many more re-drives may start now: none while a client's order waits for room,
-// and at most redriveShare of the limit held by re-drives, within what the limit leaves free.
+// and at most what clients' latency allows (drainPace) within redriveShare of the limit held
+// by re-drives, within what the limit leaves free.
 // Without a limit, or with trial set (the circuit is not closed: its next call is a trial), one
 // at a time.
 func (a *admission) spare(trial bool) int {
@@ -153,7 +166,8 @@ func (a *admission) spare(trial bool) int {
 		return 0
 	}
 	limit := a.lim.Limit()
-	return max(0, min(limit-a.lim.Inflight(), int(float64(limit)*redriveShare)-redriving))
+	allowed := a.pace.allowedAt(time.Now(), int(float64(limit)*redriveShare))
+	return max(0, min(limit-a.lim.Inflight(), allowed-redriving))
 }
 
 // tryRedrive takes a permit for one re-drive if spare allows it.
@@ -204,8 +218,8 @@ func (a *admission) state() service.Limiter {
 
 // admissionGauges show the limit, read once per scrape.
 type admissionGauges struct {
-	a                                  *admission
-	limit, inflight, queued, redriving *prometheus.Desc
+	a                                         *admission
+	limit, inflight, queued, redriving, paced *prometheus.Desc
 }
 
 func (g admissionGauges) Describe(ch chan<- *prometheus.Desc) {
@@ -213,11 +227,13 @@ func (g admissionGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.inflight
 	ch <- g.queued
 	ch <- g.redriving
+	ch <- g.paced
 }
 
 func (g admissionGauges) Collect(ch chan<- prometheus.Metric) {
 	s := g.a.state()
-	for desc, v := range map[*prometheus.Desc]int{g.limit: s.Limit, g.inflight: s.Inflight, g.queued: s.Queued, g.redriving: s.Redriving} {
+	paced := g.a.pace.current(int(float64(s.Limit) * redriveShare))
+	for desc, v := range map[*prometheus.Desc]int{g.limit: s.Limit, g.inflight: s.Inflight, g.queued: s.Queued, g.redriving: s.Redriving, g.paced: paced} {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v))
 	}
 }

@@ -198,9 +198,9 @@ func (d *redriver) trial() bool { return d.hop.Next.State() != "closed" }
 
 // run takes due orders until ctx ends, and waits for the re-drives it started: none while the
 // circuit towards payment is open, one at a time while it is half-open; otherwise as many at
-// once as the admission limit spares (behind clients' orders, at most half of it), at most
-// REDRIVE_RATE a second. So a backlog drains at the pace the chain has room for, and slows as
-// its latency rises and the limit falls.
+// once as the admission limit spares (behind clients' orders, at most half of it, fewer while
+// clients' orders slow: drainPace), at most REDRIVE_RATE a second. So a backlog drains at the
+// pace the chain has room for, and gives the room back when clients feel it.
 func (d *redriver) run(ctx context.Context) {
 	var running sync.WaitGroup
 	defer running.Wait()

@@ -239,7 +239,8 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	c := startProcesses(b, "BREAKER_DELAY=2s", "LOG_LEVEL=warn")
 	phase := min(max(time.Duration(b.N)*time.Millisecond, time.Second), 10*time.Second)
 	healthy := loadFor(b, c.orderURL, 64, phase).perSecond(http.StatusCreated)
-	quiet := loadFor(b, c.orderURL, 16, phase).p99(http.StatusCreated)
+	alone := loadFor(b, c.orderURL, 16, phase)
+	quiet := alone.p99(http.StatusCreated)
 
 	c.stop(b, "payment")
 	pending := func() float64 { return testkit.Metrics(b, c.orderURL)[`breakerchain_orders_pending{service="order"}`] }
@@ -258,7 +259,7 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	c.start(b, "payment")
 	testkit.Eventually(b, time.Minute, "the drain to start", func() bool { return pending() < size })
 	start, left := time.Now(), pending()
-	end := start.Add(time.Minute)
+	end := start.Add(2 * time.Minute)
 	var polls, limits, redrives float64 // the admission limit and the re-drives in flight, summed over the polls
 	live := postLoad(b, c.orderURL, 16, false, func() bool {
 		m := testkit.Metrics(b, c.orderURL)
@@ -268,12 +269,21 @@ func BenchmarkOverloadDrain(b *testing.B) {
 	})
 	took := time.Since(start)
 	drained := size - max(left, 0)
+	// The same live load once the drain is done, on a store as large as during it: how much of
+	// the p99 during the drain is the drain's, and how much the store's size.
+	after := 0.0
+	if left <= 0 {
+		after = loadFor(b, c.orderURL, 16, phase).p99(http.StatusCreated)
+	}
 	b.ReportMetric(healthy, "healthy-completed/s")
 	b.ReportMetric(drained/took.Seconds(), "drained/s")
 	b.ReportMetric(drained/took.Seconds()/healthy, "drain/healthy")
 	b.ReportMetric(quiet, "live-p99-alone-ms")
+	b.ReportMetric(alone.perSecond(http.StatusCreated), "live-completed/s-alone")
+	b.ReportMetric(live.perSecond(http.StatusCreated), "live-completed/s-drain")
 	b.ReportMetric(live.p99(http.StatusCreated), "live-p99-drain-ms")
 	b.ReportMetric(live.p99(http.StatusCreated)/quiet, "live-p99-ratio")
+	b.ReportMetric(after, "live-p99-after-ms")
 	b.ReportMetric(float64(live.count(http.StatusAccepted)), "live-answered-202")
 	b.ReportMetric(max(left, 0), "left-pending")
 	b.ReportMetric(limits/polls, "drain-mean-limit")

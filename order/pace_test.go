@@ -1,0 +1,88 @@
+package order
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/breakerchain/breakerchain/internal/config"
+	"testing"
+	"time"
+)
+
+// TestDrainPaceFollowsClientsLatency shows the drain's pace: whole with no clients, from one
+// re-drive when they come, growing while their latency holds, halving when it rises.
+func TestDrainPaceFollowsClientsLatency(t *testing.T) {
+	const share = 32
+	var p drainPace
+	now := time.Unix(0, 0)
+	// interval ends one interval with n clients' orders of d each, and returns what is allowed.
+	interval := func(n int, d time.Duration) int {
+		for range n {
+			p.observe(d)
+		}
+		now = now.Add(paceInterval)
+		return p.allowedAt(now, share)
+	}
+
+	// Given no clients, the drain takes its whole share.
+	if got := p.allowedAt(now, share); got != share {
+		t.Fatalf("at first: %d allowed, want the share %d", got, share)
+	}
+	if got := interval(paceMinSamples-1, time.Second); got != share {
+		t.Fatalf("too few clients' orders to tell: %d allowed, want the share %d", got, share)
+	}
+	// When clients come, the drain starts again from one, and grows by one while they are as fast.
+	if got := interval(20, 30*time.Millisecond); got != 1 {
+		t.Fatalf("clients back: %d allowed, want 1", got)
+	}
+	for want := 2; want <= 6; want++ {
+		if got := interval(20, 40*time.Millisecond); got != want {
+			t.Fatalf("clients' latency within %.1f × their fastest: %d allowed, want %d", paceTolerance, got, want)
+		}
+	}
+	// When their latency rises past the tolerance, it halves, down to one, never none.
+	for _, want := range []int{3, 1, 1} {
+		if got := interval(20, 50*time.Millisecond); got != want {
+			t.Fatalf("clients' latency %.1f × their fastest: %d allowed, want %d", 50.0/30, got, want)
+		}
+	}
+	// Within an interval nothing changes, and never more than the share the limit gives.
+	p.observe(time.Hour)
+	if got := p.allowedAt(now.Add(paceInterval/2), share); got != 1 {
+		t.Fatalf("mid-interval: %d allowed, want 1 still", got)
+	}
+	if got := p.allowedAt(now, 0); got != 1 {
+		t.Fatalf("a share of 0: %d allowed, want 1 (a drain slows, it never stops)", got)
+	}
+	// Clients gone: the whole share again.
+	if got := interval(0, 0); got != share {
+		t.Fatalf("clients gone: %d allowed, want the share %d", got, share)
+	}
+}
+
+// TestClientsOrdersPaceTheDrain shows the wiring: a client's order's permit is timed for the
+// pace, a re-drive's is not, and what spare gives re-drives is what the pace allows.
+func TestClientsOrdersPaceTheDrain(t *testing.T) {
+	a := newAdmission(config.Admission{Max: 16, MaxWait: time.Millisecond}, prometheus.NewRegistry())
+	client, ok := a.admit(context.Background())
+	if !ok {
+		t.Fatal("a client's order was refused by an idle limit")
+	}
+	client.Record()
+	redrive, ok := a.tryRedrive(false)
+	if !ok {
+		t.Fatal("no room for a re-drive under an idle limit")
+	}
+	redrive.Record()
+	if a.pace.n != 1 {
+		t.Fatalf("the pace saw %d orders, want 1: the client's (a re-drive's time says nothing of clients' latency)", a.pace.n)
+	}
+	if got := a.spare(false); got != 8 {
+		t.Fatalf("spare: %d, want half the limit of 16 while no client has been seen for long", got)
+	}
+	a.pace.allowed, a.pace.start = 3, time.Now() // clients slowed: three re-drives allowed
+	if got := a.spare(false); got != 3 {
+		t.Fatalf("spare: %d, want the 3 the pace allows", got)
+	}
+}
