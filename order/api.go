@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -64,7 +65,7 @@ var Service = service.Service{
 		a.admission = newAdmission(d.Config.Admission, d.Metrics.Registry())
 		// Without its queue order takes no order (503 nothing saved): not ready.
 		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready},
-			Limiters: func() []service.Limiter { return []service.Limiter{a.admission.state()} }}
+			Limiters: func() []observe.Limiter { return []observe.Limiter{a.admission.state()} }}
 		if d.Config.Redrive.Rate > 0 {
 			rd, err := newRedriver(ctx, b, d.Hop, wait, a.admission, m, d.Log)
 			if err != nil {

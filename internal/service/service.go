@@ -15,6 +15,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/metrics"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/tracing"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -70,7 +71,7 @@ type Parts struct {
 	Ready map[string]func(context.Context) error
 	// Limiters, when set, shows the service's limits on the work it takes in /breakers (and so
 	// on the dashboard and `circuits.<service>`).
-	Limiters func() []Limiter
+	Limiters func() []observe.Limiter
 }
 
 // Running is a started service.
@@ -87,7 +88,7 @@ type Running struct {
 	mongo     *mongo.Client
 	chaos     *chaos.Controller
 	checks    map[string]func(context.Context) error // Parts.Ready
-	limiters  func() []Limiter                       // Parts.Limiters
+	limiters  func() []observe.Limiter               // Parts.Limiters
 	traces    *tracing.Provider                      // the service's spans, exported as OTEL_* says
 	stopBg    context.CancelFunc                     // ends Parts.Background
 	bgDone    chan struct{}                          // closed when it has returned
