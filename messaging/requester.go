@@ -297,7 +297,7 @@ func (r *Requester) send(ctx context.Context, subject string, payload []byte, bu
 	if err != nil {
 		return nil, err
 	}
-	if se := serviceErrorOf(resp); se != nil {
+	if se := ServiceError(resp); se != nil {
 		return nil, se
 	}
 	var reply Reply

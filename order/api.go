@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -146,20 +145,9 @@ func summary(r *record) View {
 }
 
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
-	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		a.fail(w, req, &problem.Error{Code: http.StatusUnsupportedMediaType,
-			Description: "Content-Type must be application/json"})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxBody))
+	body, err := wire.ReadBody(w, req, wire.MaxBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			a.fail(w, req, problem.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", wire.MaxBody))
-		} else {
-			a.fail(w, req, wire.Malformed("body could not be read"))
-		}
+		a.fail(w, req, err)
 		return
 	}
 	var b service.Body[Order]

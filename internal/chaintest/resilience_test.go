@@ -33,9 +33,8 @@ func setChaos(t *testing.T, nc *nats.Conn, service, change string) (chaos.State,
 	if err != nil {
 		t.Fatalf("chaos.%s: %v", service, err)
 	}
-	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		n, _ := strconv.Atoi(code)
-		return chaos.State{}, &problem.Error{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+	if se := messaging.ServiceError(m); se != nil {
+		return chaos.State{}, se
 	}
 	var c chaos.State
 	if err := json.Unmarshal(m.Data, &c); err != nil {
