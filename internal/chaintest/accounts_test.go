@@ -283,7 +283,7 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 // The observer still reads order's queue, now in another account, through the read-only API
 // QUEUE exports: stream info (nats stream info ORDERS), consumer info (nats consumer info ORDERS
 // redriver), the stream list, a message by subject both ways JetStream serves it (nats stream
-// get), and the dashboard's pending-orders reading (order.Pending on the observer's connection).
+// get), and the dashboard's pending-orders reading (observe.Pending on the observer's connection).
 func TestObserverReadsTheQueue(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
@@ -333,7 +333,7 @@ func TestObserverReadsTheQueue(t *testing.T) {
 	}
 	entries, _, err := observe.Pending(t.Context(), js)
 	if err != nil || entries != 1 {
-		t.Errorf("order.Pending as observer: %d, %v; want the one pending order", entries, err)
+		t.Errorf("observe.Pending as observer: %d, %v; want the one pending order", entries, err)
 	}
 	select {
 	case err := <-obsErrs:
