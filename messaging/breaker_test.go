@@ -140,14 +140,14 @@ func TestSeedBreakerCases(t *testing.T) {
 		seed        string
 		given       func(t *testing.T, r *messaging.Requester, tg *target)
 		when        mode
-		wantState   string
+		wantState   messaging.State
 		wantReached bool
 		wantOutcome messaging.Outcome
 		then        func(t *testing.T, r *messaging.Requester, ev *recorder)
 	}{{
 		seed:  "1 closed: a success changes nothing",
 		given: func(*testing.T, *messaging.Requester, *target) {},
-		when:  answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		when:  answerOK, wantState: messaging.StateClosed, wantReached: true, wantOutcome: messaging.OutcomeOK,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if m := r.Breaker().Metrics(); m.Successes() != 1 || m.Failures() != 0 {
 				t.Errorf("successes/failures = %d/%d, want 1/0", m.Successes(), m.Failures())
@@ -156,7 +156,7 @@ func TestSeedBreakerCases(t *testing.T) {
 	}, {
 		seed:  "2 closed: the first error is recorded in the window, the circuit stays closed",
 		given: func(*testing.T, *messaging.Requester, *target) {},
-		when:  answer500, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		when:  answer500, wantState: messaging.StateClosed, wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if f := r.Breaker().Metrics().Failures(); f != 1 {
 				t.Errorf("failures = %d, want 1", f)
@@ -171,7 +171,7 @@ func TestSeedBreakerCases(t *testing.T) {
 			call(r, tg, answer500, 1)
 			call(r, tg, answerOK, 3)
 		},
-		when: answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		when: answerOK, wantState: messaging.StateClosed, wantReached: true, wantOutcome: messaging.OutcomeOK,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if m := r.Breaker().Metrics(); m.Failures() != 1 || m.FailureRate() >= 0.5 {
 				t.Errorf("failures %d rate %.2f, want 1 failure below 50%%", m.Failures(), m.FailureRate())
@@ -184,7 +184,7 @@ func TestSeedBreakerCases(t *testing.T) {
 			// Time passing is the condition here: the window's slices expire on the next call.
 			time.Sleep(quick.Window + quick.Window/5)
 		},
-		when: answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		when: answerOK, wantState: messaging.StateClosed, wantReached: true, wantOutcome: messaging.OutcomeOK,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if f := r.Breaker().Metrics().Failures(); f != 0 {
 				t.Errorf("failures = %d, want 0 after the window rolled over", f)
@@ -196,7 +196,7 @@ func TestSeedBreakerCases(t *testing.T) {
 			call(r, tg, answerOK, 2)
 			call(r, tg, answer500, 1)
 		},
-		when: answer500, wantState: "open", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		when: answer500, wantState: messaging.StateOpen, wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if !ev.saw(messaging.EventOpen) {
 				t.Errorf("events %v, want open", ev.events)
@@ -205,7 +205,7 @@ func TestSeedBreakerCases(t *testing.T) {
 	}, {
 		seed:  "6 open: requests are rejected at once and never reach the target",
 		given: open,
-		when:  answerOK, wantState: "open", wantReached: false, wantOutcome: messaging.OutcomeRejected,
+		when:  answerOK, wantState: messaging.StateOpen, wantReached: false, wantOutcome: messaging.OutcomeRejected,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if !ev.saw(messaging.EventReject) {
 				t.Errorf("events %v, want reject", ev.events)
@@ -214,7 +214,7 @@ func TestSeedBreakerCases(t *testing.T) {
 	}, {
 		seed:  "7 after the delay a failing trial opens it again and restarts the delay",
 		given: func(t *testing.T, r *messaging.Requester, tg *target) { open(t, r, tg); afterDelay(t, r) },
-		when:  answer500, wantState: "open", wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
+		when:  answer500, wantState: messaging.StateOpen, wantReached: true, wantOutcome: messaging.OutcomeUnavailable,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if !ev.saw(messaging.EventHalfOpen) {
 				t.Errorf("events %v, want halfOpen before the trial", ev.events)
@@ -226,7 +226,7 @@ func TestSeedBreakerCases(t *testing.T) {
 	}, {
 		seed:  "8 after the delay a successful trial goes half-open, then closed",
 		given: func(t *testing.T, r *messaging.Requester, tg *target) { open(t, r, tg); afterDelay(t, r) },
-		when:  answerOK, wantState: "closed", wantReached: true, wantOutcome: messaging.OutcomeOK,
+		when:  answerOK, wantState: messaging.StateClosed, wantReached: true, wantOutcome: messaging.OutcomeOK,
 		then: func(t *testing.T, r *messaging.Requester, ev *recorder) {
 			if !ev.saw(messaging.EventHalfOpen) || !ev.saw(messaging.EventClose) {
 				t.Errorf("events %v, want halfOpen then close", ev.events)
@@ -323,7 +323,7 @@ func TestGarbageNeverOpensTheCircuit(t *testing.T) {
 	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "bad.create"},
 		quick, testkit.Logger(t))
 	reply := call(r, tg, answer422, 3*int(quick.MinCalls))
-	if r.State() != "closed" || reply.Outcome != messaging.OutcomeRefused {
+	if r.State() != messaging.StateClosed || reply.Outcome != messaging.OutcomeRefused {
 		t.Fatalf("state %s, outcome %s; want closed and refused", r.State(), reply.Outcome)
 	}
 	if got := tg.received.Load(); got != 3*int64(quick.MinCalls) {
@@ -453,7 +453,7 @@ func TestOutOfTimeIsNotTheTargetsFault(t *testing.T) {
 	if shown != 5 {
 		t.Errorf("breakerchain_calls_out_of_time_total %v, want 5", shown)
 	}
-	if st, f := r.State(), r.Breaker().Metrics().Failures(); st != "closed" || f != 0 {
+	if st, f := r.State(), r.Breaker().Metrics().Failures(); st != messaging.StateClosed || f != 0 {
 		t.Errorf("circuit %s with %d failures; want closed with none: the target was never asked", st, f)
 	}
 }

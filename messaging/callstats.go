@@ -6,6 +6,34 @@ import (
 	"time"
 )
 
+// CallKind is what became of a call, as CallStats counts it: the kinds the metric
+// breakerchain_circuit_calls_total's outcome label and the dashboard's rates are keyed by. Its
+// names are written here only, beside CallStats' fields; it travels as JSON by MarshalText.
+type CallKind int
+
+// The kinds of calls; see CallStats' fields for what each holds.
+const (
+	CallSuccess CallKind = iota
+	CallFailure
+	CallTimeout
+	CallRejected
+)
+
+// CallKinds are every CallKind, in the order of their values.
+var CallKinds = [...]CallKind{CallSuccess, CallFailure, CallTimeout, CallRejected}
+
+var callKindNames = names[CallKind]{what: "call kind", of: []string{
+	CallSuccess: "success", CallFailure: "failure", CallTimeout: "timeout", CallRejected: "rejected"}}
+
+// String returns the kind's name: success, failure, timeout or rejected.
+func (k CallKind) String() string { return callKindNames.String(k) }
+
+// MarshalText writes the kind's name; a CallKind outside the set is an error, never sent.
+func (k CallKind) MarshalText() ([]byte, error) { return callKindNames.MarshalText(k) }
+
+// UnmarshalText reads a kind's name; any other text is an error.
+func (k *CallKind) UnmarshalText(text []byte) error { return callKindNames.UnmarshalText(k, text) }
+
 // CallStats is what a Requester's calls came to: how many of each kind since it started, and the
 // latency of the last minute's calls. It is shown in /breakers and `nats micro stats`, and is what
 // the dashboard draws.
@@ -19,6 +47,21 @@ type CallStats struct {
 	// above the true value.
 	P50 float64 `json:"p50_ms"`
 	P99 float64 `json:"p99_ms"`
+}
+
+// Count is how many calls of kind k there were.
+func (s CallStats) Count(k CallKind) uint64 {
+	switch k {
+	case CallSuccess:
+		return s.Success
+	case CallFailure:
+		return s.Failure
+	case CallTimeout:
+		return s.Timeout
+	case CallRejected:
+		return s.Rejected
+	}
+	return 0
 }
 
 // latencyBuckets are a log-scale histogram: bucket i holds latencies up to latencyBase·growth^i.

@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -23,15 +24,18 @@ var errMalformedReply = errors.New("malformed reply")
 // less than its MinCallBudget.
 var ErrNoTimeLeft = errors.New("not sent: the caller ran out of time")
 
-// serviceErrorOf reads the service error a reply carries, if any.
-func serviceErrorOf(m *nats.Msg) *problem.Error {
+// ServiceError reads the service error a micro reply carries in its headers
+// (Nats-Service-Error-Code and Nats-Service-Error), or nil when it carries none: the one reading
+// of them for every caller, a Requester or the dashboard's controls. A code that is not a 4xx or
+// a 5xx is not one a service of ours sends: it reads as 502, a target that failed.
+func ServiceError(m *nats.Msg) *problem.Error {
 	code := m.Header.Get(micro.ErrorCodeHeader)
 	if code == "" {
 		return nil
 	}
 	n, err := strconv.Atoi(code)
-	if err != nil {
-		n = 500
+	if err != nil || n < http.StatusBadRequest || n > 599 {
+		n = http.StatusBadGateway
 	}
 	return &problem.Error{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
 }

@@ -41,7 +41,7 @@ type BreakerEvent struct {
 	Service   string `json:"service"`
 	Target    string `json:"target"`
 	Event     Event  `json:"event"`
-	State     string `json:"state"`
+	State     State  `json:"state"`
 	Reason    string `json:"reason,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 	// TraceID is the trace of the call the event happened in (W3C, 32 hex digits), when it has
@@ -97,7 +97,7 @@ type events struct {
 
 // emit reports ev. state is passed in: a transition's new state comes with its event, and a
 // listener should not call back into the breaker that is notifying it.
-func (e *events) emit(ctx context.Context, ev Event, state, reason string) {
+func (e *events) emit(ctx context.Context, ev Event, state State, reason string) {
 	be := BreakerEvent{
 		Service: e.service, Target: e.target, Event: ev, State: state,
 		Reason: reason, RequestID: CallFrom(ctx).RequestID, Time: time.Now(),
@@ -177,7 +177,7 @@ func (e *events) write(ctx context.Context, be BreakerEvent) {
 		level = slog.LevelWarn
 	}
 	msg := "🔌 status:: " + seedWords[be.Event]
-	attrs := []any{"target", e.target, "state", be.State}
+	attrs := []any{"target", e.target, "state", be.State.String()}
 	if be.Count > 0 {
 		msg += " ×" + strconv.Itoa(be.Count)
 		attrs = append(attrs, "count", be.Count, "period", SummaryPeriod)

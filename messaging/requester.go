@@ -113,13 +113,13 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 			r.events.emit(e.Context(), ev, r.State(), reason)
 		}).
 		OnOpen(func(e circuitbreaker.StateChangedEvent) {
-			r.events.emit(e.Context(), EventOpen, stateName(e.NewState), "")
+			r.events.emit(e.Context(), EventOpen, stateOf(e.NewState), "")
 		}).
 		OnHalfOpen(func(e circuitbreaker.StateChangedEvent) {
-			r.events.emit(e.Context(), EventHalfOpen, stateName(e.NewState), "")
+			r.events.emit(e.Context(), EventHalfOpen, stateOf(e.NewState), "")
 		}).
 		OnClose(func(e circuitbreaker.StateChangedEvent) {
-			r.events.emit(e.Context(), EventClose, stateName(e.NewState), "")
+			r.events.emit(e.Context(), EventClose, stateOf(e.NewState), "")
 		}).
 		Build()
 	fb := fallback.NewWithFunc(func(exec failsafe.Execution[*Reply]) (*Reply, error) {
@@ -158,19 +158,8 @@ func NewRequester(nc *nats.Conn, route Route, s BreakerSettings, log *slog.Logge
 // Route returns the route this requester serves.
 func (r *Requester) Route() Route { return r.route }
 
-// State returns the circuit's state: "closed", "open" or "half-open".
-func (r *Requester) State() string { return stateName(r.breaker.State()) }
-
-func stateName(s circuitbreaker.State) string {
-	switch s {
-	case circuitbreaker.OpenState:
-		return "open"
-	case circuitbreaker.HalfOpenState:
-		return "half-open"
-	default:
-		return "closed"
-	}
-}
+// State returns the circuit's state.
+func (r *Requester) State() State { return stateOf(r.breaker.State()) }
 
 // Breaker returns the circuit breaker, for inspection and for forcing a state.
 func (r *Requester) Breaker() circuitbreaker.CircuitBreaker[*Reply] { return r.breaker }
@@ -244,9 +233,9 @@ func (r *Requester) request(ctx context.Context, subject string, payload []byte)
 
 // rejected is the reply for a call the open circuit did not let through.
 func (r *Requester) rejected(ctx context.Context) Reply {
-	r.events.emit(ctx, EventReject, "open", "")
+	r.events.emit(ctx, EventReject, StateOpen, "")
 	out, reason := outcomeOf(circuitbreaker.ErrOpen)
-	r.events.emit(ctx, EventFallback, "open", reason)
+	r.events.emit(ctx, EventFallback, StateOpen, reason)
 	return ReplyFailed(r.route.To, time.Now(), out, reason)
 }
 
@@ -308,7 +297,7 @@ func (r *Requester) send(ctx context.Context, subject string, payload []byte, bu
 	if err != nil {
 		return nil, err
 	}
-	if se := serviceErrorOf(resp); se != nil {
+	if se := ServiceError(resp); se != nil {
 		return nil, se
 	}
 	var reply Reply

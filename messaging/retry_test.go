@@ -159,7 +159,7 @@ func TestPolicyComposition(t *testing.T) {
 		s.Retries, s.MinCalls = 5, 2 // the second failure opens it; three retries would be left
 		r := requester(t, "opens.create", s, &counter{})
 		reply := r.Request(context.Background(), []byte(`{}`))
-		if r.State() != "open" || tg.received.Load() != 2 || reply.Reason != "502 injected error, 2 attempts" {
+		if r.State() != messaging.StateOpen || tg.received.Load() != 2 || reply.Reason != "502 injected error, 2 attempts" {
 			t.Fatalf("state %s after %d requests, reason %q; want open after 2 with the real failure", r.State(), tg.received.Load(), reply.Reason)
 		}
 	})

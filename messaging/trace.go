@@ -139,7 +139,7 @@ func (r *Requester) startCall(ctx context.Context, subject string) (context.Cont
 	ctx, span := r.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindClient))
 	if span.IsRecording() {
 		span.SetAttributes(messagingAttrs(semconv.MessagingOperationTypeSend, subject)...)
-		span.SetAttributes(semconv.ServicePeerName(r.route.To), AttrBreakerState.String(r.State()))
+		span.SetAttributes(semconv.ServicePeerName(r.route.To), AttrBreakerState.String(r.State().String()))
 		if id := CallFrom(ctx).RequestID; id != "" {
 			span.SetAttributes(AttrRequestID.String(id))
 		}
@@ -166,7 +166,7 @@ func spanEvent(ctx context.Context, be BreakerEvent) {
 	if be.Event == EventSuccess || !span.IsRecording() {
 		return
 	}
-	attrs := []attribute.KeyValue{AttrBreakerState.String(be.State)}
+	attrs := []attribute.KeyValue{AttrBreakerState.String(be.State.String())}
 	if be.Reason != "" {
 		attrs = append(attrs, AttrReason.String(be.Reason))
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/config"
-	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/internal/observe"
 )
 
 // admission is the adaptive concurrency limit at order's entry (failsafe-go's adaptivelimiter):
@@ -201,14 +201,14 @@ func (noPermit) Record() {}
 func (noPermit) Drop()   {}
 
 // state is the limit as /breakers and the dashboard show it.
-func (a *admission) state() service.Limiter {
+func (a *admission) state() observe.Limiter {
 	a.refusedMu.Lock()
 	refused := make(map[string]uint64, len(a.refused))
 	for k, v := range a.refused {
 		refused[k] = v
 	}
 	a.refusedMu.Unlock()
-	l := service.Limiter{Name: "admission", Max: a.max, MaxWait: a.maxWait.String(), Refused: refused,
+	l := observe.Limiter{Name: "admission", Max: a.max, MaxWait: a.maxWait.String(), Refused: refused,
 		Redriving: int(a.redriving.Load())}
 	if a.lim != nil {
 		l.Limit, l.Inflight, l.Queued = a.lim.Limit(), a.lim.Inflight(), a.lim.Queued()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/store"
@@ -64,7 +64,7 @@ var Service = service.Service{
 		a.admission = newAdmission(d.Config.Admission, d.Metrics.Registry())
 		// Without its queue order takes no order (503 nothing saved): not ready.
 		parts := service.Parts{Routes: a.routes, Ready: map[string]func(context.Context) error{"jetstream": q.ready},
-			Limiters: func() []service.Limiter { return []service.Limiter{a.admission.state()} }}
+			Limiters: func() []observe.Limiter { return []observe.Limiter{a.admission.state()} }}
 		if d.Config.Redrive.Rate > 0 {
 			rd, err := newRedriver(ctx, b, d.Hop, wait, a.admission, m, d.Log)
 			if err != nil {
@@ -145,20 +145,9 @@ func summary(r *record) View {
 }
 
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
-	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		a.fail(w, req, &problem.Error{Code: http.StatusUnsupportedMediaType,
-			Description: "Content-Type must be application/json"})
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, wire.MaxBody))
+	body, err := wire.ReadBody(w, req, wire.MaxBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			a.fail(w, req, problem.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", wire.MaxBody))
-		} else {
-			a.fail(w, req, wire.Malformed("body could not be read"))
-		}
+		a.fail(w, req, err)
 		return
 	}
 	var b service.Body[Order]

@@ -11,24 +11,20 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// The queue of orders not final yet, in JetStream (see the package doc for why and how).
+// The queue of orders not final yet, in JetStream (see the package doc for why and how): the
+// streams observe.OrdersStream (ORDERS) and observe.OrdersSinceStream (ORDERS_SINCE), named
+// there so the dashboard reads them without importing order.
 const (
-	// StreamName is the stream holding, for every order that may be saved and is not final yet,
-	// one entry: its timer or, once the timer fired, its due message.
-	StreamName = "ORDERS"
 	// ConsumerName is the durable pull consumer every order instance takes due orders from.
 	ConsumerName = "redriver"
 	// TimerSubjects are the timers: message schedules (@at) whose target is the due subject.
 	TimerSubjects = "orders.timer.>"
 	// DueSubjects are the orders whose timer fired: what the re-driver takes.
 	DueSubjects = "orders.due.>"
-	// SinceStreamName is the stream holding, for every order a re-drive left pending, one
-	// message written the first time one did: its first message is the oldest pending order.
-	// (An order's entry in ORDERS is written anew on every run, so its age is not.)
-	SinceStreamName = "ORDERS_SINCE"
 	// SinceSubjects are those messages, one per pending order.
 	SinceSubjects = "orders.since.>"
 )
@@ -90,7 +86,7 @@ type queue struct {
 // may hold message schedules, on file, replicated replicas times.
 func streamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              StreamName,
+		Name:              observe.OrdersStream,
 		Description:       "breakerchain: orders not final yet, one timer or due re-drive each",
 		Subjects:          []string{TimerSubjects, DueSubjects},
 		Retention:         jetstream.WorkQueuePolicy,
@@ -106,7 +102,7 @@ func streamConfig(replicas int) jetstream.StreamConfig {
 // is final, on file, replicated replicas times.
 func sinceConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              SinceStreamName,
+		Name:              observe.OrdersSinceStream,
 		Description:       "breakerchain: orders a re-drive left pending and not final yet, one message each, from the first such re-drive",
 		Subjects:          []string{SinceSubjects},
 		Storage:           jetstream.FileStorage,
@@ -219,7 +215,7 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 	}
 	opts := []jetstream.PublishOpt{
 		jetstream.WithScheduleAt(e.Due), jetstream.WithScheduleTarget(DueSubject(e.ID)),
-		jetstream.WithExpectStream(StreamName),
+		jetstream.WithExpectStream(observe.OrdersStream),
 		jetstream.WithRetryAttempts(int(QueueTimeout / (250 * time.Millisecond))), jetstream.WithRetryWait(250 * time.Millisecond),
 	}
 	if onlyIfNone {
@@ -254,7 +250,7 @@ func (q *queue) markPending(ctx context.Context, id string, since time.Time) err
 	}
 	defer cancel()
 	_, err = q.js.Publish(ctx, SinceSubject(id), []byte(since.UTC().Format(time.RFC3339Nano)),
-		jetstream.WithExpectStream(SinceStreamName), jetstream.WithExpectLastSequencePerSubject(0))
+		jetstream.WithExpectStream(observe.OrdersSinceStream), jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil && !wrongLastSequence(err) {
 		return err
 	}
@@ -342,34 +338,5 @@ func (q *queue) state(ctx context.Context) (entries uint64, oldest time.Duration
 		return 0, 0, err
 	}
 	defer cancel()
-	return Pending(ctx, q.js)
-}
-
-// Pending reads, through js, how many orders are not final yet and how long the oldest has been:
-// what order's /metrics and the dashboard show.
-func Pending(ctx context.Context, js jetstream.JetStream) (entries uint64, oldest time.Duration, err error) {
-	orders, err := js.Stream(ctx, StreamName)
-	if err != nil {
-		return 0, 0, err
-	}
-	since, err := js.Stream(ctx, SinceStreamName)
-	if err != nil {
-		return 0, 0, err
-	}
-	entries, oldest = pendingIn(orders.CachedInfo(), since.CachedInfo())
-	return entries, oldest, nil
-}
-
-// pendingIn counts the orders not final yet — ORDERS' entries: those answered pending, those
-// whose chain is running or whose request died, and, until they fire and are dropped, the
-// timers of orders whose insert never landed — and ages the oldest: the earlier of
-// ORDERS_SINCE's first message (the oldest order a re-drive left pending) and ORDERS' (an order
-// not re-driven yet: its due message, or its timer, is at most a backoff younger than it).
-func pendingIn(orders, since *jetstream.StreamInfo) (entries uint64, oldest time.Duration) {
-	for _, info := range []*jetstream.StreamInfo{orders, since} {
-		if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
-			oldest = max(oldest, time.Since(info.State.FirstTime))
-		}
-	}
-	return orders.State.Msgs, oldest
+	return observe.Pending(ctx, q.js)
 }

@@ -186,7 +186,7 @@ func (d *redriver) heal(ctx context.Context) {
 // it out rather than be rejected.
 func (d *redriver) circuitWait() time.Duration {
 	q := d.hop.Next
-	if q.State() != "open" {
+	if q.State() != messaging.StateOpen {
 		return 0
 	}
 	return q.Breaker().RemainingDelay()
@@ -194,7 +194,7 @@ func (d *redriver) circuitWait() time.Duration {
 
 // trial reports whether the circuit towards payment is not closed: its next call is a trial,
 // which one re-drive makes while the others wait, so the circuit never rejects a re-drive.
-func (d *redriver) trial() bool { return d.hop.Next.State() != "closed" }
+func (d *redriver) trial() bool { return d.hop.Next.State() != messaging.StateClosed }
 
 // run takes due orders until ctx ends, and waits for the re-drives it started: none while the
 // circuit towards payment is open, one at a time while it is half-open; otherwise as many at

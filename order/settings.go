@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/observe"
 )
 
 // The queue's shared settings. The streams and the re-driver's consumer are shared by every
@@ -111,7 +112,7 @@ func ApplyQueue(ctx context.Context, nc *nats.Conn, cfg config.Settings) ([]Diff
 			changed = append(changed, differ...)
 		}
 	}
-	s, err := js.Stream(ctx, StreamName)
+	s, err := js.Stream(ctx, observe.OrdersStream)
 	if err != nil {
 		return changed, err
 	}
@@ -161,7 +162,7 @@ func consumerDiff(have, want jetstream.ConsumerConfig) []Difference {
 	if have.AckWait == want.AckWait {
 		return nil
 	}
-	return []Difference{{Object: StreamName + "/" + want.Durable, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"}}
+	return []Difference{{Object: observe.OrdersStream + "/" + want.Durable, Setting: "ack_wait", Have: have.AckWait.String(), Want: want.AckWait.String(), From: "REDRIVE_ACK_WAIT"}}
 }
 
 // differGauge shows each setting of the shared queue that differs from this instance's

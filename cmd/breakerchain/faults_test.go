@@ -27,6 +27,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -366,7 +367,7 @@ func (c *faultyChain) pending() string {
 	if n := c.count(order.OpenCollection); n > 0 {
 		left = append(left, fmt.Sprintf("%d open copies", n))
 	}
-	for _, stream := range []string{order.StreamName, order.SinceStreamName} {
+	for _, stream := range []string{observe.OrdersStream, observe.OrdersSinceStream} {
 		if n, err := c.streamMsgs(stream); err != nil || n > 0 {
 			left = append(left, fmt.Sprintf("%s: %d messages (%v)", stream, n, err))
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/dashboard"
 	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/plumbing"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -155,7 +156,7 @@ func applyQueue(ctx context.Context, lookup config.Lookup, log *slog.Logger, std
 	if err != nil {
 		return err
 	}
-	nc, err := service.ConnectQueue(cfg, log)
+	nc, err := plumbing.ConnectQueue(cfg, log)
 	if err != nil {
 		return err
 	}

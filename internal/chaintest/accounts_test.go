@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -98,9 +99,9 @@ func TestObserverCannotCancelATimer(t *testing.T) {
 // last message on its timer subject carries a schedule.
 func isTimer(t *testing.T, js jetstream.JetStream, id string) bool {
 	t.Helper()
-	stream, err := js.Stream(t.Context(), order.StreamName)
+	stream, err := js.Stream(t.Context(), observe.OrdersStream)
 	if err != nil {
-		t.Fatalf("observer: stream info %s: %v", order.StreamName, err)
+		t.Fatalf("observer: stream info %s: %v", observe.OrdersStream, err)
 	}
 	m, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -144,7 +145,7 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 	}
 	lastSeqs := func() map[string]uint64 {
 		seqs := map[string]uint64{}
-		for _, name := range []string{order.StreamName, order.SinceStreamName} {
+		for _, name := range []string{observe.OrdersStream, observe.OrdersSinceStream} {
 			s, err := qjs.Stream(t.Context(), name)
 			if err != nil {
 				t.Fatalf("%s: stream info %s: %v", queueUser, name, err)
@@ -282,7 +283,7 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 // The observer still reads order's queue, now in another account, through the read-only API
 // QUEUE exports: stream info (nats stream info ORDERS), consumer info (nats consumer info ORDERS
 // redriver), the stream list, a message by subject both ways JetStream serves it (nats stream
-// get), and the dashboard's pending-orders reading (order.Pending on the observer's connection).
+// get), and the dashboard's pending-orders reading (observe.Pending on the observer's connection).
 func TestObserverReadsTheQueue(t *testing.T) {
 	url := securedNATS(t)
 	uri, db := testkit.Database(t)
@@ -297,12 +298,12 @@ func TestObserverReadsTheQueue(t *testing.T) {
 
 	obs, obsErrs := connectAs(t, url, "observer")
 	var info jetstream.StreamInfo
-	request(t, obs, "$JS.API.STREAM.INFO."+order.StreamName, &info)
-	if info.Config.Name != order.StreamName || info.State.Msgs != 1 {
-		t.Errorf("stream info: %s with %d messages, want %s with the pending order's timer", info.Config.Name, info.State.Msgs, order.StreamName)
+	request(t, obs, "$JS.API.STREAM.INFO."+observe.OrdersStream, &info)
+	if info.Config.Name != observe.OrdersStream || info.State.Msgs != 1 {
+		t.Errorf("stream info: %s with %d messages, want %s with the pending order's timer", info.Config.Name, info.State.Msgs, observe.OrdersStream)
 	}
 	var consumer jetstream.ConsumerInfo
-	request(t, obs, "$JS.API.CONSUMER.INFO."+order.StreamName+"."+order.ConsumerName, &consumer)
+	request(t, obs, "$JS.API.CONSUMER.INFO."+observe.OrdersStream+"."+order.ConsumerName, &consumer)
 	if consumer.Name != order.ConsumerName {
 		t.Errorf("consumer info: %+v, want %s", consumer, order.ConsumerName)
 	}
@@ -310,11 +311,11 @@ func TestObserverReadsTheQueue(t *testing.T) {
 		Streams []string `json:"streams"`
 	}
 	request(t, obs, "$JS.API.STREAM.NAMES", &names)
-	if slices.Sort(names.Streams); !slices.Equal(names.Streams, []string{order.StreamName, order.SinceStreamName}) {
+	if slices.Sort(names.Streams); !slices.Equal(names.Streams, []string{observe.OrdersStream, observe.OrdersSinceStream}) {
 		t.Errorf("stream names %v, want order's two", names.Streams)
 	}
 	// By subject: the stored message API, as `nats stream get` asks it, then a direct get.
-	m, err := obs.Request("$JS.API.STREAM.MSG.GET."+order.StreamName, []byte(`{"last_by_subj":"`+order.TimerSubject("watched")+`"}`), 5*time.Second)
+	m, err := obs.Request("$JS.API.STREAM.MSG.GET."+observe.OrdersStream, []byte(`{"last_by_subj":"`+order.TimerSubject("watched")+`"}`), 5*time.Second)
 	var stored struct {
 		Message struct {
 			Subject string `json:"subject"`
@@ -330,9 +331,9 @@ func TestObserverReadsTheQueue(t *testing.T) {
 	if !isTimer(t, js, "watched") {
 		t.Error("direct get: the pending order's entry is not a timer")
 	}
-	entries, _, err := order.Pending(t.Context(), js)
+	entries, _, err := observe.Pending(t.Context(), js)
 	if err != nil || entries != 1 {
-		t.Errorf("order.Pending as observer: %d, %v; want the one pending order", entries, err)
+		t.Errorf("observe.Pending as observer: %d, %v; want the one pending order", entries, err)
 	}
 	select {
 	case err := <-obsErrs:

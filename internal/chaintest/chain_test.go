@@ -109,7 +109,7 @@ func TestShipmentDownOpensOnlyPaymentsCircuit(t *testing.T) {
 				i, res.code, v.Status, hops(v), v.Reason)
 		}
 	}
-	if p.Requester.State() != "open" || o.Requester.State() != "closed" {
+	if p.Requester.State() != messaging.StateOpen || o.Requester.State() != messaging.StateClosed {
 		t.Fatalf("payment→shipment %s, order→payment %s; want open and closed",
 			p.Requester.State(), o.Requester.State())
 	}
@@ -172,7 +172,7 @@ func TestHangingShipmentDoesNotTimeOutOrder(t *testing.T) {
 	if took > timeout+timeout/2 {
 		t.Errorf("order answered after %s, want within its %s timeout plus a margin", took, timeout)
 	}
-	if o.Requester.State() != "closed" || o.Requester.Breaker().Metrics().Failures() != 0 {
+	if o.Requester.State() != messaging.StateClosed || o.Requester.Breaker().Metrics().Failures() != 0 {
 		t.Errorf("order→payment %s with %d failures, want closed with none",
 			o.Requester.State(), o.Requester.Breaker().Metrics().Failures())
 	}
@@ -222,7 +222,7 @@ func TestFlakyShipmentOpensThenRecovers(t *testing.T) {
 			t.Fatalf("flaky order %d: [%s] %q", i, hops(v), v.Reason)
 		}
 	}
-	if p.Requester.State() != "open" {
+	if p.Requester.State() != messaging.StateOpen {
 		t.Fatalf("payment→shipment %s after three injected errors, want open", p.Requester.State())
 	}
 
@@ -232,7 +232,7 @@ func TestFlakyShipmentOpensThenRecovers(t *testing.T) {
 		return p.Requester.Breaker().RemainingDelay() == 0
 	})
 	res := post(t, o, seedOrder("after"))
-	if res.code != http.StatusCreated || p.Requester.State() != "closed" {
+	if res.code != http.StatusCreated || p.Requester.State() != messaging.StateClosed {
 		t.Fatalf("trial after the delay: %d %s, circuit %s; want 201 and closed", res.code, res.body, p.Requester.State())
 	}
 }
@@ -304,7 +304,7 @@ func TestGarbageOnNATSIsRefused(t *testing.T) {
 			t.Errorf("%q: %s %q, want refused with a 4xx", garbage, reply.Outcome, reply.Reason)
 		}
 	}
-	if r.State() != "closed" || r.Breaker().Metrics().Failures() != 0 {
+	if r.State() != messaging.StateClosed || r.Breaker().Metrics().Failures() != 0 {
 		t.Errorf("circuit %s with %d failures after garbage, want closed with none", r.State(), r.Breaker().Metrics().Failures())
 	}
 	if got := w.counts(); got != [3]int64{0, 0, 0} {

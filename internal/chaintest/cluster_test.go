@@ -14,6 +14,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -32,7 +33,7 @@ func TestNATSNodeLost(t *testing.T) {
 
 	leader := func() *embedded.NATS {
 		for _, ns := range nodes {
-			if ns.JetStreamIsStreamLeader("$G", order.StreamName) {
+			if ns.JetStreamIsStreamLeader("$G", observe.OrdersStream) {
 				return ns
 			}
 		}
@@ -125,7 +126,7 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{order.StreamName, order.SinceStreamName} {
+	for _, name := range []string{observe.OrdersStream, observe.OrdersSinceStream} {
 		s, err := js.Stream(t.Context(), name)
 		if err != nil {
 			t.Fatal(err)
@@ -136,7 +137,7 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	}
 	ackWait := func() time.Duration {
 		t.Helper()
-		c, err := js.Consumer(t.Context(), order.StreamName, order.ConsumerName)
+		c, err := js.Consumer(t.Context(), observe.OrdersStream, order.ConsumerName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,9 +159,9 @@ func TestSharedQueueKeepsItsSettings(t *testing.T) {
 	p.Stop()
 	ids := postPending(t, second, "q", 30)
 	for _, ns := range nodes {
-		if ns.JetStreamIsStreamLeader("$G", order.StreamName) {
+		if ns.JetStreamIsStreamLeader("$G", observe.OrdersStream) {
 			ns.Stop()
-			t.Logf("stopped %s, the leader of %s", ns.Name(), order.StreamName)
+			t.Logf("stopped %s, the leader of %s", ns.Name(), observe.OrdersStream)
 			break
 		}
 	}

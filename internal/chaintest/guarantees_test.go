@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -514,7 +515,7 @@ func TestLostQueueIsCreatedAgain(t *testing.T) {
 	}
 	lose := func() {
 		t.Helper()
-		for _, name := range []string{order.StreamName, order.SinceStreamName} {
+		for _, name := range []string{observe.OrdersStream, observe.OrdersSinceStream} {
 			if err := js.DeleteStream(t.Context(), name); err != nil {
 				t.Fatal(err)
 			}
@@ -550,10 +551,10 @@ func TestLostQueueIsCreatedAgain(t *testing.T) {
 	}
 	// Its mark lost too, alone: the order still completes and leaves the queue.
 	testkit.Eventually(t, 10*time.Second, "a re-drive to mark the order pending", func() bool {
-		since, err := js.Stream(t.Context(), order.SinceStreamName)
+		since, err := js.Stream(t.Context(), observe.OrdersSinceStream)
 		return err == nil && since.CachedInfo().State.Msgs == 1
 	})
-	if err := js.DeleteStream(t.Context(), order.SinceStreamName); err != nil {
+	if err := js.DeleteStream(t.Context(), observe.OrdersSinceStream); err != nil {
 		t.Fatal(err)
 	}
 	w.start(shipment.Service, env)

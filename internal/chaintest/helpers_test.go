@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/internal/wire"
@@ -151,7 +152,7 @@ func (w *world) stream() jetstream.Stream {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	s, err := js.Stream(context.Background(), order.StreamName)
+	s, err := js.Stream(context.Background(), observe.OrdersStream)
 	if err != nil {
 		w.t.Fatal(err)
 	}

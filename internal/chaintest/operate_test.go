@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -40,7 +41,7 @@ func TestMicroDiscovery(t *testing.T) {
 	}
 	// Order serves no requests on NATS, but is discoverable with its circuits, which
 	// circuits.order answers too, as GET /breakers does.
-	var breakers service.Breakers
+	var breakers observe.Breakers
 	request(t, nc, messaging.CircuitsSubject("order"), &breakers)
 	if breakers.Service != "order" || len(breakers.Circuits) != 1 || breakers.Circuits[0].Target != "payment" {
 		t.Errorf("circuits.order: %+v, want order's circuit to payment", breakers)
@@ -55,10 +56,10 @@ func TestMicroDiscovery(t *testing.T) {
 	request(t, nc, "$SRV.STATS.payment", &stats)
 	var data struct {
 		Handled  int64
-		Circuits []service.Circuit
+		Circuits []observe.Circuit
 	}
 	if len(stats.Endpoints) != 3 || stats.Endpoints[0].NumRequests != 1 || json.Unmarshal(stats.Endpoints[0].Data, &data) != nil ||
-		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != "closed" ||
+		data.Handled != 1 || len(data.Circuits) != 1 || data.Circuits[0].Target != "shipment" || data.Circuits[0].State != messaging.StateClosed ||
 		data.Circuits[0].Calls.Success != 1 || data.Circuits[0].Calls.P50 <= 0 || data.Circuits[0].Threshold != 50 {
 		t.Errorf("$SRV.STATS.payment: %+v data %s, want one request and the shipment circuit closed, one success", stats, stats.Endpoints[0].Data)
 	}

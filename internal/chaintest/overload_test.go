@@ -10,17 +10,18 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
 // limiter reads order's admission limit from its /breakers.
-func limiter(t testing.TB, o *testkit.Instance) service.Limiter {
+func limiter(t testing.TB, o *testkit.Instance) observe.Limiter {
 	t.Helper()
-	var b service.Breakers
+	var b observe.Breakers
 	if r := do(t, http.MethodGet, o.URL()+"/breakers", ""); r.code != http.StatusOK || jsonUnmarshal(r.body, &b) != nil || len(b.Limiters) != 1 {
 		t.Fatalf("/breakers: %d %s, want one limiter", r.code, r.body)
 	}
@@ -73,7 +74,7 @@ func TestOverloadIsRefusedNotDeferred(t *testing.T) {
 		t.Errorf("%d entries in the queue, want none: the completed orders' timers gone, the refused never set", q)
 	}
 	calls := o.Requester.Stats()
-	if b := o.Requester.Breaker().Metrics(); b.Failures() != 0 || calls.Rejected != 0 || o.Requester.State() != "closed" {
+	if b := o.Requester.Breaker().Metrics(); b.Failures() != 0 || calls.Rejected != 0 || o.Requester.State() != messaging.StateClosed {
 		t.Errorf("circuit %s with %d failures, %d calls rejected: want it closed and untouched", o.Requester.State(), b.Failures(), calls.Rejected)
 	}
 	if got := scrape(t, o.URL())[`breakerchain_orders_refused_total{reason="limit",service="order"}`]; got != float64(refused) {

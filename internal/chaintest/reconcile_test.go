@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -139,7 +140,7 @@ func TestOrdersOfAnotherDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	since, err := js.Stream(t.Context(), order.SinceStreamName)
+	since, err := js.Stream(t.Context(), observe.OrdersSinceStream)
 	if err != nil {
 		t.Fatal(err)
 	}

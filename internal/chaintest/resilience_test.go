@@ -17,8 +17,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/breakerchain/breakerchain/internal/chaos"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/problem"
-	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
@@ -33,9 +33,8 @@ func setChaos(t *testing.T, nc *nats.Conn, service, change string) (chaos.State,
 	if err != nil {
 		t.Fatalf("chaos.%s: %v", service, err)
 	}
-	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		n, _ := strconv.Atoi(code)
-		return chaos.State{}, &problem.Error{Code: n, Description: m.Header.Get(micro.ErrorHeader)}
+	if se := messaging.ServiceError(m); se != nil {
+		return chaos.State{}, se
 	}
 	var c chaos.State
 	if err := json.Unmarshal(m.Data, &c); err != nil {
@@ -132,8 +131,8 @@ func TestChaosAtRuntime(t *testing.T) {
 		}
 		return v
 	}
-	breakers := func(svc *testkit.Instance) service.Breakers {
-		var b service.Breakers
+	breakers := func(svc *testkit.Instance) observe.Breakers {
+		var b observe.Breakers
 		if r := do(t, http.MethodGet, svc.URL()+"/breakers", ""); jsonUnmarshal(r.body, &b) != nil {
 			t.Fatalf("/breakers: %s", r.body)
 		}
@@ -175,7 +174,7 @@ func TestChaosAtRuntime(t *testing.T) {
 			t.Fatalf("reason %q, want the injected error", v.Reason)
 		}
 	}
-	if p.Requester.State() != "open" || breakers(p).Circuits[0].State != "open" {
+	if p.Requester.State() != messaging.StateOpen || breakers(p).Circuits[0].State != messaging.StateOpen {
 		t.Fatalf("payment→shipment %s, want open", p.Requester.State())
 	}
 	send("order:ok payment:ok shipment:rejected")
@@ -226,7 +225,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 	afterDelay()
 	send("order:ok payment:ok shipment:timeout")
-	if p.Requester.State() != "open" {
+	if p.Requester.State() != messaging.StateOpen {
 		t.Fatalf("after a failed trial payment→shipment is %s, want open again", p.Requester.State())
 	}
 
@@ -236,7 +235,7 @@ func TestChaosAtRuntime(t *testing.T) {
 	}
 	afterDelay()
 	send("order:ok payment:ok shipment:ok")
-	if p.Requester.State() != "closed" {
+	if p.Requester.State() != messaging.StateClosed {
 		t.Fatalf("after a good trial payment→shipment is %s, want closed", p.Requester.State())
 	}
 
@@ -443,7 +442,7 @@ func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
 			t.Fatalf("with payment down: %d %s, want 202", res.code, res.body)
 		}
 	}
-	if o.Requester.State() != "open" {
+	if o.Requester.State() != messaging.StateOpen {
 		t.Fatalf("circuit %s after 50 failures, want open", o.Requester.State())
 	}
 	const rejected = `breakerchain_circuit_calls_total{outcome="rejected",service="order",target="payment"}`
@@ -500,7 +499,7 @@ func TestPendingOrdersAreMeasured(t *testing.T) {
 	if age, want := m[oldest], time.Since(posted).Seconds()-3; age < want {
 		t.Errorf("breakerchain_orders_pending_oldest_seconds %.1f, want at least %.1f: the orders are pending since they were posted", age, want)
 	}
-	if o.Requester.State() != "closed" {
+	if o.Requester.State() != messaging.StateClosed {
 		t.Fatalf("order's circuit %s, want closed: payment answers", o.Requester.State())
 	}
 	var d order.Detail

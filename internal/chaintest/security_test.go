@@ -33,6 +33,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/dashboard"
 	"github.com/breakerchain/breakerchain/internal/embedded"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -238,11 +239,11 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := js.Stream(t.Context(), order.StreamName)
+	stream, err := js.Stream(t.Context(), observe.OrdersStream)
 	if err != nil {
 		t.Fatalf("observer: stream info: %v", err)
 	}
-	if info := stream.CachedInfo(); info.Config.Name != order.StreamName || info.Config.Replicas != 1 {
+	if info := stream.CachedInfo(); info.Config.Name != observe.OrdersStream || info.Config.Replicas != 1 {
 		t.Errorf("stream info %+v", info.Config)
 	}
 	if _, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject("least-privilege")); !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -256,9 +257,9 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 		t.Fatalf("POST /create with shipment away: %d %s, want 202", res.code, res.body)
 	}
 	marks := func() uint64 {
-		since, err := js.Stream(t.Context(), order.SinceStreamName)
+		since, err := js.Stream(t.Context(), observe.OrdersSinceStream)
 		if err != nil {
-			t.Fatalf("observer: stream info %s: %v", order.SinceStreamName, err)
+			t.Fatalf("observer: stream info %s: %v", observe.OrdersSinceStream, err)
 		}
 		return since.CachedInfo().State.Msgs
 	}

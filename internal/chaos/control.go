@@ -3,12 +3,8 @@ package chaos
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -101,25 +97,15 @@ func (c *Controller) Get(w http.ResponseWriter, _ *http.Request) {
 
 // Put is PUT /chaos: a change, as JSON.
 func (c *Controller) Put(w http.ResponseWriter, req *http.Request) {
-	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil ||
-		(mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		wire.WriteError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", "")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxChaosBody))
+	body, err := wire.ReadBody(w, req, maxChaosBody)
 	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
-			wire.WriteError(w, http.StatusRequestEntityTooLarge, "body is too large", "")
-		} else {
-			wire.WriteError(w, http.StatusBadRequest, "body could not be read", "")
-		}
+		wire.WriteProblem(w, err)
 		return
 	}
 	ctx := messaging.WithCall(req.Context(), messaging.Call{RequestID: middleware.GetReqID(req.Context())})
 	st, err := c.change(ctx, body, "http")
 	if err != nil {
-		se := problem.From(err)
-		wire.WriteError(w, se.Code, se.Description, se.Field)
+		wire.WriteProblem(w, err)
 		return
 	}
 	wire.WriteJSON(w, http.StatusOK, st)

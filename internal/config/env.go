@@ -215,7 +215,7 @@ type Error struct {
 func (e *Error) Error() string { return "bad configuration: " + strings.Join(e.Problems, "; ") }
 
 // Merge joins the problems of several errors (nil ones are skipped) into one *Error, each
-// problem once: an unprefixed variable read by three services is one problem, not three.
+// problem once: an unprefixed variable read by every service is one problem, not one per service.
 func Merge(errs ...error) error {
 	var out []string
 	seen := map[string]bool{}

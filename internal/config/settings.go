@@ -72,7 +72,7 @@ const DefaultAdmitMaxWait = 100 * time.Millisecond
 // NATSAuth is how a service proves who it is to NATS, and which CA it trusts for tls://.
 type NATSAuth struct {
 	User     string
-	Password string // never logged: see Service.LogValue
+	Password string // never logged: see NATSAuth.LogValue
 	Creds    string // path of a credentials file (JWT and NKey seed), instead of User/Password
 	CA       string // path of a PEM file of CA certificates
 }

@@ -97,7 +97,7 @@ func TestEventStream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	msgs := stream(t, ctx, srv.URL)
-	ev := messaging.BreakerEvent{Service: "payment", Target: "shipment", Event: messaging.EventOpen, State: "open",
+	ev := messaging.BreakerEvent{Service: "payment", Target: "shipment", Event: messaging.EventOpen, State: messaging.StateOpen,
 		RequestID: "r1", Time: time.Now().UTC()}
 	b, _ := json.Marshal(ev)
 	sent := time.Now()
@@ -109,7 +109,7 @@ func TestEventStream(t *testing.T) {
 		select {
 		case m := <-msgs:
 			if m.Type == "breaker" && m.Breaker != nil && m.Breaker.Event == messaging.EventOpen && m.Breaker.Service == "payment" &&
-				m.Breaker.Target == "shipment" && m.Breaker.State == "open" && m.Breaker.RequestID == "r1" {
+				m.Breaker.Target == "shipment" && m.Breaker.State == messaging.StateOpen && m.Breaker.RequestID == "r1" {
 				got = true
 				t.Logf("breaker event on the stream %s after it was published", time.Since(sent).Round(time.Millisecond))
 			}

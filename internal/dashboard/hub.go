@@ -14,9 +14,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/breakerchain/breakerchain/internal/chaos"
-	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/messaging"
-	"github.com/breakerchain/breakerchain/order"
 )
 
 // Poll is how often the hub asks every service for its circuits (micro discovery) and reads
@@ -78,17 +77,17 @@ type CircuitView struct {
 	Target string `json:"target"`
 	// State is the worst of the instances' (open, then half-open, then closed); States counts
 	// the instances in each.
-	State          string         `json:"state"`
-	States         map[string]int `json:"states"`
-	FailureRate    float64        `json:"failure_rate"` // the worst instance's, 0–1, over the window
-	Threshold      uint           `json:"threshold"`    // percent
-	MinCalls       uint           `json:"min_calls"`
-	Executions     uint           `json:"executions"` // calls in the window (the worst instance's)
-	Window         string         `json:"window"`
-	Delay          string         `json:"delay"`
-	RemainingDelay string         `json:"remaining_delay,omitempty"`
+	State          messaging.State         `json:"state"`
+	States         map[messaging.State]int `json:"states"`
+	FailureRate    float64                 `json:"failure_rate"` // the worst instance's, 0–1, over the window
+	Threshold      uint                    `json:"threshold"`    // percent
+	MinCalls       uint                    `json:"min_calls"`
+	Executions     uint                    `json:"executions"` // calls in the window (the worst instance's)
+	Window         string                  `json:"window"`
+	Delay          string                  `json:"delay"`
+	RemainingDelay string                  `json:"remaining_delay,omitempty"`
 	// PerSecond is the calls of the last poll by kind, per second, over every instance.
-	PerSecond map[string]float64 `json:"per_second"`
+	PerSecond map[messaging.CallKind]float64 `json:"per_second"`
 	// P50 and P99 are the last minute's latency in milliseconds (the slowest instance's);
 	// History is their values at each poll of the last minute, oldest first.
 	P50     float64         `json:"p50_ms"`
@@ -121,9 +120,10 @@ type hub struct {
 	clients  map[chan []byte]struct{}
 	streams  sync.WaitGroup // the clients subscribed: Add under mu while open, Done on unsubscribe
 	state    *State
-	timeline [][]byte                     // the last breaker events, as sent
-	totals   map[string]map[string]uint64 // each instance's calls by kind, per circuit, at the last poll
-	polled   time.Time                    // when the last poll was
+	timeline [][]byte                       // the last breaker events, as sent
+	refused  map[string]map[string]uint64   // each instance's refusals by reason, per limiter, at the last poll
+	calls    map[string]messaging.CallStats // each instance's calls, per circuit, at the last poll
+	polled   time.Time                      // when the last poll was
 	history  map[string][]LatencyMoment
 
 	subs []*nats.Subscription
@@ -134,7 +134,7 @@ type hub struct {
 // startHub subscribes and starts polling.
 func startHub(nc *nats.Conn, controls bool, log *slog.Logger) (*hub, error) {
 	h := &hub{nc: nc, controls: controls, log: log, clients: map[chan []byte]struct{}{},
-		totals: map[string]map[string]uint64{}, history: map[string][]LatencyMoment{},
+		refused: map[string]map[string]uint64{}, calls: map[string]messaging.CallStats{}, history: map[string][]LatencyMoment{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if js, err := jetstream.New(nc); err == nil {
 		h.js = js
@@ -197,7 +197,7 @@ func (h *hub) poll() {
 	defer cancel()
 	st := &State{Time: time.Now().UTC(), Controls: h.controls, Services: []ServiceView{}, Circuits: []CircuitView{}}
 	if h.js != nil {
-		if n, oldest, err := order.Pending(ctx, h.js); err == nil {
+		if n, oldest, err := observe.Pending(ctx, h.js); err == nil {
 			st.Pending = &PendingView{Orders: n, OldestSeconds: oldest.Seconds()}
 		}
 	}
@@ -212,7 +212,7 @@ func (h *hub) poll() {
 // instance is what one instance of a service reported.
 type instance struct {
 	id string // micro's instance id
-	service.Breakers
+	observe.Breakers
 }
 
 // discover collects the circuits every instance reports in `nats micro stats`. A name that is
@@ -247,10 +247,10 @@ func (h *hub) discover(ctx context.Context) []instance {
 				if e.Subject != messaging.CircuitsSubject(stats.Name) {
 					continue
 				}
-				var b service.Breakers
+				var b observe.Breakers
 				if json.Unmarshal(e.Data, &b) == nil {
 					b.Service = stats.Name
-					b.Circuits = slices.DeleteFunc(b.Circuits, func(c service.Circuit) bool { return !serviceName.MatchString(c.Target) })
+					b.Circuits = slices.DeleteFunc(b.Circuits, func(c observe.Circuit) bool { return !serviceName.MatchString(c.Target) })
 					out = append(out, instance{id: stats.ID, Breakers: b})
 				}
 			}
@@ -262,7 +262,8 @@ func (h *hub) discover(ctx context.Context) []instance {
 	}
 }
 
-var severity = map[string]int{"closed": 0, "half-open": 1, "open": 2}
+// severity orders the states from best to worst, for a circuit's worst instance.
+var severity = map[messaging.State]int{messaging.StateClosed: 0, messaging.StateHalfOpen: 1, messaging.StateOpen: 2}
 
 // build sums the instances of each service and circuit into st. Calls per second are each
 // instance's calls since the last poll, for the instances seen at both: one that missed a poll,
@@ -271,7 +272,8 @@ func (h *hub) build(st *State, found []instance) {
 	services := map[string]*ServiceView{}
 	circuits := map[string]*CircuitView{}
 	worst := map[string]int{}
-	totals := map[string]map[string]uint64{}
+	refused := map[string]map[string]uint64{}
+	calls := map[string]messaging.CallStats{}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	dt := st.Time.Sub(h.polled).Seconds()
@@ -291,8 +293,8 @@ func (h *hub) build(st *State, found []instance) {
 			lv := &sv.Limiters[i]
 			lv.Limit, lv.Max, lv.Inflight, lv.Queued, lv.Redriving = lv.Limit+l.Limit, lv.Max+l.Max, lv.Inflight+l.Inflight, lv.Queued+l.Queued, lv.Redriving+l.Redriving
 			id := b.id + "/" + b.Service + "/" + l.Name
-			totals[id] = l.Refused
-			prev := h.totals[id]
+			refused[id] = l.Refused
+			prev := h.refused[id]
 			for reason, n := range l.Refused {
 				if _, seen := lv.RefusedPerSecond[reason]; !seen {
 					lv.RefusedPerSecond[reason] = 0 // every reason shown, at 0 when nothing was refused for it
@@ -306,10 +308,10 @@ func (h *hub) build(st *State, found []instance) {
 			key := b.Service + "→" + c.Target
 			cv := circuits[key]
 			if cv == nil {
-				cv = &CircuitView{Caller: b.Service, Target: c.Target, States: map[string]int{}, PerSecond: map[string]float64{},
+				cv = &CircuitView{Caller: b.Service, Target: c.Target, States: map[messaging.State]int{}, PerSecond: map[messaging.CallKind]float64{},
 					Threshold: c.Threshold, MinCalls: c.MinCalls, Window: c.Window, Delay: c.Delay, State: c.State}
 				circuits[key], worst[key] = cv, -1
-				for _, kind := range []string{"success", "failure", "timeout", "rejected"} {
+				for _, kind := range messaging.CallKinds {
 					cv.PerSecond[kind] = 0
 				}
 			}
@@ -319,20 +321,18 @@ func (h *hub) build(st *State, found []instance) {
 				cv.State, cv.FailureRate, cv.Executions, cv.RemainingDelay = c.State, c.FailureRate, c.Executions, c.RemainingDelay
 			}
 			cv.P50, cv.P99 = max(cv.P50, c.Calls.P50), max(cv.P99, c.Calls.P99)
-			now := map[string]uint64{"success": c.Calls.Success, "failure": c.Calls.Failure,
-				"timeout": c.Calls.Timeout, "rejected": c.Calls.Rejected}
 			id := b.id + "/" + key
-			totals[id] = now
-			if prev := h.totals[id]; prev != nil && dt > 0 {
-				for kind, n := range now {
-					if n >= prev[kind] {
-						cv.PerSecond[kind] += float64(n-prev[kind]) / dt
+			calls[id] = c.Calls
+			if prev, seen := h.calls[id]; seen && dt > 0 {
+				for _, kind := range messaging.CallKinds {
+					if n, was := c.Calls.Count(kind), prev.Count(kind); n >= was {
+						cv.PerSecond[kind] += float64(n-was) / dt
 					}
 				}
 			}
 		}
 	}
-	h.totals, h.polled = totals, st.Time
+	h.refused, h.calls, h.polled = refused, calls, st.Time
 	for key, cv := range circuits {
 		hist := append(h.history[key], LatencyMoment{Time: st.Time, P50: cv.P50, P99: cv.P99})
 		if len(hist) > historyLength {

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/breakerchain/breakerchain/internal/config"
-	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/internal/plumbing"
 )
 
 // Running is a dashboard serving HTTP.
@@ -19,7 +19,7 @@ type Running struct {
 	Addr     string // where it listens
 	Controls bool   // whether it may change faults and send orders
 	srv      *Server
-	http     *service.Listening
+	http     *plumbing.Listening
 	conns    []*nats.Conn
 }
 
@@ -32,12 +32,12 @@ func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
 		}
 	}()
 	dc := Config{OrderURL: cfg.OrderURL, Log: log}
-	if dc.Watch, err = service.ConnectNATS(cfg.Watch, log); err != nil {
+	if dc.Watch, err = plumbing.ConnectNATS(cfg.Watch, log); err != nil {
 		return nil, err
 	}
 	r.conns = append(r.conns, dc.Watch)
 	if cfg.Control != nil {
-		if dc.Control, err = service.ConnectNATS(*cfg.Control, log); err != nil {
+		if dc.Control, err = plumbing.ConnectNATS(*cfg.Control, log); err != nil {
 			return nil, err
 		}
 		r.conns = append(r.conns, dc.Control)
@@ -46,7 +46,7 @@ func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
 		return nil, err
 	}
 	// No write timeout: the event stream stays open as long as the page does.
-	if r.http, err = service.Listen(cfg.Host, cfg.Port,
+	if r.http, err = plumbing.Listen(cfg.Host, cfg.Port,
 		&http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}

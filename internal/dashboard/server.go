@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"regexp"
@@ -22,7 +21,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
 	"github.com/breakerchain/breakerchain/internal/wire"
@@ -186,17 +184,12 @@ func (s *Server) chaos(w http.ResponseWriter, req *http.Request) {
 		wire.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s did not answer: %v", name, err), "")
 		return
 	}
-	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		n, err := strconv.Atoi(code)
-		if err != nil || n < 400 || n > 599 {
-			n = http.StatusBadGateway // not an error code a service of ours sends
-		}
-		desc := m.Header.Get(micro.ErrorHeader)
+	if se := messaging.ServiceError(m); se != nil {
 		field := ""
-		if f, _, found := strings.Cut(desc, ": "); found && n == http.StatusUnprocessableEntity {
-			field = f
+		if f, _, found := strings.Cut(se.Description, ": "); found && se.Code == http.StatusUnprocessableEntity {
+			field = f // wire.Invalid's "field: what is wrong"
 		}
-		wire.WriteError(w, n, desc, field)
+		wire.WriteError(w, se.Code, se.Description, field)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -292,13 +285,9 @@ func (s *Server) sendOrder(ctx context.Context, id string) string {
 
 // readJSON reads a control's body: JSON, bounded. It answers the error itself.
 func readJSON(w http.ResponseWriter, req *http.Request) ([]byte, bool) {
-	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		wire.WriteError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", "")
-		return nil, false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxControlBody))
+	body, err := wire.ReadBody(w, req, maxControlBody)
 	if err != nil {
-		wire.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxControlBody), "")
+		wire.WriteProblem(w, err)
 		return nil, false
 	}
 	if !json.Valid(body) {

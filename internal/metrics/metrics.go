@@ -2,8 +2,8 @@
 // its circuits' state, calls by outcome and transitions (from the breaker events), HTTP request
 // durations (a chi middleware) and store operation durations (the Mongo driver's command
 // monitor), each with the trace it belongs to as an exemplar when the request is traced (shown in
-// the OpenMetrics format). Every service has a registry of its own, so the three services of the all-in-one
-// each show theirs on their own port; every series carries a "service" label.
+// the OpenMetrics format). Every service has a registry of its own, so each service of the all-in-one
+// shows its own on its own port; every series carries a "service" label.
 // It must not know what a service does: it observes breakers, HTTP and store commands, and the
 // gauges a service registers on its own.
 package metrics
@@ -26,9 +26,6 @@ import (
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/messaging"
 )
-
-// States a circuit can be in, as the state label says them.
-var States = []string{"closed", "open", "half-open"}
 
 // Recorder holds one service's metrics.
 type Recorder struct {
@@ -103,12 +100,12 @@ func (m *Recorder) Registry() *prometheus.Registry { return m.registry }
 // TrackState shows the state of the circuit towards target, read from state at every scrape:
 // right from the start (failsafe-go fires no event for the initial state), and never left
 // stale by two transitions' listeners interleaving.
-func (m *Recorder) TrackState(target string, state func() string) {
-	for _, s := range States {
+func (m *Recorder) TrackState(target string, state func() messaging.State) {
+	for _, s := range messaging.States {
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "breakerchain_circuit_state",
 			Help:        "1 for the state each outgoing circuit is in, 0 for the others.",
-			ConstLabels: prometheus.Labels{"service": m.service, "target": target, "state": s},
+			ConstLabels: prometheus.Labels{"service": m.service, "target": target, "state": s.String()},
 		}, func() float64 {
 			if state() == s {
 				return 1
@@ -122,15 +119,15 @@ func (m *Recorder) TrackState(target string, state func() string) {
 func (m *Recorder) Observe(e messaging.BreakerEvent) {
 	switch e.Event {
 	case messaging.EventSuccess:
-		m.calls.WithLabelValues(e.Target, "success").Inc()
+		m.calls.WithLabelValues(e.Target, messaging.CallSuccess.String()).Inc()
 	case messaging.EventFailure:
-		m.calls.WithLabelValues(e.Target, "failure").Inc()
+		m.calls.WithLabelValues(e.Target, messaging.CallFailure.String()).Inc()
 	case messaging.EventTimeout:
-		m.calls.WithLabelValues(e.Target, "timeout").Inc()
+		m.calls.WithLabelValues(e.Target, messaging.CallTimeout.String()).Inc()
 	case messaging.EventReject:
-		m.calls.WithLabelValues(e.Target, "rejected").Inc()
+		m.calls.WithLabelValues(e.Target, messaging.CallRejected.String()).Inc()
 	case messaging.EventOpen, messaging.EventHalfOpen, messaging.EventClose:
-		m.transitions.WithLabelValues(e.Target, e.State).Inc()
+		m.transitions.WithLabelValues(e.Target, e.State.String()).Inc()
 	case messaging.EventRetry:
 		m.retries.WithLabelValues(e.Target).Inc()
 	case messaging.EventFull:

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -15,8 +13,8 @@ import (
 	"github.com/go-chi/cors"
 	"github.com/nats-io/nuid"
 
-	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
+	"github.com/breakerchain/breakerchain/internal/observe"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -35,37 +33,6 @@ const (
 	// MaxBody bounds every request body; order's /create answers 413 beyond it.
 	MaxBody = wire.MaxBody
 )
-
-// Listening is an HTTP server serving in a goroutine of its own.
-type Listening struct {
-	Addr   string // the listener's address
-	srv    *http.Server
-	served chan error
-}
-
-// Listen serves srv on host:port (port 0 picks a free one).
-func Listen(host string, port int, srv *http.Server) (*Listening, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return nil, err
-	}
-	l := &Listening{Addr: ln.Addr().String(), srv: srv, served: make(chan error, 1)}
-	go func() { l.served <- srv.Serve(ln) }()
-	return l, nil
-}
-
-// Wait blocks until ctx ends or the server fails.
-func (l *Listening) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-l.served:
-		return err
-	}
-}
-
-// Shutdown stops the server, letting requests in flight finish within ctx.
-func (l *Listening) Shutdown(ctx context.Context) error { return l.srv.Shutdown(ctx) }
 
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
@@ -187,64 +154,22 @@ func (r *Running) ready(w http.ResponseWriter, req *http.Request) {
 	wire.WriteJSON(w, status, checks)
 }
 
-// Breakers is what GET /breakers shows: the process's outgoing circuits, its limits on the work
-// it takes, and its faults.
-type Breakers struct {
-	Service  string      `json:"service"`
-	ID       string      `json:"id"`
-	Circuits []Circuit   `json:"circuits"`
-	Limiters []Limiter   `json:"limiters,omitempty"`
-	Chaos    chaos.State `json:"chaos"`
-}
-
-func (r *Running) breakers(cfg config.Settings) Breakers {
-	b := Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()}
+// breakers is what GET /breakers and circuits.<service> show (observe.Breakers).
+func (r *Running) breakers(cfg config.Settings) observe.Breakers {
+	b := observe.Breakers{Service: cfg.Name, ID: cfg.ID, Circuits: r.circuits(), Chaos: r.chaos.State()}
 	if r.limiters != nil {
 		b.Limiters = r.limiters()
 	}
 	return b
 }
 
-// Limiter is a limit on the work a service takes (order's admission), as /breakers shows it.
-type Limiter struct {
-	Name     string `json:"name"`
-	Limit    int    `json:"limit"`    // what it admits at once now; 0 when it is off
-	Max      int    `json:"max"`      // the most it may grow to
-	Inflight int    `json:"inflight"` // work admitted and not done
-	Queued   int    `json:"queued"`   // waiting for room
-	MaxWait  string `json:"max_wait"` // the longest one waits before it is refused
-	// Redriving is how much of the in-flight work is the service's own background work.
-	Redriving int `json:"redriving"`
-	// Refused counts the work turned away since start, by reason.
-	Refused map[string]uint64 `json:"refused"`
-}
-
-// Circuit is one outgoing circuit as /breakers and `nats micro stats` show it (and the dashboard
-// draws it): its state, the window's counts against the threshold, and what its calls came to.
-type Circuit struct {
-	Target         string  `json:"target"`
-	State          string  `json:"state"`
-	Executions     uint    `json:"executions"`
-	Failures       uint    `json:"failures"`
-	FailureRate    float64 `json:"failure_rate"`
-	RemainingDelay string  `json:"remaining_delay,omitempty"`
-	// The settings the state follows: open at Threshold % of failures once MinCalls were seen in
-	// Window; an open circuit waits Delay before a trial.
-	Threshold uint   `json:"threshold"`
-	MinCalls  uint   `json:"min_calls"`
-	Window    string `json:"window"`
-	Delay     string `json:"delay"`
-	// Calls counts the calls since start by kind, with the last minute's latency.
-	Calls messaging.CallStats `json:"calls"`
-}
-
-func (r *Running) circuits() []Circuit {
-	out := []Circuit{}
+func (r *Running) circuits() []observe.Circuit {
+	out := []observe.Circuit{}
 	if q := r.Requester; q != nil {
 		b := q.Breaker()
 		m := b.Metrics()
 		set := q.Settings()
-		c := Circuit{Target: q.Route().To, State: q.State(), Executions: m.Executions(),
+		c := observe.Circuit{Target: q.Route().To, State: q.State(), Executions: m.Executions(),
 			Failures: m.Failures(), FailureRate: m.FailureRate(),
 			Threshold: set.FailureRate, MinCalls: set.MinCalls, Window: set.Window.String(), Delay: set.Delay.String(),
 			Calls: q.Stats()}

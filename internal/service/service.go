@@ -15,6 +15,8 @@ import (
 	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/metrics"
+	"github.com/breakerchain/breakerchain/internal/observe"
+	"github.com/breakerchain/breakerchain/internal/plumbing"
 	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/tracing"
 	"github.com/breakerchain/breakerchain/messaging"
@@ -70,7 +72,7 @@ type Parts struct {
 	Ready map[string]func(context.Context) error
 	// Limiters, when set, shows the service's limits on the work it takes in /breakers (and so
 	// on the dashboard and `circuits.<service>`).
-	Limiters func() []Limiter
+	Limiters func() []observe.Limiter
 }
 
 // Running is a started service.
@@ -81,13 +83,13 @@ type Running struct {
 	Metrics   *metrics.Recorder
 	Hop       *Hop // the service's place in the chain: its faults, its next hop
 	log       *slog.Logger
-	http      *Listening
+	http      *plumbing.Listening
 	nc        *nats.Conn
 	queue     *nats.Conn // Deps.Queue: nc, or a connection of its own
 	mongo     *mongo.Client
 	chaos     *chaos.Controller
 	checks    map[string]func(context.Context) error // Parts.Ready
-	limiters  func() []Limiter                       // Parts.Limiters
+	limiters  func() []observe.Limiter               // Parts.Limiters
 	traces    *tracing.Provider                      // the service's spans, exported as OTEL_* says
 	stopBg    context.CancelFunc                     // ends Parts.Background
 	bgDone    chan struct{}                          // closed when it has returned
@@ -121,11 +123,14 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		// Not fatal: the driver keeps trying and /readyz says 503 until the store answers.
 		log.WarnContext(ctx, "store not reachable yet", "err", config.Redact(err, cfg.Secrets()...))
 	}
-	if r.nc, err = ConnectNATS(cfg, log); err != nil {
+	if r.nc, err = plumbing.ConnectNATS(cfg, log); err != nil {
 		return nil, err
 	}
-	if r.queue, err = connectQueue(cfg, r.nc, log); err != nil {
-		return nil, err
+	r.queue = r.nc
+	if cfg.NATSQueue.Set() {
+		if r.queue, err = plumbing.ConnectQueue(cfg, log); err != nil {
+			return nil, err
+		}
 	}
 	hop := &Hop{ID: cfg.ID, Jumps: cfg.Jumps, Log: log, Faults: &chaos.Injector{}, After: c[1:], Undo: svc.Undo,
 		Tracer: r.traces.Tracer("github.com/breakerchain/breakerchain/" + svc.Name)}
@@ -180,7 +185,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 	}
 
 	r.checks = parts.Ready
-	if r.http, err = Listen(cfg.Host, cfg.Port, newHTTPServer(r.router(cfg, parts.Routes))); err != nil {
+	if r.http, err = plumbing.Listen(cfg.Host, cfg.Port, newHTTPServer(r.router(cfg, parts.Routes))); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	r.Addr = r.http.Addr
@@ -221,10 +226,10 @@ func (r *Running) teardown(ctx context.Context) error {
 		errs = append(errs, r.Responder.Stop(ctx))
 	}
 	if r.nc != nil {
-		errs = append(errs, drain(ctx, r.nc))
+		errs = append(errs, plumbing.Drain(ctx, r.nc))
 	}
 	if r.queue != nil && r.queue != r.nc {
-		errs = append(errs, drain(ctx, r.queue))
+		errs = append(errs, plumbing.Drain(ctx, r.queue))
 	}
 	if r.mongo != nil {
 		errs = append(errs, r.mongo.Disconnect(ctx))

@@ -2,8 +2,8 @@
 // standard OTEL_* variables (config.Tracing). With no endpoint it is the no-op provider, so
 // tracing off costs nothing but the propagation of a trace context a client sent. With one,
 // spans are batched and exported by OTLP (HTTP/protobuf or gRPC), each service with a provider
-// and a resource of its own: in the all-in-one the three services are three service.names,
-// as they are in three processes.
+// and a resource of its own: in the all-in-one each service of the chain is a service.name of
+// its own, as it is in a process of its own.
 //
 // It builds, and does not decide what is traced: the spans are opened where the work is
 // (messaging's calls and handlers, the HTTP middleware in service, the store's command monitor,

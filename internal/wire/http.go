@@ -2,7 +2,11 @@ package wire
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 )
@@ -32,4 +36,23 @@ func WriteError(w http.ResponseWriter, status int, msg, field string) {
 func WriteProblem(w http.ResponseWriter, err error) {
 	p := problem.From(err)
 	WriteError(w, p.Code, p.Description, p.Field)
+}
+
+// ReadBody reads a request's JSON body of at most limit bytes, as every route that takes one
+// does: a Content-Type other than application/json (or a +json type) is a 415, a body over limit
+// a 413, one that cannot be read a 400. The error is a *problem.Error, for the caller to answer
+// as it answers any other.
+func ReadBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return nil, problem.Errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, problem.Errorf(http.StatusRequestEntityTooLarge, "body is larger than %d bytes", limit)
+		}
+		return nil, Malformed("body could not be read")
+	}
+	return body, nil
 }

@@ -1,4 +1,4 @@
-package service
+package plumbing
 
 import (
 	"context"
@@ -20,21 +20,13 @@ func ConnectNATS(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 	return connect(cfg, cfg.NATS, cfg.ID, "NATS_USER and NATS_PASSWORD, NATS_CREDS or NATS_CA", log)
 }
 
-// ConnectQueue connects as the service's queue identity (NATS_QUEUE_…), or as the service when
-// it has none: what breakerchain apply-queue changes the queue through.
+// ConnectQueue connects as the service's queue identity (NATS_QUEUE_…), for its JetStream
+// state: another user, in an account of its own where no other user's message or reply can land
+// (deploy/nats.conf). Without one (cfg.NATSQueue not set) it connects as the service: what
+// breakerchain apply-queue changes the queue through.
 func ConnectQueue(cfg config.Settings, log *slog.Logger) (*nats.Conn, error) {
 	if !cfg.NATSQueue.Set() {
 		return ConnectNATS(cfg, log)
-	}
-	return connectQueue(cfg, nil, log)
-}
-
-// connectQueue opens the connection of the service's JetStream state as cfg.NATSQueue says:
-// another user, in an account of its own where no other user's message or reply can land
-// (deploy/nats.conf). Without one, nc serves the queue too.
-func connectQueue(cfg config.Settings, nc *nats.Conn, log *slog.Logger) (*nats.Conn, error) {
-	if !cfg.NATSQueue.Set() {
-		return nc, nil
 	}
 	return connect(cfg, cfg.NATSQueue, cfg.ID+" queue", "NATS_QUEUE_USER and NATS_QUEUE_PASSWORD, NATS_QUEUE_CREDS or NATS_CA",
 		log.With("connection", "queue"))
@@ -109,8 +101,8 @@ func refused(err error) bool {
 		errors.As(err, &verify) || errors.As(err, &tlsRecord) || errors.As(err, &tlsAlert)
 }
 
-// drain lets pending replies out before closing the connection, within ctx.
-func drain(ctx context.Context, nc *nats.Conn) error {
+// Drain lets pending replies out before closing the connection, within ctx.
+func Drain(ctx context.Context, nc *nats.Conn) error {
 	if !nc.IsConnected() {
 		nc.Close() // lost or reconnecting: there is nothing to drain through
 		return nil

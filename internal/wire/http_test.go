@@ -1,0 +1,46 @@
+package wire_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/breakerchain/breakerchain/internal/problem"
+	"github.com/breakerchain/breakerchain/internal/wire"
+)
+
+// TestReadBody is every JSON route's reading of its body (order's /create, PUT /chaos, the
+// dashboard's controls): the content type, then the size, each refused with its own status.
+func TestReadBody(t *testing.T) {
+	rows := []struct {
+		name, contentType, body string
+		want                    int // 0: read
+		wantText                string
+	}{
+		{"JSON", "application/json", `{"id":"1"}`, 0, ""},
+		{"JSON with a charset", "application/json; charset=utf-8", `{}`, 0, ""},
+		{"a +json type", "application/merge-patch+json", `{}`, 0, ""},
+		{"no content type", "", `{}`, http.StatusUnsupportedMediaType, "Content-Type must be application/json"},
+		{"text", "text/plain", `{}`, http.StatusUnsupportedMediaType, "Content-Type must be application/json"},
+		{"over the limit", "application/json", `{"id":"123456789"}`, http.StatusRequestEntityTooLarge, "body is larger than 16 bytes"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(row.body))
+			if row.contentType != "" {
+				req.Header.Set("Content-Type", row.contentType)
+			}
+			body, err := wire.ReadBody(httptest.NewRecorder(), req, 16)
+			if row.want == 0 {
+				if err != nil || string(body) != row.body {
+					t.Fatalf("%q %v, want the body", body, err)
+				}
+				return
+			}
+			if se := problem.From(err); err == nil || se.Code != row.want || se.Description != row.wantText {
+				t.Fatalf("%v, want %d %q", err, row.want, row.wantText)
+			}
+		})
+	}
+}
