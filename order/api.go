@@ -116,7 +116,7 @@ func (a *api) routes(r chi.Router) {
 	r.Get("/orders/{id}", a.get)
 }
 
-// View is an order as the API shows it.
+// View is an order as the API shows it: made from its record by record.view, only.
 type View struct {
 	ID     string           `json:"id"`
 	Status string           `json:"status"`
@@ -127,7 +127,7 @@ type View struct {
 }
 
 // Detail is an order as GET /orders/{id} shows it: the View, what was ordered, and how many
-// times its chain ran.
+// times its chain ran. Made from its record by record.detail, only.
 type Detail struct {
 	View
 	Items       []any           `json:"items"`
@@ -140,8 +140,25 @@ type Detail struct {
 	TraceID     string          `json:"trace_id,omitempty"`     // the trace of its first run (see trace.go)
 }
 
-func summary(r *record) View {
-	return View{ID: r.ID, Status: r.Status, Reason: r.Reason, Reply: r.Hops.reply(), Compensation: r.Compensation}
+// view is rec as the API answers it.
+func (rec *record) view() View {
+	st := &rec.State
+	return View{ID: rec.ID, Status: st.Status, Reason: st.Reason, Reply: st.Hops.reply(), Compensation: st.Compensation}
+}
+
+// detail is rec as GET /orders/{id} answers it.
+func (rec *record) detail() Detail {
+	st := &rec.State
+	d := Detail{
+		View: rec.view(), Items: rec.Items, Payment: json.RawMessage(rec.paymentBody()),
+		CreatedAt: rec.CreatedAt, UpdatedAt: st.UpdatedAt,
+		Attempts: st.Attempts, LastError: st.LastError, NextAttempt: st.NextAttempt,
+		TraceID: messaging.TraceIDOf(rec.Trace),
+	}
+	if d.Items == nil {
+		d.Items = []any{}
+	}
+	return d
 }
 
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
@@ -231,13 +248,13 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 			a.fail(w, req, lookupError(err))
 			return
 		}
-		if rec.Status != StatusPending {
+		if rec.State.final() {
 			_ = a.queue.deleteTimer(ctx, timer) // a final order needs no timer, nor a copy
 			if opened {
 				a.closeOpen(ctx, o.ID)
 			}
 		}
-		a.answer(w, req, http.StatusOK, summary(rec))
+		a.answer(w, req, http.StatusOK, rec.view())
 		return
 	}
 	if !armed {
@@ -263,39 +280,39 @@ func lookupError(err error) error {
 // outcome and answers.
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
 	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
-	out := newResult(rec.ID, 1, "", &reply, ferr)
+	out := stateAfter(1, "", &reply, ferr)
 	traceOutcome(ctx, out)
 	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded
-	_, _, err := a.saveResult(ctx, out, rec.CreatedAt)
+	_, _, err := a.saveResult(ctx, rec.ID, out, rec.CreatedAt)
 	if err == nil && out.final() {
 		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
 		a.closeOpen(ctx, rec.ID)
 	}
-	rec.setResult(out)
+	rec.State = *out
 	if err != nil && out.final() {
 		// Payment and shipment answered, but what they said is not written down. The order stays
 		// queued (its first timer, or this sooner one) and a re-drive records it: their work is
 		// done once, a second run of the chain is a replay.
 		a.log.ErrorContext(ctx, "order outcome not recorded; queued for a re-drive", "id", rec.ID, "err", err)
-		out = &result{ID: rec.ID, Status: StatusPending, Hops: out.Hops, Attempts: 1,
+		out = &state{Status: StatusPending, Hops: out.Hops, Attempts: 1,
 			Reason: "saved, but its outcome could not be recorded yet: it will be, by itself (" + out.Status + " so far)"}
 		out.LastError = out.Reason
-		if _, _, qerr := a.saveResult(ctx, out, rec.CreatedAt); qerr != nil {
+		if _, _, qerr := a.saveResult(ctx, rec.ID, out, rec.CreatedAt); qerr != nil {
 			a.log.WarnContext(ctx, "re-drive not brought forward; the order's first timer stays", "id", rec.ID, "err", qerr)
 		}
-		rec.setResult(out)
+		rec.State = *out
 	} else if err != nil {
 		a.log.WarnContext(ctx, "pending order's next re-drive not set; its first timer stays", "id", rec.ID, "err", err)
 	}
 	switch {
 	case ferr != nil:
 		a.fail(w, req, ferr)
-	case rec.Status == StatusCompleted:
-		a.answer(w, req, http.StatusCreated, summary(rec))
-	case rec.Status == StatusRejected:
-		a.fail(w, req, problem.Errorf(http.StatusConflict, "order %s rejected: %s", rec.ID, rec.Reason))
+	case rec.State.Status == StatusCompleted:
+		a.answer(w, req, http.StatusCreated, rec.view())
+	case rec.State.Status == StatusRejected:
+		a.fail(w, req, problem.Errorf(http.StatusConflict, "order %s rejected: %s", rec.ID, rec.State.Reason))
 	default:
-		a.answer(w, req, http.StatusAccepted, summary(rec))
+		a.answer(w, req, http.StatusAccepted, rec.view())
 	}
 }
 
@@ -308,15 +325,7 @@ func (a *api) get(w http.ResponseWriter, req *http.Request) {
 		a.fail(w, req, lookupError(err))
 		return
 	}
-	d := Detail{
-		View: summary(rec), Items: rec.Items, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
-		Payment:  json.RawMessage(rec.paymentBody()),
-		Attempts: rec.Attempts, LastError: rec.LastError, NextAttempt: rec.NextAttempt,
-		TraceID: messaging.TraceIDOf(rec.Trace),
-	}
-	if d.Items == nil {
-		d.Items = []any{}
-	}
+	d := rec.detail()
 	if wantsText(req) {
 		a.answer(w, req, http.StatusOK, d.View)
 		return

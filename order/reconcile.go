@@ -162,7 +162,7 @@ func (r *reconciler) check(ctx context.Context, c *openOrder) error {
 		_ = r.l.open.Set(ctx, id, "check_at", time.Now().UTC().Add(r.horizon))
 		return err
 	}
-	if rec.Status != StatusPending {
+	if rec.State.final() {
 		if err := r.l.queue.unmarkPending(ctx, id); err != nil {
 			return err
 		}

@@ -371,7 +371,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	case err != nil:
 		d.giveBack(ctx, msg, retry, "due order not loaded", err)
 		return
-	case rec.Status != StatusPending:
+	case rec.State.final():
 		d.finish(ctx, msg, e.ID, retry) // completed or rejected meanwhile
 		return
 	}
@@ -398,7 +398,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		d.giveBack(ctx, msg, max(d.circuitWait(), d.redrive.Backoff), "", nil)
 		return
 	}
-	out := newResult(e.ID, attempt, e.LastError, &reply, ferr)
+	out := stateAfter(attempt, e.LastError, &reply, ferr)
 	traceOutcome(cctx, out)
 	compensate(cctx, d.hop, rec, out)
 	d.m.attempts.WithLabelValues(out.Status).Inc()
@@ -414,7 +414,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		_ = d.queue.markPending(cctx, e.ID, since)
 	}
 	// The outcome's writes are the re-drive's: in its trace (cctx).
-	next, first, err := d.saveResult(cctx, out, since)
+	next, first, err := d.saveResult(cctx, e.ID, out, since)
 	if err != nil {
 		d.giveBack(cctx, msg, retry, "re-drive outcome not recorded", err)
 		return
