@@ -72,7 +72,7 @@ var Service = service.Service{
 			}
 			parts.Background = rd.run
 			if every := d.Config.Redrive.ReconcileEvery; every > 0 {
-				rc := &reconciler{l: b, every: every, horizon: wait, m: m, log: d.Log.With("reconciler", true)}
+				rc := &reconciler{ledger: b, every: every, horizon: wait, m: m, log: d.Log.With("reconciler", true)}
 				parts.Background = func(ctx context.Context) {
 					var wg sync.WaitGroup
 					wg.Go(func() { rc.run(ctx) })
@@ -102,8 +102,8 @@ func firstTimer(b messaging.BreakerSettings, after time.Duration) time.Duration 
 }
 
 type api struct {
-	hop *service.Hop
-	*ledger
+	hop        *service.Hop
+	ledger     *ledger
 	log        *slog.Logger
 	firstTimer time.Duration
 	checkIn    time.Duration // when the reconciler first looks at a new order: after its first timer and a run
@@ -212,29 +212,29 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	// Write-ahead: the order's timer is set, then its copy among the open orders, before it may
 	// be saved, so an order saved by a process that dies from here on is re-driven by another,
 	// and one whose timer goes missing is found by the reconciler (see the package doc).
-	first := entry{ID: o.ID, DB: a.db, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}
-	timer, armed, err := a.queue.schedule(ctx, first, true)
+	first := entry{ID: o.ID, DB: a.ledger.db, Since: time.Now().UTC(), Due: dueIn(a.firstTimer)}
+	timer, armed, err := a.ledger.queue.schedule(ctx, first, true)
 	if err != nil {
 		a.log.ErrorContext(ctx, "order not queued", "id", o.ID, "err", err)
 		a.fail(w, req, problem.Errorf(http.StatusServiceUnavailable, "order queue unavailable: nothing was saved; retrying later with the same id is safe"))
 		return
 	}
 	rec := newRecord(ctx, b)
-	opened, err := a.openCopy(ctx, rec, a.checkIn)
+	opened, err := a.ledger.openCopy(ctx, rec, a.checkIn)
 	if err != nil {
 		a.log.ErrorContext(ctx, "order's open copy not saved", "id", o.ID, "err", err)
 		a.fail(w, req, service.StoreError(err)) // the order itself was not sent
 		return
 	}
-	rec, created, err := service.Save(ctx, a.hop, a.orders, rec)
+	rec, created, err := service.Save(ctx, a.hop, a.ledger.orders, rec)
 	if err != nil {
 		if code := problem.From(err).Code; code < http.StatusInternalServerError {
 			// Refused (409, 422): nothing of ours was saved. After a 409 the open copy stays,
 			// even ours: the order holding the id may be another request's, relying on it, and
 			// the reconciler removes it once that order is final.
-			_ = a.queue.deleteTimer(ctx, timer)
+			_ = a.ledger.queue.deleteTimer(ctx, timer)
 			if opened && code != http.StatusConflict {
-				a.closeOpen(ctx, o.ID)
+				a.ledger.closeOpen(ctx, o.ID)
 			}
 		} else {
 			// The timer and the copy stay: the order is found, or saved from its copy, and run.
@@ -244,14 +244,14 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !created {
-		if err := a.loadState(ctx, rec); err != nil {
+		if err := a.ledger.loadState(ctx, rec); err != nil {
 			a.fail(w, req, lookupError(err))
 			return
 		}
 		if rec.State.final() {
-			_ = a.queue.deleteTimer(ctx, timer) // a final order needs no timer, nor a copy
+			_ = a.ledger.queue.deleteTimer(ctx, timer) // a final order needs no timer, nor a copy
 			if opened {
-				a.closeOpen(ctx, o.ID)
+				a.ledger.closeOpen(ctx, o.ID)
 			}
 		}
 		a.answer(w, req, http.StatusOK, rec.view())
@@ -260,7 +260,7 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 	if !armed {
 		// The order had an entry already, left by an earlier request whose insert never landed:
 		// it may fire before this one finishes, or have fired. This order gets its own timer.
-		if timer, _, err = a.queue.schedule(ctx, first, false); err != nil {
+		if timer, _, err = a.ledger.queue.schedule(ctx, first, false); err != nil {
 			a.log.WarnContext(ctx, "order's own timer not set; an earlier one stays", "id", o.ID, "err", err)
 		}
 	}
@@ -283,10 +283,10 @@ func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Re
 	out := stateAfter(1, "", &reply, ferr)
 	traceOutcome(ctx, out)
 	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded
-	_, _, err := a.saveResult(ctx, rec.ID, out, rec.CreatedAt)
+	_, _, err := a.ledger.saveResult(ctx, rec.ID, out, rec.CreatedAt)
 	if err == nil && out.final() {
-		_ = a.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
-		a.closeOpen(ctx, rec.ID)
+		_ = a.ledger.queue.deleteTimer(ctx, timer) // left behind, it fires and finds the order final
+		a.ledger.closeOpen(ctx, rec.ID)
 	}
 	rec.State = *out
 	if err != nil && out.final() {
@@ -297,7 +297,7 @@ func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Re
 		out = &state{Status: StatusPending, Hops: out.Hops, Attempts: 1,
 			Reason: "saved, but its outcome could not be recorded yet: it will be, by itself (" + out.Status + " so far)"}
 		out.LastError = out.Reason
-		if _, _, qerr := a.saveResult(ctx, rec.ID, out, rec.CreatedAt); qerr != nil {
+		if _, _, qerr := a.ledger.saveResult(ctx, rec.ID, out, rec.CreatedAt); qerr != nil {
 			a.log.WarnContext(ctx, "re-drive not brought forward; the order's first timer stays", "id", rec.ID, "err", qerr)
 		}
 		rec.State = *out
@@ -317,9 +317,9 @@ func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Re
 }
 
 func (a *api) get(w http.ResponseWriter, req *http.Request) {
-	rec, err := a.orders.Get(req.Context(), chi.URLParam(req, "id"))
+	rec, err := a.ledger.orders.Get(req.Context(), chi.URLParam(req, "id"))
 	if err == nil {
-		err = a.loadState(req.Context(), rec)
+		err = a.ledger.loadState(req.Context(), rec)
 	}
 	if err != nil {
 		a.fail(w, req, lookupError(err))

@@ -11,7 +11,9 @@ import (
 )
 
 // ledger is where orders and what became of them are kept: the orders, their final outcomes and
-// a copy of those not final yet in the store, the orders not final yet in the queue.
+// a copy of those not final yet in the store, the orders not final yet in the queue. The api,
+// the redriver and the reconciler each hold it in a field named ledger, not embedded, so that
+// a call reads as the ledger's where it is made (a.ledger.saveResult).
 type ledger struct {
 	orders  *store.Collection[record]
 	results *store.Collection[result]

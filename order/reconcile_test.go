@@ -86,6 +86,6 @@ func benchReconciler(b *testing.B, completed, inFlight int) *reconciler {
 	if n, err := client.Database(db).Collection(Collection).CountDocuments(context.Background(), bson.D{}); err != nil || n != int64(completed) {
 		b.Fatalf("%d orders stored (%v), want %d", n, err, completed)
 	}
-	return &reconciler{l: l, every: time.Hour, horizon: time.Minute, m: newRedriveMetrics(prometheus.NewRegistry(), l.queue, 0),
+	return &reconciler{ledger: l, every: time.Hour, horizon: time.Minute, m: newRedriveMetrics(prometheus.NewRegistry(), l.queue, 0),
 		log: slog.New(slog.DiscardHandler)}
 }

@@ -128,7 +128,7 @@ func (g pendingGauges) Collect(ch chan<- prometheus.Metric) {
 // redriver takes due orders from the queue and runs their chain again (see the package doc),
 // as many at once as the admission limit leaves room for.
 type redriver struct {
-	*ledger
+	ledger    *ledger
 	hop       *service.Hop
 	consumer  jetstream.Consumer
 	ackWait   time.Duration
@@ -174,11 +174,11 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
 func (d *redriver) heal(ctx context.Context) {
-	d.queue.heal(ctx, QueueTimeout)
+	d.ledger.queue.heal(ctx, QueueTimeout)
 	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
 	defer cancel()
-	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		_, _ = d.queue.stream.CreateConsumer(ctx, d.consumer.CachedInfo().Config) // as last seen (see queue.heal)
+	if _, err := d.ledger.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, _ = d.ledger.queue.stream.CreateConsumer(ctx, d.consumer.CachedInfo().Config) // as last seen (see queue.heal)
 	}
 }
 
@@ -289,11 +289,11 @@ func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.D
 // otherwise it gives it back, to be found final and finished again after retry. Its open copy
 // goes too.
 func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, retry time.Duration) {
-	if err := d.queue.unmarkPending(ctx, id); err != nil {
+	if err := d.ledger.queue.unmarkPending(ctx, id); err != nil {
 		d.giveBack(ctx, msg, retry, "final order's pending mark not removed", err)
 		return
 	}
-	d.closeOpen(ctx, id)
+	d.ledger.closeOpen(ctx, id)
 	_ = msg.Ack()
 }
 
@@ -306,11 +306,11 @@ func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, ret
 func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, e entry) {
 	if _, said := d.foreign.LoadOrStore(e.DB, true); !said {
 		d.log.WarnContext(ctx, "due orders of another database are in this NATS's queue: put back for its own order instances; give each database a NATS of its own",
-			"their_db", e.DB, "our_db", d.db)
+			"their_db", e.DB, "our_db", d.ledger.db)
 	}
 	d.m.foreign.Inc()
 	e.Due = dueIn(foreignDelay)
-	if _, _, err := d.queue.schedule(ctx, e, false); err != nil {
+	if _, _, err := d.ledger.queue.schedule(ctx, e, false); err != nil {
 		d.giveBack(ctx, msg, foreignDelay, "due order of another database not put back", err)
 		return
 	}
@@ -334,7 +334,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	if deliveries > 1 {
 		d.m.redelivered.Inc()
 	}
-	retry := redriveBackoff(d.redrive, deliveries) // when this run fails: later each time
+	retry := redriveBackoff(d.ledger.redrive, deliveries) // when this run fails: later each time
 	var e entry
 	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
 		d.log.ErrorContext(ctx, "unreadable due order dropped", "subject", msg.Subject(), "err", err)
@@ -342,13 +342,13 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := d.log.With("id", e.ID)
-	if e.DB != "" && e.DB != d.db {
+	if e.DB != "" && e.DB != d.ledger.db {
 		d.notOurs(ctx, msg, e)
 		return
 	}
-	rec, err := d.find(ctx, e.ID)
+	rec, err := d.ledger.find(ctx, e.ID)
 	if err == nil {
-		err = d.loadFinal(ctx, rec)
+		err = d.ledger.loadFinal(ctx, rec)
 	}
 	switch {
 	case errors.Is(err, errNotYet):
@@ -395,7 +395,7 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
 		// Payment was not asked (another call took the trial, or the bulkhead is full): not an
 		// attempt. Back after the circuit's delay.
-		d.giveBack(ctx, msg, max(d.circuitWait(), d.redrive.Backoff), "", nil)
+		d.giveBack(ctx, msg, max(d.circuitWait(), d.ledger.redrive.Backoff), "", nil)
 		return
 	}
 	out := stateAfter(attempt, e.LastError, &reply, ferr)
@@ -411,10 +411,10 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 		// Marked before its next timer is set, so the run that timer starts, which may be
 		// another instance's, finds the mark to purge. Best effort: only the age of the oldest
 		// pending order reads it, and the next run that leaves the order pending marks it again.
-		_ = d.queue.markPending(cctx, e.ID, since)
+		_ = d.ledger.queue.markPending(cctx, e.ID, since)
 	}
 	// The outcome's writes are the re-drive's: in its trace (cctx).
-	next, first, err := d.saveResult(cctx, e.ID, out, since)
+	next, first, err := d.ledger.saveResult(cctx, e.ID, out, since)
 	if err != nil {
 		d.giveBack(cctx, msg, retry, "re-drive outcome not recorded", err)
 		return
