@@ -58,11 +58,12 @@ func SinceSubject(id string) string { return "orders.since." + subjectKey(id) }
 
 // entry is an order's message in the queue: what its timer carries to the re-driver, and what
 // GET /orders/{id} reads of an order that is not final. It is a contract with the entries
-// already in a stream and with other versions of order reading them, so it keeps its own JSON
-// and is made from and read as a state only here (state.entry, entry.state). It carries a
-// pending state and what the re-driver needs beside it: whose order it is (DB), since when
-// (Since), and when it is due. It has no updated_at (the order shows its saved time until it is
-// final) and no compensation (only a final, rejected order has one).
+// already in a stream and with other versions of order reading them, so it keeps its own JSON;
+// a state goes in and comes out only here (state.entry, entry.state). It carries a pending
+// state — none in a first timer (Attempts 0), set by POST /create or the reconciler — and what
+// the re-driver needs beside it: whose order it is (DB), since when (Since), and when it is
+// due. It has no updated_at (the order shows its saved time until it is final) and no
+// compensation (only a final, rejected order has one).
 type entry struct {
 	ID        string           `json:"id"`
 	DB        string           `json:"db,omitempty"`         // the database the order is in (MONGO_DB); none before it was kept
