@@ -7,7 +7,7 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// compensate is the saga's undo, for a run whose outcome out is a rejection: before out is
+// compensate is the saga's undo, for a run that left rec rejected (out): before out is
 // recorded, it asks the chain to void what it did for the order (service.Hop.VoidNext: payment
 // voids its payment, and passes the void on to any later service that declared an undo). Once the
 // void has answered from every hop asked, out stays rejected and shows what was voided. If it
@@ -18,7 +18,7 @@ import (
 // itself for good (a 4xx), which no retry would change: then it is rejected showing the void
 // "refused", and logged as an error for a person to look at. Order knows no service's fields: it
 // sends the payment body as it sent it to create.
-func compensate(ctx context.Context, hop *service.Hop, rec *record, out *result) {
+func compensate(ctx context.Context, hop *service.Hop, rec *record, out *state) {
 	if out.Status != StatusRejected {
 		return
 	}

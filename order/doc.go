@@ -7,6 +7,31 @@
 // It must not know payment's or shipment's fields: it checks the body it sends payment with the
 // next services' own rules (service.Split) and keeps it as sent.
 //
+// # One shape of an order
+//
+// An order has one shape of its own, its record and the state in it; every other is made from
+// them in one place:
+//   - Order is order's own part of the client's body: checked, then kept in a record.
+//   - record is the order as saved — what was ordered, the body sent to payment, who asked it
+//     and in which trace — and its State. It is inserted once into orders (and a copy into
+//     orders_open until it is final) and never changed: the State it holds there is the one it
+//     was saved in, pending and in progress. Loading an order (ledger.loadState) gives its
+//     record the state it is in now.
+//   - state is where the order's chain stands: its status and reason, the hops of its last run,
+//     its attempts and last error, what a rejection voided, when it is re-driven next. A run of
+//     the chain makes a new one (stateAfter). A final one is kept in order_outcomes as a result
+//     (the state under the order's id); a pending one rides in the order's timer as an entry.
+//   - View and Detail, the API's answers, are made from a record by record.view and
+//     record.detail, and by nothing else. entry, the queue's message, is made from a state by
+//     state.entry and read back by entry.state; its doc says why it carries what it carries.
+//
+// The store's documents (record, result, openOrder, hopRecord for the hops) are their own
+// types, not the API's or the queue's (DESIGN.md), and the answers and the queue's message are
+// contracts of their own, with clients and with entries already in a stream: so each keeps its
+// own fields, and is derived from the state rather than filled by hand where it is used.
+// shape_test.go keeps the rule: the documents, entries and answers as earlier versions wrote
+// them are written and read the same, and every field of the state shows in GET /orders/{id}.
+//
 // # Pending orders: a write-ahead timer in JetStream, a copy in the store
 //
 // The fast path of orders not final yet is NATS JetStream: one stream, ORDERS (replicated

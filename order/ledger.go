@@ -11,7 +11,9 @@ import (
 )
 
 // ledger is where orders and what became of them are kept: the orders, their final outcomes and
-// a copy of those not final yet in the store, the orders not final yet in the queue.
+// a copy of those not final yet in the store, the orders not final yet in the queue. The api,
+// the redriver and the reconciler each hold it in a field named ledger, not embedded, so that
+// a call reads as the ledger's where it is made (a.ledger.saveResult).
 type ledger struct {
 	orders  *store.Collection[record]
 	results *store.Collection[result]
@@ -24,38 +26,34 @@ type ledger struct {
 	log *slog.Logger
 }
 
-// loadState applies to rec what became of it: its final outcome, else its entry in the queue,
-// else nothing (its chain has not answered yet).
+// loadState applies to rec what became of it: its final outcome, else the state its entry in
+// the queue carries, else nothing (its chain has not answered yet).
 func (b *ledger) loadState(ctx context.Context, rec *record) error {
-	if err := b.loadFinal(ctx, rec); err != nil || rec.Status != StatusPending {
+	if err := b.loadFinal(ctx, rec); err != nil || rec.State.final() {
 		return err
 	}
 	e, ok, err := b.queue.pending(ctx, rec.ID)
 	if err != nil || !ok || e.Attempts == 0 {
 		return err // not run yet: as saved, in progress
 	}
-	rec.Status, rec.Reason, rec.Hops = StatusPending, e.Reason, toHops(e.Reply)
-	rec.Attempts, rec.LastError = e.Attempts, e.LastError
-	due := e.Due
-	rec.NextAttempt = &due
+	rec.State = e.state(rec.State.UpdatedAt) // as saved: an entry does not say when its run was
 	return nil
 }
 
-// saveResult keeps the outcome of a run of the chain: a final one is inserted into the outcomes (a
-// duplicate is a concurrent run that finished first, equally true: first is false); a pending one
-// becomes the order's timer, due after the backoff of its attempt. since is when the order was
-// first queued.
-func (b *ledger) saveResult(ctx context.Context, out *result, since time.Time) (due time.Time, first bool, err error) {
-	if out.final() {
-		err := b.results.Insert(ctx, out)
+// saveResult keeps st, the state a run of the chain left order id in: a final one is inserted
+// into the outcomes (a duplicate is a concurrent run that finished first, equally true: first is
+// false); a pending one becomes the order's timer, due after the backoff of its attempt. since is
+// when the order was first queued.
+func (b *ledger) saveResult(ctx context.Context, id string, st *state, since time.Time) (due time.Time, first bool, err error) {
+	if st.final() {
+		err := b.results.Insert(ctx, &result{ID: id, State: *st})
 		if err != nil && !errors.Is(err, store.ErrDuplicate) {
 			return time.Time{}, false, err
 		}
 		return time.Time{}, err == nil, nil
 	}
-	due = dueIn(redriveBackoff(b.redrive, out.Attempts))
-	_, _, err = b.queue.schedule(ctx, entry{ID: out.ID, DB: b.db, Attempts: out.Attempts, Reason: out.Reason,
-		Reply: out.Hops.reply(), LastError: out.LastError, Since: since, Due: due}, false)
+	due = dueIn(redriveBackoff(b.redrive, st.Attempts))
+	_, _, err = b.queue.schedule(ctx, st.entry(id, b.db, since, due), false)
 	return due, true, err
 }
 
@@ -64,7 +62,7 @@ func (b *ledger) loadFinal(ctx context.Context, rec *record) error {
 	out, err := b.results.Get(ctx, rec.ID)
 	switch {
 	case err == nil:
-		rec.setResult(out)
+		rec.State = out.State
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil

@@ -62,9 +62,32 @@ const (
 	StatusRejected  = "rejected"  // a hop refused it (4xx, e.g. a payment id already used): it never will; what was paid is voided
 )
 
-// record is an order as stored in the orders collection: inserted once, never changed. Status
-// and Reason are the order's state when it was saved (pending, in progress); what became of it
-// since is its result (see result), applied by ledger.loadState along with the fields below.
+// state is where an order's chain stands: the one shape of an order's progress, however it is
+// kept or shown (see the package doc, "One shape of an order"). The order as saved holds the
+// state it was saved in; a run of the chain makes a new one (stateAfter), kept as the order's
+// final result or carried by its timer while it is pending; what the API shows is read from it.
+type state struct {
+	Status    string     `bson:"status"`
+	Reason    string     `bson:"reason,omitempty"`
+	Hops      *hopRecord `bson:"hops,omitempty"` // what the last run answered
+	UpdatedAt time.Time  `bson:"updated_at"`
+	// What the runs made of it: none yet in an order as saved, so omitted there (a result
+	// always has an attempt).
+	Attempts  int    `bson:"attempts,omitempty"`   // runs of the chain that answered: the first, then re-drives
+	LastError string `bson:"last_error,omitempty"` // why the last run that did not complete did not
+	// Compensation is what a rejection undid, by service: {"payment": "voided"} (see compensate).
+	Compensation map[string]messaging.Outcome `bson:"compensation,omitempty"`
+	// NextAttempt is when a pending order is re-driven next, at the earliest: its timer's, read
+	// from the queue (entry.state), never stored.
+	NextAttempt *time.Time `bson:"-"`
+}
+
+// final reports whether an order in this state will never change.
+func (st *state) final() bool { return st.Status != StatusPending }
+
+// record is an order as stored in the orders collection (and, until it is final, its copy in
+// orders_open): inserted once, never changed. Its State is, as stored, the state the order was
+// saved in (pending, in progress); once loaded (ledger.loadState), what became of it since.
 type record struct {
 	store.Meta `bson:",inline"`
 	Date       *time.Time `bson:"date,omitempty"`
@@ -72,17 +95,9 @@ type record struct {
 	// PaymentBody is the body order sends payment, as it sent it first, so a re-drive sends the
 	// same bytes (payment recognises them as a replay).
 	PaymentBody string         `bson:"payment_body"`
-	Legacy      *legacyPayment `bson:"payment,omitempty"` // an order saved before payment_body (see legacyBody)
-	Status      string         `bson:"status"`
-	Reason      string         `bson:"reason,omitempty"`
-	Hops        *hopRecord     `bson:"hops,omitempty"`
-	UpdatedAt   time.Time      `bson:"updated_at"`
-	// From the outcome, never stored with the order.
-	Attempts    int        `bson:"-"` // runs of the chain that answered: the first, then re-drives
-	LastError   string     `bson:"-"` // why the last run that did not complete did not
-	NextAttempt *time.Time `bson:"-"` // when a pending order is re-driven next, at the earliest
-	// What a rejection undid, by service: {"payment": "voided"} (see compensate).
-	Compensation map[string]messaging.Outcome `bson:"-"`
+	Legacy      *legacyPayment `bson:"payment,omitempty"` // an order saved before payment_body (see paymentBody)
+	// State is a named field, not embedded: the store's codec skips an embedded unexported type.
+	State state `bson:",inline"`
 }
 
 // legacyPayment is the payment as orders saved before payment_body stored it, flattened.
@@ -105,51 +120,36 @@ func (rec *record) paymentBody() []byte {
 	return b
 }
 
-// result is what became of an order's chain (messaging.Outcome is one hop's, in a reply). A final one (completed, rejected) is inserted once
-// into order_outcomes, kept apart from the order so that the order is written once and the
-// result is an insert (a duplicate is a concurrent run that ended the same way). A pending one
-// is never stored: it rides in the order's timer in the queue (see queue.go).
+// result is a final state as kept in order_outcomes: inserted once, apart from the order, so
+// that the order is written once and the result is an insert (a duplicate is a concurrent run
+// that ended the same way). A pending state is never stored: it rides in the order's timer in
+// the queue (see entry).
 type result struct {
-	ID        string     `bson:"_id"`
-	Status    string     `bson:"status"`
-	Reason    string     `bson:"reason,omitempty"`
-	Hops      *hopRecord `bson:"hops,omitempty"`
-	UpdatedAt time.Time  `bson:"updated_at"`
-	Attempts  int        `bson:"attempts"`
-	LastError string     `bson:"last_error,omitempty"`
-	// Compensation is what was voided for a rejected order, by service (see compensate).
-	Compensation map[string]messaging.Outcome `bson:"compensation,omitempty"`
+	ID    string `bson:"_id"`
+	State state  `bson:",inline"`
 }
 
 // ResultsCollection holds the final results of orders, inserted once (its name is older than the type's).
 const ResultsCollection = "order_outcomes"
 
-// newResult is the result of an order's attempt-th run of the chain, which answered reply (or
-// failed with ferr before it could call). lastError is the previous run's, kept when this one
-// completes: it tells why the order needed more than one.
-func newResult(id string, attempt int, lastError string, reply *messaging.Reply, ferr error) *result {
-	out := &result{ID: id, Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
-	out.Status, out.Reason = statusOf(reply)
+// stateAfter is the state an order's attempt-th run of the chain leaves it in, the run having
+// answered reply (or failed with ferr before it could call). lastError is the previous run's,
+// kept when this one completes: it tells why the order needed more than one.
+func stateAfter(attempt int, lastError string, reply *messaging.Reply, ferr error) *state {
+	st := &state{Hops: toHops(reply), UpdatedAt: time.Now().UTC(), Attempts: attempt}
+	st.Status, st.Reason = statusOf(reply)
 	if ferr != nil {
-		out.Status, out.Reason, out.Hops = StatusPending, "order failed: "+problem.From(ferr).Description, nil
+		st.Status, st.Reason, st.Hops = StatusPending, "order failed: "+problem.From(ferr).Description, nil
 	}
-	out.LastError = lastError
-	if out.Status != StatusCompleted {
-		out.LastError = out.Reason
+	st.LastError = lastError
+	if st.Status != StatusCompleted {
+		st.LastError = st.Reason
 	}
-	return out
+	return st
 }
 
-// final reports whether an order with this result will never change.
-func (o *result) final() bool { return o.Status != StatusPending }
-
-// setResult makes rec show o.
-func (rec *record) setResult(o *result) {
-	rec.Status, rec.Reason, rec.Hops, rec.UpdatedAt = o.Status, o.Reason, o.Hops, o.UpdatedAt
-	rec.Attempts, rec.LastError, rec.Compensation = o.Attempts, o.LastError, o.Compensation
-}
-
-// hopRecord is a stored messaging.Reply.
+// hopRecord is a stored messaging.Reply: the store's own type for the hops (DESIGN.md: store
+// documents are not wire types), converted at the edges (toHops, reply).
 type hopRecord struct {
 	Service string     `bson:"service"`
 	Time    time.Time  `bson:"time"`
@@ -163,6 +163,7 @@ type hopRecord struct {
 // process die there, it stays the truth: nobody knows yet whether payment happened.
 const ReasonInProgress = "in progress: payment has not answered yet"
 
+// newRecord is order b as it is saved: its chain not answered yet.
 func newRecord(ctx context.Context, b service.Body[Order]) *record {
 	o := b.Own
 	var date *time.Time
@@ -172,10 +173,11 @@ func newRecord(ctx context.Context, b service.Body[Order]) *record {
 	meta := service.Meta(ctx, o.ID, b.Canonical)
 	return &record{
 		Meta: meta, Date: date, Items: o.Items, PaymentBody: string(b.Next),
-		Status: StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt,
+		State: state{Status: StatusPending, Reason: ReasonInProgress, UpdatedAt: meta.CreatedAt},
 	}
 }
 
+// toHops is reply r as the store keeps it.
 func toHops(r *messaging.Reply) *hopRecord {
 	if r == nil {
 		return nil
@@ -184,6 +186,7 @@ func toHops(r *messaging.Reply) *hopRecord {
 		Line: r.Line, Next: toHops(r.Next)}
 }
 
+// reply is the messaging.Reply h keeps.
 func (h *hopRecord) reply() *messaging.Reply {
 	if h == nil {
 		return nil

@@ -52,17 +52,37 @@ func DueSubject(id string) string { return "orders.due." + subjectKey(id) }
 // SinceSubject is where order id's pending mark is, while it has one.
 func SinceSubject(id string) string { return "orders.since." + subjectKey(id) }
 
-// entry is what a timer carries to the re-driver, and what GET /orders/{id} shows of an order
-// that is not final: its pending outcome so far and when it is due.
+// entry is an order's message in the queue: what its timer carries to the re-driver, and what
+// GET /orders/{id} reads of an order that is not final. It is a contract with the entries
+// already in a stream and with other versions of order reading them, so it keeps its own JSON;
+// a state goes in and comes out only here (state.entry, entry.state). It carries a pending
+// state — none in a first timer (Attempts 0), set by POST /create or the reconciler — and what
+// the re-driver needs beside it: whose order it is (DB), since when (Since), and when it is
+// due. It has no updated_at (the order shows its saved time until it is final) and no
+// compensation (only a final, rejected order has one).
 type entry struct {
 	ID        string           `json:"id"`
 	DB        string           `json:"db,omitempty"`         // the database the order is in (MONGO_DB); none before it was kept
-	Attempts  int              `json:"attempts"`             // runs of the chain that answered
+	Attempts  int              `json:"attempts"`             // runs of the chain that answered; 0: none yet (a first timer)
 	Reason    string           `json:"reason,omitempty"`     // why the last run did not complete
 	Reply     *messaging.Reply `json:"reply,omitempty"`      // what the last run answered
-	LastError string           `json:"last_error,omitempty"` // = Reason, kept when a run completes
+	LastError string           `json:"last_error,omitempty"` // = Reason; the run that completes the order keeps it
 	Since     time.Time        `json:"since"`                // when the order was first queued
 	Due       time.Time        `json:"due"`                  // when its timer fires
+}
+
+// entry is order id's timer while it is pending in st, due at due. db and since are as in entry.
+func (st *state) entry(id, db string, since, due time.Time) entry {
+	return entry{ID: id, DB: db, Attempts: st.Attempts, Reason: st.Reason, Reply: st.Hops.reply(),
+		LastError: st.LastError, Since: since, Due: due}
+}
+
+// state is the pending state e carries, its next attempt when e is due. e does not say when its
+// run was: the state says updated, the time the order was last known to change.
+func (e *entry) state(updated time.Time) state {
+	due := e.Due
+	return state{Status: StatusPending, Reason: e.Reason, Hops: toHops(e.Reply), UpdatedAt: updated,
+		Attempts: e.Attempts, LastError: e.LastError, NextAttempt: &due}
 }
 
 // ErrQueueUnavailable is JetStream not answering: an order that cannot be queued is not taken.

@@ -101,7 +101,7 @@ const reconcileBatch = 100
 // holding only the orders not final yet. Any number of instances may sweep at once: what a
 // sweep does to an order is the same whoever does it, and done twice is done once.
 type reconciler struct {
-	l       *ledger
+	ledger  *ledger
 	every   time.Duration // RECONCILE_EVERY
 	horizon time.Duration // how long after an order's entry is due it is looked at again: the longest run (ackWait)
 	m       *redriveMetrics
@@ -127,7 +127,7 @@ func (r *reconciler) run(ctx context.Context) {
 // sweep looks at the open orders whose time has come, earliest first.
 func (r *reconciler) sweep(ctx context.Context) error {
 	r.m.sweeps.Inc()
-	due, err := r.l.open.Before(ctx, "check_at", time.Now().UTC(), reconcileBatch)
+	due, err := r.ledger.open.Before(ctx, "check_at", time.Now().UTC(), reconcileBatch)
 	if err != nil {
 		return err
 	}
@@ -147,40 +147,40 @@ func (r *reconciler) sweep(ctx context.Context) error {
 // sets when it is looked at next.
 func (r *reconciler) check(ctx context.Context, c *openOrder) error {
 	id := c.Order.ID
-	rec, err := r.l.find(ctx, id)
+	rec, err := r.ledger.find(ctx, id)
 	switch {
 	case errors.Is(err, errNotYet):
-		return r.l.open.Set(ctx, id, "check_at", c.Order.CreatedAt.Add(insertHorizon).UTC())
+		return r.ledger.open.Set(ctx, id, "check_at", c.Order.CreatedAt.Add(insertHorizon).UTC())
 	case errors.Is(err, store.ErrNotFound):
 		return nil // its copy went since the sweep read it: final, or refused
 	case err == nil:
-		err = r.l.loadFinal(ctx, rec)
+		err = r.ledger.loadFinal(ctx, rec)
 	}
 	if err != nil {
 		// Looked at again after the horizon, not at the next sweep: one that keeps failing
 		// must not hold up the others.
-		_ = r.l.open.Set(ctx, id, "check_at", time.Now().UTC().Add(r.horizon))
+		_ = r.ledger.open.Set(ctx, id, "check_at", time.Now().UTC().Add(r.horizon))
 		return err
 	}
-	if rec.Status != StatusPending {
-		if err := r.l.queue.unmarkPending(ctx, id); err != nil {
+	if rec.State.final() {
+		if err := r.ledger.queue.unmarkPending(ctx, id); err != nil {
 			return err
 		}
-		return r.l.open.Delete(ctx, id)
+		return r.ledger.open.Delete(ctx, id)
 	}
-	e, ok, err := r.l.queue.pending(ctx, id)
+	e, ok, err := r.ledger.queue.pending(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		e = entry{ID: id, DB: r.l.db, Since: rec.CreatedAt, Due: dueIn(0)}
-		if _, _, err := r.l.queue.schedule(ctx, e, false); err != nil {
+		e = entry{ID: id, DB: r.ledger.db, Since: rec.CreatedAt, Due: dueIn(0)}
+		if _, _, err := r.ledger.queue.schedule(ctx, e, false); err != nil {
 			return err
 		}
 		r.m.rearmed.Inc()
 		r.log.WarnContext(ctx, "🧭 open order had nothing queued: given a timer again", "id", id)
 	}
-	return r.l.open.Set(ctx, id, "check_at", later(e.Due).Add(r.horizon))
+	return r.ledger.open.Set(ctx, id, "check_at", later(e.Due).Add(r.horizon))
 }
 
 // later is t, or now if t has passed.

@@ -57,8 +57,8 @@ func benchReconciler(b *testing.B, completed, inFlight int) *reconciler {
 		var orders, outcomes []any
 		for j := i; j < min(i+1000, completed); j++ {
 			id := fmt.Sprintf("done-%07d", j)
-			orders = append(orders, record{Meta: store.Meta{ID: id, CreatedAt: now}, Items: []any{}, Status: StatusPending, Reason: ReasonInProgress})
-			outcomes = append(outcomes, result{ID: id, Status: StatusCompleted, UpdatedAt: now, Attempts: 1})
+			orders = append(orders, record{Meta: store.Meta{ID: id, CreatedAt: now}, Items: []any{}, State: state{Status: StatusPending, Reason: ReasonInProgress}})
+			outcomes = append(outcomes, result{ID: id, State: state{Status: StatusCompleted, UpdatedAt: now, Attempts: 1}})
 		}
 		for coll, docs := range map[string][]any{Collection: orders, ResultsCollection: outcomes} {
 			if _, err := client.Database(db).Collection(coll).InsertMany(context.Background(), docs); err != nil {
@@ -86,6 +86,6 @@ func benchReconciler(b *testing.B, completed, inFlight int) *reconciler {
 	if n, err := client.Database(db).Collection(Collection).CountDocuments(context.Background(), bson.D{}); err != nil || n != int64(completed) {
 		b.Fatalf("%d orders stored (%v), want %d", n, err, completed)
 	}
-	return &reconciler{l: l, every: time.Hour, horizon: time.Minute, m: newRedriveMetrics(prometheus.NewRegistry(), l.queue, 0),
+	return &reconciler{ledger: l, every: time.Hour, horizon: time.Minute, m: newRedriveMetrics(prometheus.NewRegistry(), l.queue, 0),
 		log: slog.New(slog.DiscardHandler)}
 }

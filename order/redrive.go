@@ -128,7 +128,7 @@ func (g pendingGauges) Collect(ch chan<- prometheus.Metric) {
 // redriver takes due orders from the queue and runs their chain again (see the package doc),
 // as many at once as the admission limit leaves room for.
 type redriver struct {
-	*ledger
+	ledger    *ledger
 	hop       *service.Hop
 	consumer  jetstream.Consumer
 	ackWait   time.Duration
@@ -174,11 +174,11 @@ func newRedriver(ctx context.Context, b *ledger, hop *service.Hop, ackWait time.
 
 // heal creates the queue's streams and this consumer again if they are gone (see queue.heal).
 func (d *redriver) heal(ctx context.Context) {
-	d.queue.heal(ctx, QueueTimeout)
+	d.ledger.queue.heal(ctx, QueueTimeout)
 	ctx, cancel := context.WithTimeout(ctx, QueueTimeout)
 	defer cancel()
-	if _, err := d.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		_, _ = d.queue.stream.CreateConsumer(ctx, d.consumer.CachedInfo().Config) // as last seen (see queue.heal)
+	if _, err := d.ledger.queue.stream.Consumer(ctx, ConsumerName); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, _ = d.ledger.queue.stream.CreateConsumer(ctx, d.consumer.CachedInfo().Config) // as last seen (see queue.heal)
 	}
 }
 
@@ -289,11 +289,11 @@ func (d *redriver) giveBack(ctx context.Context, msg jetstream.Msg, delay time.D
 // otherwise it gives it back, to be found final and finished again after retry. Its open copy
 // goes too.
 func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, retry time.Duration) {
-	if err := d.queue.unmarkPending(ctx, id); err != nil {
+	if err := d.ledger.queue.unmarkPending(ctx, id); err != nil {
 		d.giveBack(ctx, msg, retry, "final order's pending mark not removed", err)
 		return
 	}
-	d.closeOpen(ctx, id)
+	d.ledger.closeOpen(ctx, id)
 	_ = msg.Ack()
 }
 
@@ -306,11 +306,11 @@ func (d *redriver) finish(ctx context.Context, msg jetstream.Msg, id string, ret
 func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, e entry) {
 	if _, said := d.foreign.LoadOrStore(e.DB, true); !said {
 		d.log.WarnContext(ctx, "due orders of another database are in this NATS's queue: put back for its own order instances; give each database a NATS of its own",
-			"their_db", e.DB, "our_db", d.db)
+			"their_db", e.DB, "our_db", d.ledger.db)
 	}
 	d.m.foreign.Inc()
 	e.Due = dueIn(foreignDelay)
-	if _, _, err := d.queue.schedule(ctx, e, false); err != nil {
+	if _, _, err := d.ledger.queue.schedule(ctx, e, false); err != nil {
 		d.giveBack(ctx, msg, foreignDelay, "due order of another database not put back", err)
 		return
 	}
@@ -321,65 +321,26 @@ func (d *redriver) notOurs(ctx context.Context, msg jetstream.Msg, e entry) {
 // instance of its own may be the next to take it, or another one again.
 const foreignDelay = 5 * time.Second
 
-// redriveOne runs the chain of one due order again. It acknowledges msg once the order is final and
-// recorded, or queued again with its next timer; anything else gives it back, and an instance
-// that dies here leaves it unacknowledged: JetStream delivers it again after the ack wait.
+// redriveOne runs the chain of one due order again, in steps: read the due entry, load the
+// order, call the chain, record what it made of the order, and acknowledge msg. It acknowledges
+// msg once the order is final and recorded, or queued again with its next timer; anything else
+// gives it back, and an instance that dies here leaves it unacknowledged: JetStream delivers it
+// again after the ack wait. Each step that ends the re-drive has dealt with msg and says false.
 func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	// The run is not cut short by a shutdown: it is bounded, and its outcome should be recorded.
 	ctx = context.WithoutCancel(ctx)
-	deliveries := 1
-	if meta, err := msg.Metadata(); err == nil {
-		deliveries = int(meta.NumDelivered)
-	}
-	if deliveries > 1 {
-		d.m.redelivered.Inc()
-	}
-	retry := redriveBackoff(d.redrive, deliveries) // when this run fails: later each time
-	var e entry
-	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
-		d.log.ErrorContext(ctx, "unreadable due order dropped", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
+	e, retry, ok := d.readDue(ctx, msg)
+	if !ok {
 		return
 	}
-	log := d.log.With("id", e.ID)
-	if e.DB != "" && e.DB != d.db {
-		d.notOurs(ctx, msg, e)
-		return
-	}
-	rec, err := d.find(ctx, e.ID)
-	if err == nil {
-		err = d.loadFinal(ctx, rec)
-	}
-	switch {
-	case errors.Is(err, errNotYet):
-		// Its insert may still be on its way, or its open copy is to be saved: look again later.
-		d.giveBack(ctx, msg, retry, "", nil)
-		return
-	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < QueueTimeout+insertHorizon:
-		// No order and no open copy yet: the copy's own insert may still be on its way (the
-		// copy goes first, after the timer). Looked for again once a live request would have
-		// written both.
-		d.giveBack(ctx, msg, QueueTimeout+insertHorizon-time.Since(e.Since), "", nil)
-		return
-	case errors.Is(err, store.ErrNotFound):
-		// Still no order and no copy: no insert of it was ever sent, or one held beyond any
-		// live request (a partition, a paused process) — and then its copy lands first, and
-		// the reconciler finds it.
-		log.InfoContext(ctx, "due order was never saved; dropped")
-		_ = msg.Ack()
-		return
-	case err != nil:
-		d.giveBack(ctx, msg, retry, "due order not loaded", err)
-		return
-	case rec.Status != StatusPending:
-		d.finish(ctx, msg, e.ID, retry) // completed or rejected meanwhile
+	rec, ok := d.load(ctx, msg, e, retry)
+	if !ok {
 		return
 	}
 	if wait := d.circuitWait(); wait > 0 {
 		d.giveBack(ctx, msg, wait, "", nil)
 		return
 	}
-
 	attempt := e.Attempts + 1
 	rid := rec.RequestID
 	if rid == "" {
@@ -388,51 +349,134 @@ func (d *redriver) redriveOne(ctx context.Context, msg jetstream.Msg) {
 	cctx := messaging.WithCall(ctx, messaging.Call{Hop: 1, RequestID: fmt.Sprintf("%s.r%d", rid, attempt), Origin: e.ID})
 	cctx, span := d.startRedrive(cctx, rec)
 	defer span.End()
-	log = log.With("attempt", attempt)
-	log.InfoContext(cctx, "🔁 re-driving pending order", "last_error", e.LastError)
-	_ = msg.InProgress()
-	reply, ferr := d.hop.Forward(cctx, rec.paymentBody())
-	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
-		// Payment was not asked (another call took the trial, or the bulkhead is full): not an
-		// attempt. Back after the circuit's delay.
-		d.giveBack(ctx, msg, max(d.circuitWait(), d.redrive.Backoff), "", nil)
+	log := d.log.With("id", e.ID, "attempt", attempt)
+	out, ok := d.call(cctx, msg, e, rec, attempt, log)
+	if !ok {
 		return
 	}
-	out := newResult(e.ID, attempt, e.LastError, &reply, ferr)
-	traceOutcome(cctx, out)
-	compensate(cctx, d.hop, rec, out)
-	d.m.attempts.WithLabelValues(out.Status).Inc()
 	since := e.Since
 	if since.IsZero() {
 		since = rec.CreatedAt
 	}
+	// The outcome's writes are the re-drive's: in its trace (cctx).
+	if next, first, ok := d.keep(cctx, msg, e.ID, out, since, retry); ok {
+		d.report(cctx, log, out, next, first)
+	}
+}
+
+// readDue reads the entry msg carries, and when to give it back should this re-drive fail:
+// later with each delivery. An unreadable one is dropped, one of another database put back for
+// its own instances (notOurs): false.
+func (d *redriver) readDue(ctx context.Context, msg jetstream.Msg) (e entry, retry time.Duration, ok bool) {
+	deliveries := 1
+	if meta, err := msg.Metadata(); err == nil {
+		deliveries = int(meta.NumDelivered)
+	}
+	if deliveries > 1 {
+		d.m.redelivered.Inc()
+	}
+	retry = redriveBackoff(d.ledger.redrive, deliveries)
+	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
+		d.log.ErrorContext(ctx, "unreadable due order dropped", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return e, 0, false
+	}
+	if e.DB != "" && e.DB != d.ledger.db {
+		d.notOurs(ctx, msg, e)
+		return e, 0, false
+	}
+	return e, retry, true
+}
+
+// load loads the order of due entry e with its final outcome, if any, and reports whether it is
+// to be run: otherwise msg was given back (not saved yet, or the store away), acknowledged (never
+// saved) or finished (final meanwhile).
+func (d *redriver) load(ctx context.Context, msg jetstream.Msg, e entry, retry time.Duration) (*record, bool) {
+	rec, err := d.ledger.find(ctx, e.ID)
+	if err == nil {
+		err = d.ledger.loadFinal(ctx, rec)
+	}
+	switch {
+	case errors.Is(err, errNotYet):
+		// Its insert may still be on its way, or its open copy is to be saved: look again later.
+		d.giveBack(ctx, msg, retry, "", nil)
+	case errors.Is(err, store.ErrNotFound) && time.Since(e.Since) < QueueTimeout+insertHorizon:
+		// No order and no open copy yet: the copy's own insert may still be on its way (the
+		// copy goes first, after the timer). Looked for again once a live request would have
+		// written both.
+		d.giveBack(ctx, msg, QueueTimeout+insertHorizon-time.Since(e.Since), "", nil)
+	case errors.Is(err, store.ErrNotFound):
+		// Still no order and no copy: no insert of it was ever sent, or one held beyond any
+		// live request (a partition, a paused process) — and then its copy lands first, and
+		// the reconciler finds it.
+		d.log.InfoContext(ctx, "due order was never saved; dropped", "id", e.ID)
+		_ = msg.Ack()
+	case err != nil:
+		d.giveBack(ctx, msg, retry, "due order not loaded", err)
+	case rec.State.final():
+		d.finish(ctx, msg, e.ID, retry) // completed or rejected meanwhile
+	default:
+		return rec, true
+	}
+	return nil, false
+}
+
+// call runs rec's chain as its attempt-th run and returns the state it leaves the order in, what
+// was paid voided if it was rejected (compensate). False when payment was not asked (another call
+// took the circuit's trial, or the bulkhead is full): not an attempt, and msg is given back, to
+// come again after the circuit's delay.
+func (d *redriver) call(ctx context.Context, msg jetstream.Msg, e entry, rec *record, attempt int, log *slog.Logger) (*state, bool) {
+	log.InfoContext(ctx, "🔁 re-driving pending order", "last_error", e.LastError)
+	_ = msg.InProgress()
+	reply, ferr := d.hop.Forward(ctx, rec.paymentBody())
+	if p := reply.Next; ferr == nil && p != nil && p.Outcome == messaging.OutcomeRejected {
+		d.giveBack(ctx, msg, max(d.circuitWait(), d.ledger.redrive.Backoff), "", nil)
+		return nil, false
+	}
+	out := stateAfter(attempt, e.LastError, &reply, ferr)
+	traceOutcome(ctx, out)
+	compensate(ctx, d.hop, rec, out)
+	d.m.attempts.WithLabelValues(out.Status).Inc()
+	return out, true
+}
+
+// keep records out, the state the re-drive left order id in (queued since since), and
+// acknowledges msg: a final one once its pending mark and open copy are gone (finish), a pending
+// one once its next timer, due at next, is set. first is as saveResult says. False when the
+// outcome could not be recorded: msg is given back, to be run again after retry.
+func (d *redriver) keep(ctx context.Context, msg jetstream.Msg, id string, out *state, since time.Time, retry time.Duration) (next time.Time, first, ok bool) {
 	_ = msg.InProgress()
 	if !out.final() {
 		// Marked before its next timer is set, so the run that timer starts, which may be
 		// another instance's, finds the mark to purge. Best effort: only the age of the oldest
 		// pending order reads it, and the next run that leaves the order pending marks it again.
-		_ = d.queue.markPending(cctx, e.ID, since)
+		_ = d.ledger.queue.markPending(ctx, id, since)
 	}
-	// The outcome's writes are the re-drive's: in its trace (cctx).
-	next, first, err := d.saveResult(cctx, out, since)
+	next, first, err := d.ledger.saveResult(ctx, id, out, since)
 	if err != nil {
-		d.giveBack(cctx, msg, retry, "re-drive outcome not recorded", err)
-		return
+		d.giveBack(ctx, msg, retry, "re-drive outcome not recorded", err)
+		return next, first, false
 	}
 	if out.final() {
-		d.finish(cctx, msg, e.ID, retry)
+		d.finish(ctx, msg, id, retry)
 	} else {
 		_ = msg.Ack()
 	}
+	return next, first, true
+}
+
+// report says what a re-drive recorded: out, the order's next attempt at next if it is pending,
+// and counts it recovered if it completed and this re-drive was the first to record it.
+func (d *redriver) report(ctx context.Context, log *slog.Logger, out *state, next time.Time, first bool) {
 	switch out.Status {
 	case StatusPending:
-		log.InfoContext(cctx, "⏳ still pending", "reason", out.Reason, "next_attempt", next)
+		log.InfoContext(ctx, "⏳ still pending", "reason", out.Reason, "next_attempt", next)
 	case StatusCompleted:
-		log.InfoContext(cctx, "✅ pending order completed")
+		log.InfoContext(ctx, "✅ pending order completed")
 		if first { // not a run that another instance finished first (a paused one, back)
 			d.m.recovered.Inc()
 		}
 	default:
-		log.WarnContext(cctx, "⛔ pending order rejected", "reason", out.Reason)
+		log.WarnContext(ctx, "⛔ pending order rejected", "reason", out.Reason)
 	}
 }

@@ -23,7 +23,7 @@ import (
 const AttrOrderStatus = attribute.Key("breakerchain.order.status")
 
 // traceOutcome puts what a run of the chain made of the order on the run's span.
-func traceOutcome(ctx context.Context, out *result) {
+func traceOutcome(ctx context.Context, out *state) {
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
