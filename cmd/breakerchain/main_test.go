@@ -431,7 +431,7 @@ func TestBannerMasksPasswords(t *testing.T) {
 // and returns the status code.
 func postSeed(t *testing.T, url, requestID string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(allinone.SeedOrder))
+	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(testkit.SeedOrder("1")))
 	req.Header.Set("Content-Type", "application/json")
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)

@@ -42,6 +42,9 @@ type Config struct {
 	Control *nats.Conn
 	// OrderURL is order's public HTTP API, where the page's button sends orders; "" for none.
 	OrderURL string
+	// OrderBody is the body the button sends for a new order with id: the chain's example, so
+	// it names every service's fields; nil for no orders.
+	OrderBody func(id string) []byte
 	Log      *slog.Logger
 }
 
@@ -240,9 +243,9 @@ type BurstResult struct {
 }
 
 // orders sends a burst of new orders to order's public API, four at a time, each with a fresh
-// id and the seed's body, as a client would.
+// id and the chain's example body, as a client would.
 func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
-	if s.cfg.Control == nil || s.cfg.OrderURL == "" {
+	if s.cfg.Control == nil || s.cfg.OrderURL == "" || s.cfg.OrderBody == nil {
 		wire.WriteError(w, http.StatusForbidden, "this dashboard sends no orders: it has no order URL or no controls", "")
 		return
 	}
@@ -275,8 +278,7 @@ func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
 }
 
 func (s *Server) sendOrder(ctx context.Context, id string) string {
-	body := fmt.Sprintf(`{"id":%q,"items":[],"payment":{"id":%q,"amount":0,"shipment":{"id":%q,"directions":"home"}}}`, id, id, id)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.cfg.OrderURL, "/")+"/create", bytes.NewBufferString(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.cfg.OrderURL, "/")+"/create", bytes.NewReader(s.cfg.OrderBody(id)))
 	if err != nil {
 		return "error"
 	}
