@@ -246,7 +246,7 @@ type BurstResult struct {
 // id and the chain's example body, as a client would.
 func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
 	if s.cfg.Control == nil || s.cfg.OrderURL == "" || s.cfg.OrderBody == nil {
-		wire.WriteError(w, http.StatusForbidden, "this dashboard sends no orders: it has no order URL or no controls", "")
+		wire.WriteError(w, http.StatusForbidden, "this dashboard sends no orders: it has no order URL, no order body or no controls", "")
 		return
 	}
 	body, ok := readJSON(w, req)
