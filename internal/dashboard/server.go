@@ -45,7 +45,7 @@ type Config struct {
 	// OrderBody is the body the button sends for a new order with id: the chain's example, so
 	// it names every service's fields; nil for no orders.
 	OrderBody func(id string) []byte
-	Log      *slog.Logger
+	Log       *slog.Logger
 }
 
 // Server is a running dashboard: its Handler serves the page, the event stream and the controls.
