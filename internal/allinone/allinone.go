@@ -3,7 +3,10 @@
 // or, as `breakerchain servers`, the servers alone. It is a local mode: everything listens on
 // 127.0.0.1, NATS has no authentication and the store none either. A NATS_URL or MONGO_URL in the
 // environment replaces the embedded server with that one. It must not know what the services do:
-// it starts the Chain it is given.
+// it starts the Chain it is given, and what it shows of them follows that list: their ports
+// (PORT+i in the chain's order, the dashboard on the first port after theirs), the banner's
+// example (Chain.Example) and the dashboard's order button. Before it starts anything it tries
+// every port it will take and names all the busy ones, with their variables, in one error.
 //
 // NATS_CONFIG=deploy/nats.conf gives the embedded NATS the users and permissions compose runs
 // with (the file's listen address and monitoring port are not used: it still listens on
