@@ -3,7 +3,8 @@
 // applies to that service only and wins over the unprefixed one, which applies to all.
 // A bad value is an error naming the variable and what it accepts; nothing panics.
 // It must not know what a service does with its settings: only their names, types, bounds and
-// defaults (Settings and Load have every default in one place).
+// defaults (Settings and Load have every default of a service in one place; local.go the local
+// addresses and ports the all-in-one, a service run alone and the dashboard share).
 package config
 
 import (
