@@ -26,7 +26,6 @@ import (
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/breakerchain/breakerchain/internal/allinone"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -49,7 +48,7 @@ func TestCompose(t *testing.T) {
 	s.chaos(t, "shipment", `{"error_rate":0}`)
 
 	t.Run("the seed's order through 127.0.0.1:3000", func(t *testing.T) {
-		if code := post(t, allinone.SeedOrder); code != http.StatusCreated {
+		if code := post(t, testkit.SeedOrder("1")); code != http.StatusCreated {
 			t.Errorf("the seed's order: %d, want 201", code)
 		}
 	})
@@ -569,10 +568,8 @@ func orderTraced(t *testing.T) {
 	t.Logf("trace %s in Jaeger: services %v", traceID, services)
 }
 
-// orderBody is an order, its payment and its shipment, all with id id.
-func orderBody(id string) string {
-	return strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`, "ID", id)
-}
+// orderBody is an order, its payment and its shipment, all with id id: the seed's.
+var orderBody = testkit.SeedOrder
 
 // load is a bounded stream of orders from two clients, about ten a second, until stopped (at
 // most two minutes): enough for every fault to meet orders in flight, few enough for the pending

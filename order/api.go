@@ -32,6 +32,8 @@ const Collection = "orders"
 var Service = service.Service{
 	Name:        "order",
 	Description: "Takes orders over HTTP: the entry of breakerchain",
+	API:         "POST /create · GET /orders/{id}",
+	Example:     func(id string) any { return Order{ID: id, Items: []any{}} },
 	Collections: []string{Collection, ResultsCollection, OpenCollection},
 	Check:       service.Check(Decode),
 	Build:       build,

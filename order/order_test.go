@@ -8,12 +8,13 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/problem"
 	"github.com/breakerchain/breakerchain/internal/service"
+	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
 )
 
-const seed = `{"id":"1","items":[],"payment":{"amount":0,"id":"1","shipment":{"id":"1","directions":"home"}}}`
+var seed = testkit.SeedOrder("1")
 
 // downstream is what follows order in the product's chain.
 var downstream = service.Chain{payment.Service, shipment.Service}

@@ -16,6 +16,7 @@ var Service = service.Service{
 	Description: "Applies payments and starts their shipment: the middle hop of breakerchain",
 	Collections: []string{Collection},
 	Check:       service.Check(Decode),
+	Example:     func(id string) any { return Payment{ID: id, Amount: new(float64)} },
 	Undo:        true, // a payment taken for an order refused later is voided
 	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
 		step := &service.Step[Payment, record, *record]{

@@ -16,6 +16,7 @@ var Service = service.Service{
 	Description: "Creates shipments: the last hop of the breakerchain order → payment → shipment",
 	Collections: []string{Collection},
 	Check:       service.Check(Decode),
+	Example:     func(id string) any { return Shipment{ID: id, Directions: "home"} },
 	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
 		step := &service.Step[Shipment, record, *record]{
 			Hop: d.Hop, Store: store.NewCollection[record](d.DB, Collection),

@@ -15,7 +15,7 @@ import (
 // checkConfig reads the configuration the arguments would use, starting nothing.
 func checkConfig(args []string, lookup config.Lookup) error {
 	if len(args) == 0 || args[0] == "servers" {
-		return allinone.Check(services, lookup)
+		return allinone.Check(services, len(args) == 0, lookup)
 	}
 	for _, svc := range services {
 		if args[0] == svc.Name {

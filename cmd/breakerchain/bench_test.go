@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerchain/breakerchain/internal/allinone"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
@@ -205,7 +204,7 @@ func driveProcesses(b *testing.B, clients int, orderURL string, services []*proc
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				id := run + "-" + strconv.FormatInt(i, 10)
-				body := strings.ReplaceAll(allinone.SeedOrder, `"1"`, strconv.Quote(id))
+				body := testkit.SeedOrder(id)
 				t0 := time.Now()
 				res, err := benchClient.Post(orderURL+"/create", "application/json", strings.NewReader(body))
 				if err != nil {

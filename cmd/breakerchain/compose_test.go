@@ -372,7 +372,7 @@ func TestComposeDashboard(t *testing.T) {
 		}
 	}
 	read := map[string]bool{}
-	cfg, err := config.LoadDashboard(func(name string) (string, bool) { read[name] = true; return env.lookup(name) })
+	cfg, err := config.LoadDashboard(func(name string) (string, bool) { read[name] = true; return env.lookup(name) }, len(services))
 	if err != nil || cfg.Control == nil || cfg.Host != "0.0.0.0" || cfg.OrderURL != "http://order:3000" {
 		t.Errorf("LoadDashboard: %+v, %v", cfg, err)
 	}

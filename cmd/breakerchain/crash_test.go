@@ -94,10 +94,8 @@ func TestKilledOrderLosesNothing(t *testing.T) {
 	allCompletedOnce(t, count)
 }
 
-// orderBody is an order, its payment and its shipment, all with id id.
-func orderBody(id string) string {
-	return strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":1,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`, "ID", id)
-}
+// orderBody is an order, its payment and its shipment, all with id id: the seed's.
+var orderBody = testkit.SeedOrder
 
 // allCompletedOnce waits until every order saved has completed, and checks each has one payment
 // and one shipment. The orders are counted again each time: an insert the killed process had

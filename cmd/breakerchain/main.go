@@ -1,7 +1,9 @@
 // Command breakerchain runs the chain. With no argument it is the all-in-one: an embedded
-// nats-server and store with order, payment and shipment in one process. With one argument,
-// order, payment or shipment, it runs that service against NATS_URL and MONGO_URL, which is
-// what each container of the compose file does.
+// nats-server and store with every service of the chain (order, payment, shipment) in one
+// process. With one argument, a service's name, it runs that service against NATS_URL and
+// MONGO_URL, which is what each container of the compose file does. The chain is the list
+// below: the usage text, the all-in-one's ports, its banner's example and the dashboard's order
+// button follow it.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,9 +37,17 @@ var services = service.Chain{order.Service, payment.Service, shipment.Service}
 // stopTimeout bounds the whole shutdown.
 const stopTimeout = 10 * time.Second
 
-const usage = `usage: breakerchain [order|payment|shipment|servers|dashboard|apply-queue]
+// usage is the help text, the services named from the chain.
+var usage = usageOf(services)
+
+func usageOf(c service.Chain) string {
+	names := make([]string, len(c))
+	for i, svc := range c {
+		names[i] = svc.Name
+	}
+	return `usage: breakerchain [` + strings.Join(names, "|") + `|servers|dashboard|apply-queue]
        breakerchain probe URL
-  no argument: the all-in-one (embedded NATS and store, all three services)
+  no argument: the all-in-one (embedded NATS and store, the chain ` + strings.Join(names, " → ") + `)
   a service:   that service alone, against NATS_URL and MONGO_URL
   servers:     only the embedded NATS and store, for services run as separate processes
   dashboard:   the live circuits dashboard alone, against NATS_URL (as the observer; controls as the chaos user)
@@ -44,6 +55,7 @@ const usage = `usage: breakerchain [order|payment|shipment|servers|dashboard|app
                JETSTREAM_REPLICAS and REDRIVE_ACK_WAIT: an instance never changes them by itself
   probe URL:   exit 0 if GET URL answers 2xx within 2s (container healthchecks: the image has no shell)
 Configuration is read from the environment; see docs/configuration.md.`
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,7 +117,7 @@ func configure(args []string, environ []string, stderr io.Writer) (*slog.Logger,
 // checkArgs reads the configuration the command args would use, starting nothing.
 func checkArgs(args []string, lookup config.Lookup) error {
 	if len(args) == 1 && args[0] == "dashboard" {
-		_, err := config.LoadDashboard(lookup)
+		_, err := config.LoadDashboard(lookup, len(services))
 		return err
 	}
 	return checkConfig(args, lookup)
@@ -130,10 +142,11 @@ func warnUnread(log *slog.Logger, reads *config.Reads, set []string) {
 
 // runDashboard serves the dashboard alone, against NATS_URL, until ctx ends.
 func runDashboard(ctx context.Context, lookup config.Lookup, log *slog.Logger, stdout io.Writer) error {
-	cfg, err := config.LoadDashboard(lookup)
+	cfg, err := config.LoadDashboard(lookup, len(services))
 	if err != nil {
 		return err
 	}
+	cfg.OrderBody = services.Example
 	log = log.With("service", "dashboard")
 	d, err := dashboard.Start(cfg, log)
 	if err != nil {
@@ -205,10 +218,11 @@ func single(ctx context.Context, c service.Chain, lookup config.Lookup, log *slo
 func serviceConfig(name string, lookup config.Lookup) (config.Settings, error) {
 	cfg, err := config.Load(name, "", config.DefaultPort, lookup)
 	if cfg.NatsURL == "" {
-		cfg.NatsURL = "nats://127.0.0.1:4222"
+		cfg.NatsURL = config.DefaultNATSURL
 	}
 	if cfg.MongoURL == "" {
-		cfg.MongoURL = "mongodb://127.0.0.1:27017"
+		cfg.MongoURL = config.DefaultMongoURL
 	}
+	cfg.Entry = name == services[0].Name
 	return cfg, err
 }

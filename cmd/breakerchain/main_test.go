@@ -66,6 +66,7 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "NATS_CONFIG=../../deploy/nats.conf NATS_URL=nats://127.0.0.1:4222", want: `NATS_CONFIG="../../deploy/nats.conf": want it without NATS_URL`},
 		{env: "MONGO_URL=mongodb://app:s3cret@db:notaport/x", want: `MONGO_URL="mongodb://app:xxxxx@db:notaport/x": want a URL`},
 		{env: "PORT=3100 DASHBOARD_PORT=3100", want: `DASHBOARD_PORT=3100: want a port other than order's public one`},
+		{env: "SHIPMENT_PORT=3200 DASHBOARD_PORT=3200", want: `SHIPMENT_PORT and DASHBOARD_PORT are both 3200: want a port each`},
 		{env: "DASHBOARD_PORT=3000 ORDER_URL=http://127.0.0.1:3000", args: "dashboard", want: `DASHBOARD_PORT=3000: want a port other than order's public one`},
 		{env: "DASHBOARD_PORT=web", args: "dashboard", want: `DASHBOARD_PORT="web": want an integer`},
 		{env: "CHAOS_NATS_USER=chaos", args: "dashboard", want: `CHAOS_NATS_USER="chaos": want CHAOS_NATS_PASSWORD set with it`},
@@ -431,7 +432,7 @@ func TestBannerMasksPasswords(t *testing.T) {
 // and returns the status code.
 func postSeed(t *testing.T, url, requestID string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(allinone.SeedOrder))
+	req, _ := http.NewRequest(http.MethodPost, url+"/create", strings.NewReader(testkit.SeedOrder("1")))
 	req.Header.Set("Content-Type", "application/json")
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)

@@ -18,7 +18,6 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 
-	"github.com/breakerchain/breakerchain/internal/allinone"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 )
 
@@ -71,7 +70,7 @@ func postLoad(b *testing.B, url string, clients int, politely bool, done func() 
 			mine := map[int][]time.Duration{}
 			for !stop.Load() {
 				id := run + "-" + strconv.FormatInt(next.Add(1), 10)
-				body := strings.ReplaceAll(allinone.SeedOrder, `"1"`, strconv.Quote(id))
+				body := testkit.SeedOrder(id)
 				t0 := time.Now()
 				r, err := loadClient.Post(url+"/create", "application/json", strings.NewReader(body))
 				code := 0

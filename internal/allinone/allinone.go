@@ -3,7 +3,10 @@
 // or, as `breakerchain servers`, the servers alone. It is a local mode: everything listens on
 // 127.0.0.1, NATS has no authentication and the store none either. A NATS_URL or MONGO_URL in the
 // environment replaces the embedded server with that one. It must not know what the services do:
-// it starts the Chain it is given.
+// it starts the Chain it is given, and what it shows of them follows that list: their ports
+// (PORT+i in the chain's order, the dashboard on the first port after theirs), the banner's
+// example (Chain.Example) and the dashboard's order button. Before it starts anything it tries
+// every port it will take and names all the busy ones, with their variables, in one error.
 //
 // NATS_CONFIG=deploy/nats.conf gives the embedded NATS the users and permissions compose runs
 // with (the file's listen address and monitoring port are not used: it still listens on
@@ -37,15 +40,12 @@ import (
 	"github.com/breakerchain/breakerchain/messaging"
 )
 
-// Defaults of the all-in-one.
-const (
-	Host            = "127.0.0.1"
-	DefaultNATSPort = 4222
-	DefaultMongo    = 27017
-	DefaultDataDir  = "./data"
-	// FirstPort is order's HTTP port; the next services get the ports after it.
-	FirstPort = 3000
-)
+// DefaultDataDir is where the embedded servers keep their files unless DATA_DIR says otherwise.
+// Their addresses are config's (config.LocalHost and the default ports).
+const DefaultDataDir = "./data"
+
+// host is where everything of the all-in-one listens: it is a local mode.
+const host = config.LocalHost
 
 // Running is a running all-in-one.
 type Running struct {
@@ -59,21 +59,28 @@ type Running struct {
 	Configs   []config.Settings // the services', whether they run here or not
 	// NATSConfig is the configuration file the embedded NATS loaded; "" for none (no auth).
 	NATSConfig string
+	chain      service.Chain
 	nats       *embedded.NATS
 	store      *embedded.Store
 	unlock     func() // gives up DATA_DIR; nil when nothing embedded uses it
 }
 
 // Start starts the all-in-one. services are the chain, upstream first (order, payment, shipment);
-// withServices, each is started and gets port FirstPort+i unless its PORT says otherwise; without, only
-// the servers start (`breakerchain servers`). debug un-silences the embedded servers.
+// withServices, each is started and gets port config.ServicePort(PORT, i) unless its own
+// <SERVICE>_PORT says otherwise; without, only the servers start (`breakerchain servers`). Every
+// port it will take is checked free before anything starts. debug un-silences the embedded
+// servers.
 func Start(ctx context.Context, services service.Chain, withServices bool, lookup config.Lookup, log *slog.Logger, debug bool) (_ *Running, err error) {
-	sv, err := readServers(lookup)
+	sv, err := readServers(lookup, len(services))
 	cfgs, cerr := Configs(services, lookup)
-	if err := config.Merge(err, cerr, dashboardPortFree(sv, cfgs)); err != nil {
+	ps := plan(sv, cfgs, withServices)
+	if err := config.Merge(err, cerr, ps.clash()); err != nil {
 		return nil, err
 	}
-	s := &Running{NATSURL: sv.natsURL, MongoURL: sv.mongoURL, Configs: cfgs, NATSConfig: sv.natsConfig}
+	if err := ps.free(); err != nil {
+		return nil, err
+	}
+	s := &Running{NATSURL: sv.natsURL, MongoURL: sv.mongoURL, Configs: cfgs, NATSConfig: sv.natsConfig, chain: services}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -102,7 +109,7 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		if opts.SyncInterval == 0 {
 			opts.SyncInterval = time.Second
 		}
-		if s.nats, err = embedded.StartNATS(Host, port, opts); err != nil {
+		if s.nats, err = embedded.StartNATS(host, port, opts); err != nil {
 			return nil, err
 		}
 		if debug {
@@ -117,7 +124,7 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		} else {
 			storeLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 		}
-		addr := net.JoinHostPort(Host, strconv.Itoa(sv.mongoPort))
+		addr := net.JoinHostPort(host, strconv.Itoa(sv.mongoPort))
 		if s.store, err = embedded.StartStore(addr, sv.dataDir, storeLog); err != nil {
 			return nil, err
 		}
@@ -152,12 +159,11 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		}
 		s.Services[i] = r
 	}
-	// The dashboard watches the embedded NATS, which has no users; with NATS_CONFIG or a NATS
-	// of its own it is `breakerchain dashboard`'s job, with the observer's credentials.
-	if s.nats != nil && sv.natsConfig == "" {
+	if sv.withDashboard() {
 		local := config.Settings{Name: "dashboard", ID: "dashboard", NatsURL: s.NATSURL}
-		s.Dashboard, err = dashboard.Start(config.Dashboard{Host: Host, Port: sv.dashboardPort,
-			OrderURL: "http://" + s.Services[0].Addr, Watch: local, Control: &local}, log.With("service", "dashboard"))
+		s.Dashboard, err = dashboard.Start(config.Dashboard{Host: host, Port: sv.dashboardPort,
+			OrderURL: "http://" + s.Services[0].Addr, OrderBody: services.Example, Watch: local, Control: &local},
+			log.With("service", "dashboard"))
 		if err != nil {
 			return nil, err
 		}
@@ -174,18 +180,25 @@ type servers struct {
 	dashboardPort       int
 }
 
-// readServers reads NATS_URL, MONGO_URL, NATS_PORT, MONGO_PORT, DATA_DIR and NATS_CONFIG.
-func readServers(lookup config.Lookup) (servers, error) {
+// withDashboard tells whether the all-in-one runs the dashboard (with its services): it watches
+// the embedded NATS, which has no users; with NATS_CONFIG or a NATS of its own it is
+// `breakerchain dashboard`'s job, with the observer's credentials.
+func (sv servers) withDashboard() bool { return sv.natsURL == "" && sv.natsConfig == "" }
+
+// readServers reads NATS_URL, MONGO_URL, NATS_PORT, MONGO_PORT, DATA_DIR, NATS_CONFIG and
+// DASHBOARD_PORT, beside a chain of n services.
+func readServers(lookup config.Lookup, n int) (servers, error) {
 	env := config.NewSource("", lookup)
 	sv := servers{
 		natsURL:    env.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		mongoURL:   env.MongoURL("MONGO_URL"),
-		natsPort:   env.Int("NATS_PORT", DefaultNATSPort, 0, 65535),
-		mongoPort:  env.Int("MONGO_PORT", DefaultMongo, 0, 65535),
+		natsPort:   env.Int("NATS_PORT", config.DefaultNATSPort, 0, 65535),
+		mongoPort:  env.Int("MONGO_PORT", config.DefaultMongoPort, 0, 65535),
 		dataDir:    env.String("DATA_DIR", DefaultDataDir),
 		natsConfig: env.String("NATS_CONFIG", ""),
-		// Only the prefixed name: an unprefixed PORT is the services'.
-		dashboardPort: env.Int("DASHBOARD_PORT", config.DefaultDashboardPort, 0, 65535),
+		// Only the prefixed name: an unprefixed PORT is the services'. By default the port
+		// after theirs, so it is none of theirs however long the chain.
+		dashboardPort: env.Int("DASHBOARD_PORT", config.DashboardPort(basePort(env, n), n), 0, 65535),
 	}
 	var fileErr error
 	switch {
@@ -208,29 +221,25 @@ func readServers(lookup config.Lookup) (servers, error) {
 // configVariable is a variable a nats-server configuration file reads: $NAME.
 var configVariable = regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)`)
 
-// Check reads the whole configuration of an all-in-one of services, starting nothing.
-func Check(services service.Chain, lookup config.Lookup) error {
-	sv, err := readServers(lookup)
+// Check reads the whole configuration of an all-in-one of services (withServices: run them too),
+// starting nothing.
+func Check(services service.Chain, withServices bool, lookup config.Lookup) error {
+	sv, err := readServers(lookup, len(services))
 	cfgs, cerr := Configs(services, lookup)
-	return config.Merge(err, cerr, dashboardPortFree(sv, cfgs))
+	return config.Merge(err, cerr, plan(sv, cfgs, withServices).clash())
 }
 
-// dashboardPortFree refuses a dashboard on the public port of the chain's entry (order's).
-func dashboardPortFree(sv servers, cfgs []config.Settings) error {
-	if len(cfgs) > 0 && sv.dashboardPort != 0 && sv.dashboardPort == cfgs[0].Port {
-		return fmt.Errorf("DASHBOARD_PORT=%d: want a port other than %s's public one: the dashboard is for operators, never on the public API's port",
-			sv.dashboardPort, cfgs[0].Name)
-	}
-	return nil
-}
+// basePort reads the unprefixed PORT: the first of the n services' consecutive ports.
+func basePort(env *config.Source, n int) int { return env.Int("PORT", config.DefaultPort, 0, 65535-n) }
 
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed
-// PORT is the first of consecutive ports (order PORT, payment PORT+1, …; 0 picks free ones); a
-// prefixed one (PAYMENT_PORT) sets that service's port. With NATS_CONFIG, a service with no
-// NATS_USER or NATS_CREDS of its own connects as the user named after it (see ownUser).
+// PORT is the first of consecutive ports in the chain's order (order PORT, payment PORT+1, …;
+// 0 picks free ones: config.ServicePort); a prefixed one (PAYMENT_PORT) sets that service's
+// port. The first service is the chain's entry (Settings.Entry). With NATS_CONFIG, a service
+// with no NATS_USER or NATS_CREDS of its own connects as the user named after it (see ownUser).
 func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, error) {
 	env := config.NewSource("", lookup)
-	base := env.Int("PORT", FirstPort, 0, 65535-len(services))
+	base := basePort(env, len(services))
 	natsConfig := env.String("NATS_CONFIG", "")
 	var fileUsers map[string]bool
 	if natsConfig != "" {
@@ -251,15 +260,12 @@ func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, e
 	}
 	cfgs := make([]config.Settings, len(services))
 	for i, svc := range services {
-		port := base
-		if base != 0 {
-			port = base + i
-		}
 		l := withoutPort
 		if natsConfig != "" {
 			l = ownUser(svc.Name, fileUsers, withoutPort)
 		}
-		c, err := config.Load(svc.Name, Host, port, l)
+		c, err := config.Load(svc.Name, host, config.ServicePort(base, i), l)
+		c.Entry = i == 0
 		errs = append(errs, err)
 		cfgs[i] = c
 	}
@@ -352,8 +358,8 @@ func (s *Running) Banner() string {
 	for i, r := range s.Services {
 		c := s.Configs[i]
 		what := "NATS " + messaging.Subject(c.Name)
-		if c.Name == "order" {
-			what = "POST /create · GET /orders/{id}"
+		if api := s.chain[i].API; api != "" {
+			what = api
 		}
 		fmt.Fprintf(&b, "  %-9s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
 	}
@@ -384,7 +390,7 @@ func (s *Running) Banner() string {
 			config.Mask(s.NATSURL), config.Mask(s.MongoURL))
 	} else {
 		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
-			SeedOrder, s.Services[0].Addr)
+			s.chain.Example("1"), s.Services[0].Addr)
 	}
 	for i := len(s.Services) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed
 		if c := s.Configs[i]; c.Chaos {
@@ -396,6 +402,3 @@ func (s *Running) Banner() string {
 	}
 	return b.String()
 }
-
-// SeedOrder is the seed's request from tests.http.
-const SeedOrder = `{"id":"1","items":[],"payment":{"amount":0,"id":"1","shipment":{"id":"1","directions":"home"}}}`

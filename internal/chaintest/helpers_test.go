@@ -179,9 +179,7 @@ func (w *world) conn() *nats.Conn {
 }
 
 // seedOrder is the seed's tests.http body with id as every id.
-func seedOrder(id string) string {
-	return strings.ReplaceAll(`{"id":"ID","items":[],"payment":{"amount":0,"id":"ID","shipment":{"id":"ID","directions":"home"}}}`, "ID", id)
-}
+var seedOrder = testkit.SeedOrder
 
 type response struct {
 	code   int

@@ -791,10 +791,11 @@ func TestDashboardWithLeastPrivilege(t *testing.T) {
 	var logged bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelError}))
 	cfg, err := config.LoadDashboard(testkit.Env{"NATS_URL": url, "NATS_USER": "observer", "NATS_PASSWORD": natsUsers["observer"],
-		"CHAOS_NATS_USER": "chaos", "CHAOS_NATS_PASSWORD": natsUsers["chaos"], "ORDER_URL": o.URL(), "DASHBOARD_PORT": "0"}.Lookup)
+		"CHAOS_NATS_USER": "chaos", "CHAOS_NATS_PASSWORD": natsUsers["chaos"], "ORDER_URL": o.URL(), "DASHBOARD_PORT": "0"}.Lookup, len(product))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.OrderBody = product.Example // as the command gives it
 	d, err := dashboard.Start(cfg, log)
 	if err != nil {
 		t.Fatal(err)

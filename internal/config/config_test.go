@@ -245,3 +245,39 @@ func TestResilienceDefaults(t *testing.T) {
 		t.Errorf("redrive %+v, want rate 50 with the default backoff", o.Redrive)
 	}
 }
+
+// The settings only the chain's entry reads are in the start log of whichever service is the
+// entry (Settings.Entry, set from the chain), not of a service by its name.
+func TestEntrySettingsLogged(t *testing.T) {
+	logged := func(name string, entry bool) string {
+		c, err := Load(name, "", 3000, env{}.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Entry = entry
+		var b strings.Builder
+		slog.New(slog.NewTextHandler(&b, nil)).Info("starting", "config", c)
+		return b.String()
+	}
+	if line := logged("front", true); !strings.Contains(line, "config.redrive=") || !strings.Contains(line, "config.admission=") {
+		t.Errorf("an entry's start log lacks its re-drive and admission: %q", line)
+	}
+	if line := logged("order", false); strings.Contains(line, "config.redrive=") {
+		t.Errorf("a service that is not the entry logs re-drive settings it does not read: %q", line)
+	}
+}
+
+// `breakerchain dashboard` beside a chain of n services listens by default on the port after
+// theirs, and looks for the entry's API and NATS where the all-in-one puts them.
+func TestDashboardDefaults(t *testing.T) {
+	for n, want := range map[int]int{3: 3003, 4: 3004} {
+		d, err := LoadDashboard(env{}.lookup, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Port != want || d.OrderURL != "http://127.0.0.1:3000" || d.Watch.NatsURL != "nats://127.0.0.1:4222" {
+			t.Errorf("%d services: port %d, order %s, NATS %s; want %d, http://127.0.0.1:3000, nats://127.0.0.1:4222",
+				n, d.Port, d.OrderURL, d.Watch.NatsURL, want)
+		}
+	}
+}

@@ -6,10 +6,6 @@ import (
 	"strconv"
 )
 
-// DefaultDashboardPort is where the dashboard listens unless DASHBOARD_PORT says otherwise: the
-// port after the all-in-one's three services.
-const DefaultDashboardPort = 3003
-
 // Dashboard is the configuration of `breakerchain dashboard`: where it listens, where order's
 // public API is, and how it connects to NATS — as an observer to watch, and as the chaos user for
 // the controls.
@@ -19,18 +15,22 @@ type Dashboard struct {
 	OrderURL string
 	Watch    Settings  // NATS_URL with NATS_USER and NATS_PASSWORD (or NATS_CREDS), NATS_CA
 	Control  *Settings // CHAOS_NATS_USER and CHAOS_NATS_PASSWORD; nil: the dashboard only watches
+	// OrderBody is the body of a new order with id, the one the order button sends: the chain's
+	// example, from the chain (not the environment). nil: the dashboard sends no orders.
+	OrderBody func(id string) []byte
 }
 
-// LoadDashboard reads the dashboard's configuration. Without NATS credentials (a local server)
+// LoadDashboard reads the dashboard's configuration beside a chain of services services long (its
+// default port is the one after theirs: DashboardPort). Without NATS credentials (a local server)
 // the controls use the same anonymous connection; with them, only CHAOS_NATS_USER gives controls.
-func LoadDashboard(lookup Lookup) (Dashboard, error) {
+func LoadDashboard(lookup Lookup, services int) (Dashboard, error) {
 	s := NewSource("", lookup)
 	d := Dashboard{
-		Host:     s.String("HOST", "127.0.0.1"),
-		Port:     s.Int("DASHBOARD_PORT", DefaultDashboardPort, 0, 65535),
-		OrderURL: s.URL("ORDER_URL", "http://127.0.0.1:3000", "http", "https"),
+		Host:     s.String("HOST", LocalHost),
+		Port:     s.Int("DASHBOARD_PORT", DashboardPort(DefaultPort, services), 0, 65535),
+		OrderURL: s.URL("ORDER_URL", LocalURL("http", DefaultPort), "http", "https"),
 		Watch: Settings{Name: "dashboard", ID: "dashboard",
-			NatsURL: s.URL("NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
+			NatsURL: s.URL("NATS_URL", DefaultNATSURL, "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
 	}
 	chaosUser, chaosPassword := s.String("CHAOS_NATS_USER", ""), s.String("CHAOS_NATS_PASSWORD", "")
 	switch {

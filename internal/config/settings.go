@@ -3,7 +3,8 @@
 // applies to that service only and wins over the unprefixed one, which applies to all.
 // A bad value is an error naming the variable and what it accepts; nothing panics.
 // It must not know what a service does with its settings: only their names, types, bounds and
-// defaults (Settings and Load have every default in one place).
+// defaults (Settings and Load have every default of a service in one place; local.go the local
+// addresses and ports the all-in-one, a service run alone and the dashboard share).
 package config
 
 import (
@@ -42,6 +43,10 @@ type Settings struct {
 	CORSOrigins   []string // origins a browser may call from; none: same origin only
 	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
 	Redrive       Redrive
+	// Entry is set on the chain's first service, the one clients call, by whoever knows the
+	// chain (the command, the all-in-one): the settings only the entry reads (admission, backlog,
+	// re-drive, queue replicas) are then in its start log.
+	Entry bool
 	// JetStreamReplicas is how many copies of order's queue stream JetStream keeps
 	// (JETSTREAM_REPLICAS): 1 on a single server, 3 on a three-node cluster.
 	JetStreamReplicas int
@@ -99,7 +104,6 @@ const MaxRedriveBackoff = time.Minute
 
 // Defaults of the seed and of this design.
 const (
-	DefaultPort          = 3000
 	DefaultJumps         = 6
 	DefaultInjectErrRate = 0.4
 	DefaultMongoDB       = "breakerchain"
@@ -264,7 +268,7 @@ func (c Settings) LogValue() slog.Value {
 	if c.NATSQueue.Set() {
 		attrs = append(attrs, slog.Any("nats_queue_auth", c.NATSQueue))
 	}
-	if c.Name == "order" {
+	if c.Entry {
 		attrs = append(attrs, slog.String("redrive",
 			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s reconcile_every=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait, c.Redrive.ReconcileEvery)),
 			slog.Int("jetstream_replicas", c.JetStreamReplicas), slog.Int("backlog_max", c.BacklogMax),

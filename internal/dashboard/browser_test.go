@@ -45,7 +45,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	}
 	local := config.Settings{Name: "dashboard", ID: "dashboard", NatsURL: ns.URL()}
-	d, err := dashboard.Start(config.Dashboard{Host: "127.0.0.1", Port: 0, OrderURL: env["ORDER_URL"], Watch: local, Control: &local},
+	d, err := dashboard.Start(config.Dashboard{Host: "127.0.0.1", Port: 0, OrderURL: env["ORDER_URL"], OrderBody: chain.Example, Watch: local, Control: &local},
 		testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,8 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 func startDashboard(t *testing.T, url string, control bool, orderURL string) (*dashboard.Server, *httptest.Server) {
 	t.Helper()
 	watch := connect(t, url)
-	cfg := dashboard.Config{Watch: watch, OrderURL: orderURL, Log: testkit.Logger(t)}
+	cfg := dashboard.Config{Watch: watch, OrderURL: orderURL, Log: testkit.Logger(t),
+		OrderBody: func(id string) []byte { return []byte(testkit.SeedOrder(id)) }}
 	if control {
 		cfg.Control = connect(t, url)
 	}

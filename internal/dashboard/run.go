@@ -31,7 +31,7 @@ func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
 			r.Stop(context.Background())
 		}
 	}()
-	dc := Config{OrderURL: cfg.OrderURL, Log: log}
+	dc := Config{OrderURL: cfg.OrderURL, OrderBody: cfg.OrderBody, Log: log}
 	if dc.Watch, err = plumbing.ConnectNATS(cfg.Watch, log); err != nil {
 		return nil, err
 	}

@@ -40,7 +40,10 @@ type Config struct {
 	Control *nats.Conn
 	// OrderURL is order's public HTTP API, where the page's button sends orders; "" for none.
 	OrderURL string
-	Log      *slog.Logger
+	// OrderBody is the body the button sends for a new order with id: the chain's example, so
+	// it names every service's fields; nil for no orders.
+	OrderBody func(id string) []byte
+	Log       *slog.Logger
 }
 
 // Server is a running dashboard: its Handler serves the page, the event stream and the controls.
@@ -233,10 +236,10 @@ type BurstResult struct {
 }
 
 // orders sends a burst of new orders to order's public API, four at a time, each with a fresh
-// id and the seed's body, as a client would.
+// id and the chain's example body, as a client would.
 func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
-	if s.cfg.Control == nil || s.cfg.OrderURL == "" {
-		wire.WriteError(w, http.StatusForbidden, "this dashboard sends no orders: it has no order URL or no controls", "")
+	if s.cfg.Control == nil || s.cfg.OrderURL == "" || s.cfg.OrderBody == nil {
+		wire.WriteError(w, http.StatusForbidden, "this dashboard sends no orders: it has no order URL, no order body or no controls", "")
 		return
 	}
 	body, ok := readJSON(w, req)
@@ -268,8 +271,7 @@ func (s *Server) orders(w http.ResponseWriter, req *http.Request) {
 }
 
 func (s *Server) sendOrder(ctx context.Context, id string) string {
-	body := fmt.Sprintf(`{"id":%q,"items":[],"payment":{"id":%q,"amount":0,"shipment":{"id":%q,"directions":"home"}}}`, id, id, id)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.cfg.OrderURL, "/")+"/create", bytes.NewBufferString(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.cfg.OrderURL, "/")+"/create", bytes.NewReader(s.cfg.OrderBody(id)))
 	if err != nil {
 		return "error"
 	}

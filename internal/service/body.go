@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/breakerchain/breakerchain/internal/problem"
@@ -135,6 +136,26 @@ func join(own any, after Chain, next []byte) ([]byte, error) {
 	}
 	out = append(append(append(out, key...), ':'), next...)
 	return append(out, '}'), nil
+}
+
+// Example is an example request body for c[0] whose ids are id: each service's own example fields
+// (Service.Example), nested under the next one's name as Split reads them, in canonical form. So
+// what the all-in-one's banner and the dashboard's order button send names every service's
+// fields, however long the chain: each service says what it needs, and only the chain knows the
+// nesting. For the product's chain and id "1" it is the seed's order.
+func (c Chain) Example(id string) []byte {
+	var next []byte
+	for i := len(c) - 1; i >= 0; i-- {
+		if c[i].Example == nil {
+			panic("service " + c[i].Name + " has no Example") // a programming error: any test of the chain shows it
+		}
+		b, err := join(c[i].Example(id), c[i+1:], next)
+		if err != nil {
+			panic(fmt.Sprintf("service %s: its example does not encode: %v", c[i].Name, err))
+		}
+		next = b
+	}
+	return next
 }
 
 // nested puts an error about the body under field in front of its field's name.

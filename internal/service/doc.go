@@ -13,4 +13,10 @@
 // only towards a later service that declared one. The single-service command and the all-in-one
 // call the same Start. It must not know any particular service: each describes itself with a
 // Service, and which calls which is the command's Chain.
+//
+// An example request (Chain.Example: the all-in-one's banner, the dashboard's order button) is
+// built the way a body is read: each service gives an example of its own fields
+// (Service.Example) and the chain nests them. A service knows what it needs and nothing of who
+// comes after it, so an example written by the entry alone would miss a fourth service's fields
+// (a 422); built from the chain, it has them all.
 package service

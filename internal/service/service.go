@@ -36,6 +36,12 @@ type Service struct {
 	Check func(own []byte) (any, error)
 	// Build makes the service from what Start connected; ctx bounds its start.
 	Build func(context.Context, Deps) (Parts, error)
+	// API names its public HTTP routes, for the all-in-one's banner ("POST /create · GET
+	// /orders/{id}"); "" when clients do not call it (it has only the ops routes).
+	API string
+	// Example is its own fields of an example request whose ids are id: the chain's example
+	// body nests each service's (Chain.Example). Every service has one.
+	Example func(id string) any
 	// Undo declares that what the service saves for an order is undone when a later hop refuses
 	// the order for good: its record is marked voided, with the reason, and a replay of it is
 	// refused (Step.Void). The saga is these fields in the chain's list: the entry voids the
