@@ -100,7 +100,10 @@ type record struct {
 	State state `bson:",inline"`
 }
 
-// legacyPayment is the payment as orders saved before payment_body stored it, flattened.
+// legacyPayment is the payment as orders saved before payment_body stored it, flattened. It
+// names shipment's fields because that older version's format did (directions had no prefix,
+// so no rule could nest it without the names): it is a fixed format of the past, read only, not
+// a contract of today's chain; a fourth service changes nothing here.
 type legacyPayment struct {
 	ID         string  `bson:"id"`
 	Amount     float64 `bson:"amount"`
