@@ -178,7 +178,7 @@ type servers struct {
 func readServers(lookup config.Lookup) (servers, error) {
 	env := config.NewSource("", lookup)
 	sv := servers{
-		natsURL:    env.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		natsURL:    env.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		mongoURL:   env.MongoURL("MONGO_URL"),
 		natsPort:   env.Int("NATS_PORT", DefaultNATSPort, 0, 65535),
 		mongoPort:  env.Int("MONGO_PORT", DefaultMongo, 0, 65535),

@@ -30,7 +30,7 @@ func LoadDashboard(lookup Lookup) (Dashboard, error) {
 		Port:     s.Int("DASHBOARD_PORT", DefaultDashboardPort, 0, 65535),
 		OrderURL: s.URL("ORDER_URL", "http://127.0.0.1:3000", "http", "https"),
 		Watch: Settings{Name: "dashboard", ID: "dashboard",
-			NatsURL: s.URL("NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
+			NatsURL: s.Servers("NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
 	}
 	chaosUser, chaosPassword := s.String("CHAOS_NATS_USER", ""), s.String("CHAOS_NATS_PASSWORD", "")
 	switch {

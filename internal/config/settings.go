@@ -132,7 +132,7 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
 		MongoURL:      s.MongoURL("MONGO_URL"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
-		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		NatsURL:       s.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth("NATS_"),
 		NATSQueue:     s.natsAuth("NATS_QUEUE_"),
 		PProf:         s.Bool("PPROF", false),
