@@ -33,6 +33,7 @@ var Service = service.Service{
 	Description: "Takes orders over HTTP: the entry of breakerchain",
 	Collections: []string{Collection, ResultsCollection, OpenCollection},
 	Check:       service.Check(Decode),
+	Settle:      settle,
 	Build: func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		q, err := openQueue(ctx, d.Queue, d.Config.JetStreamReplicas)
 		if err != nil {
