@@ -263,7 +263,7 @@ func lookupError(err error) error {
 // callChain calls the chain for a new order whose timer is at sequence timer, records the
 // outcome and answers.
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
-	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
+	reply, ferr := a.hop.ForwardNew(ctx, rec.ID, rec.paymentBody())
 	out := newResult(rec.ID, 1, "", &reply, ferr)
 	traceOutcome(ctx, out)
 	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded
