@@ -36,8 +36,11 @@ func (b *ledger) loadState(ctx context.Context, rec *record) error {
 	}
 	rec.Status, rec.Reason, rec.Hops = StatusPending, e.Reason, toHops(e.Reply)
 	rec.Attempts, rec.LastError = e.Attempts, e.LastError
-	due := e.Due
-	rec.NextAttempt = &due
+	if due := e.Due; due.After(time.Now()) {
+		// A time passed says nothing: the order waits for a re-driver to take it, at once where
+		// one runs, never where none does (REDRIVE_RATE=0 on every instance).
+		rec.NextAttempt = &due
+	}
 	return nil
 }
 
