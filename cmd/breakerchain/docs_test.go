@@ -288,3 +288,25 @@ func TestStartLogShowsTheDocumentedDefaults(t *testing.T) {
 		}
 	}
 }
+
+// The user docs (README.md, docs/*.md) speak to a reader of the code as it is: no "issue 14",
+// "issues 2–7", "session 5", "the issue's targets" — the project's history means nothing there.
+func TestDocsNameNoIssueOrSession(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	word := regexp.MustCompile(`(?i)\b(issues?|sessions?)\b`)
+	for _, f := range append(files, filepath.Join(repo, "README.md")) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := word.FindString(line); m != "" {
+				rel, _ := filepath.Rel(repo, f)
+				t.Errorf("%s:%d says %q: say what is meant (the change, the measurement) instead: %s", rel, i+1, m, line)
+			}
+		}
+	}
+}
