@@ -200,7 +200,7 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 // Without chaos on shipment the tour cannot set its faults: on the dashboard of such a chain
 // (a plain `go run ./cmd/breakerchain`) its button is shown disabled, and the page says beside
 // it what it needs.
-func TestDashboardTourNeedsChaos(t *testing.T) {
+func TestDashboardInABrowserWithoutChaos(t *testing.T) {
 	addr := startChain(t, false)
 	b := openBrowser(t)
 	b.run("open the dashboard of a chain without chaos: the tour's button disabled, saying why",
