@@ -36,6 +36,7 @@ var Service = service.Service{
 	Example:     func(id string) any { return Order{ID: id, Items: []any{}} },
 	Collections: []string{Collection, ResultsCollection, OpenCollection},
 	Check:       service.Check(Decode),
+	Settle:      settle,
 	Build:       build,
 }
 
@@ -174,8 +175,13 @@ func (rec *record) detail() Detail {
 	d := Detail{
 		View: rec.view(), Items: rec.Items, Payment: json.RawMessage(rec.paymentBody()),
 		CreatedAt: rec.CreatedAt, UpdatedAt: st.UpdatedAt,
-		Attempts: st.Attempts, LastError: st.LastError, NextAttempt: st.NextAttempt,
+		Attempts: st.Attempts, LastError: st.LastError,
 		TraceID: messaging.TraceIDOf(rec.Trace),
+	}
+	if next := st.NextAttempt; next != nil && next.After(time.Now()) {
+		// A time passed says nothing: the order waits for a re-driver to take it, at once where
+		// one runs, never where none does (REDRIVE_RATE=0 on every instance).
+		d.NextAttempt = next
 	}
 	if d.Items == nil {
 		d.Items = []any{}
@@ -319,7 +325,7 @@ func lookupError(err error) error {
 // callChain calls the chain for a new order whose timer is at sequence timer, records the
 // outcome and answers.
 func (a *api) callChain(ctx context.Context, w http.ResponseWriter, req *http.Request, rec *record, timer uint64) {
-	reply, ferr := a.hop.Forward(ctx, rec.paymentBody())
+	reply, ferr := a.hop.ForwardNew(ctx, rec.ID, rec.paymentBody())
 	out := stateAfter(1, "", &reply, ferr)
 	traceOutcome(ctx, out)
 	compensate(ctx, a.hop, rec, out) // a rejection voids what was paid before it is recorded

@@ -41,6 +41,14 @@ func ackWait(b messaging.BreakerSettings, set time.Duration) time.Duration {
 	return 3*store.OpTimeout + b.Longest() + QueueTimeout + 2*time.Second
 }
 
+// settle fills in the re-drive timers derived from the breaker's settings where REDRIVE_AFTER
+// and REDRIVE_ACK_WAIT leave them to order, so the start log shows the values used.
+func settle(c config.Settings) config.Settings {
+	c.Redrive.After = firstTimer(c.Breaker, c.Redrive.After)
+	c.Redrive.AckWait = ackWait(c.Breaker, c.Redrive.AckWait)
+	return c
+}
+
 // redriveBackoff is the wait before re-driving an order after its attempts-th run failed.
 func redriveBackoff(cfg config.Redrive, attempts int) time.Duration {
 	d, most := cfg.Backoff, max(cfg.Backoff, config.MaxRedriveBackoff)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/logging"
+	"github.com/breakerchain/breakerchain/internal/testkit"
+	"github.com/breakerchain/breakerchain/order"
 )
 
 // repo is the repository's root, from this package's directory.
@@ -201,4 +205,108 @@ func anchors(t *testing.T, path string) []string {
 		seen[a]++
 	}
 	return out
+}
+
+// documentedDefaults returns the default of each variable of docs/configuration.md as a value:
+// the value it says a setting has "as shipped" when it derives it, else the first number in the
+// default's cell (`BULKHEAD_MAX` (64) is 64).
+func documentedDefaults(t *testing.T) map[string]string {
+	b, err := os.ReadFile(filepath.Join(repo, "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := regexp.MustCompile(`\((\S+) as shipped\)`)
+	value := regexp.MustCompile(`\b\d[\d.]*(ms|s|m|h)?\b`)
+	out := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|.*\\| ([^|]*) \\|$").FindAllStringSubmatch(string(b), -1) {
+		if s := shipped.FindStringSubmatch(m[2]); s != nil {
+			out[m[1]] = s[1]
+		} else if v := value.FindString(m[2]); v != "" {
+			out[m[1]] = v
+		}
+	}
+	return out
+}
+
+// The start log shows the settings as they will be used, and with nothing set they are the
+// defaults docs/configuration.md gives: order's re-drive timers, which order derives from the
+// breaker's settings, included (REDRIVE_AFTER, REDRIVE_ACK_WAIT "as shipped", not 0s).
+func TestStartLogShowsTheDocumentedDefaults(t *testing.T) {
+	uri, db := testkit.Database(t)
+	ns := testkit.NATS(t)
+	var log syncBuffer
+	testkit.StartLogged(t, from(order.Service), ns.URL(), uri, db, testkit.Env{}, slog.New(slog.NewJSONHandler(&log, nil)))
+	var start struct {
+		Config struct {
+			Jumps             json.Number `json:"jumps"`
+			MaxConcurrent     json.Number `json:"max_concurrent"`
+			BacklogMax        json.Number `json:"backlog_max"`
+			JetStreamReplicas json.Number `json:"jetstream_replicas"`
+			InjectErrRate     json.Number `json:"inject_err_rate"`
+			Breaker           string      `json:"breaker"`
+			Redrive           string      `json:"redrive"`
+			Admission         string      `json:"admission"`
+		}
+	}
+	for _, line := range strings.Split(log.String(), "\n") {
+		if strings.Contains(line, `"msg":"starting"`) {
+			if err := json.Unmarshal([]byte(line), &start); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			break
+		}
+	}
+	c := start.Config
+	if c.Breaker == "" || c.Redrive == "" {
+		t.Fatalf("no start line with the breaker's and the re-driver's settings in:\n%s", log.String())
+	}
+	used := map[string]string{"JUMPS": c.Jumps.String(), "MAX_CONCURRENT": c.MaxConcurrent.String(),
+		"BACKLOG_MAX": c.BacklogMax.String(), "JETSTREAM_REPLICAS": c.JetStreamReplicas.String(), "INJECT_ERR_RATE": c.InjectErrRate.String()}
+	// The log's names within each setting (timeout=300ms) and the variables that set them.
+	for line, names := range map[string]map[string]string{
+		c.Breaker: {"timeout": "BREAKER_TIMEOUT", "rate": "BREAKER_FAILURE_RATE", "min_calls": "BREAKER_MIN_CALLS",
+			"window": "BREAKER_WINDOW", "delay": "BREAKER_DELAY", "retries": "RETRY_MAX", "backoff": "RETRY_BACKOFF",
+			"retry_budget": "RETRY_BUDGET", "bulkhead": "BULKHEAD_MAX"},
+		c.Redrive: {"rate": "REDRIVE_RATE", "backoff": "REDRIVE_BACKOFF", "after": "REDRIVE_AFTER",
+			"ack_wait": "REDRIVE_ACK_WAIT", "reconcile_every": "RECONCILE_EVERY"},
+		c.Admission: {"max": "ADMIT_MAX", "max_wait": "ADMIT_MAX_WAIT"},
+	} {
+		for _, kv := range strings.Fields(line) {
+			k, v, _ := strings.Cut(kv, "=")
+			if name, ok := names[k]; ok {
+				used[name] = strings.TrimSuffix(strings.TrimSuffix(v, "%"), "/s")
+			}
+		}
+	}
+	documented := documentedDefaults(t)
+	if len(used) != 21 {
+		t.Errorf("%d settings read from the start log, want 21: %v", len(used), used)
+	}
+	for name, v := range used {
+		if documented[name] != v {
+			t.Errorf("the start log says %s is %s; docs/configuration.md says %q", name, v, documented[name])
+		}
+	}
+}
+
+// The user docs (README.md, docs/*.md) speak to a reader of the code as it is: no "issue 14",
+// "issues 2–7", "session 5", "the issue's targets" — the project's history means nothing there.
+func TestDocsNameNoIssueOrSession(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	word := regexp.MustCompile(`(?i)\b(issues?|sessions?)\b`)
+	for _, f := range append(files, filepath.Join(repo, "README.md")) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := word.FindString(line); m != "" {
+				rel, _ := filepath.Rel(repo, f)
+				t.Errorf("%s:%d says %q: say what is meant (the change, the measurement) instead: %s", rel, i+1, m, line)
+			}
+		}
+	}
 }

@@ -190,7 +190,7 @@ func (sv servers) withDashboard() bool { return sv.natsURL == "" && sv.natsConfi
 func readServers(lookup config.Lookup, n int) (servers, error) {
 	env := config.NewSource("", lookup)
 	sv := servers{
-		natsURL:    env.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		natsURL:    env.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		mongoURL:   env.MongoURL("MONGO_URL"),
 		natsPort:   env.Int("NATS_PORT", config.DefaultNATSPort, 0, 65535),
 		mongoPort:  env.Int("MONGO_PORT", config.DefaultMongoPort, 0, 65535),

@@ -471,6 +471,33 @@ func TestPendingOrdersArePacedByTheCircuit(t *testing.T) {
 	t.Logf("%d trials on payment.create in %s with a %s open delay", trials, window, delay)
 }
 
+// A pending order's next_attempt is a time ahead, or absent: with no re-driver (REDRIVE_RATE=0),
+// GET /orders/{id} shows the time of its re-drive while it is ahead, and none once it has passed
+// (the order waits for a re-driver), never a time in the past.
+func TestNextAttemptIsNeverPast(t *testing.T) {
+	w := newWorld(t)
+	o := w.start(order.Service, testkit.Env{"REDRIVE_RATE": "0", "REDRIVE_BACKOFF": "2s"}) // payment away
+	if res := post(t, o, seedOrder("waits")); res.code != http.StatusAccepted {
+		t.Fatalf("with payment away: %d %s, want 202", res.code, res.body)
+	}
+	get := func() order.Detail {
+		var d order.Detail
+		if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/waits", "").body, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Status != order.StatusPending || d.Attempts != 1 {
+			t.Fatalf("GET: %s after %d attempts, want pending after 1", d.Status, d.Attempts)
+		}
+		return d
+	}
+	if d := get(); d.NextAttempt == nil {
+		t.Errorf("at once: no next attempt, want the re-drive's time while it is ahead (about 2 s)")
+	}
+	testkit.Eventually(t, 10*time.Second, "next_attempt to go once its time has passed", func() bool {
+		return get().NextAttempt == nil
+	})
+}
+
 // What /metrics and GET /orders/{id} say of pending orders while they are re-driven again and
 // again: shipment away, payment up (order's circuit stays closed, so every due order runs and
 // its entry in the queue is written anew each time). The oldest pending order's age counts from
@@ -502,10 +529,12 @@ func TestPendingOrdersAreMeasured(t *testing.T) {
 	if o.Requester.State() != messaging.StateClosed {
 		t.Fatalf("order's circuit %s, want closed: payment answers", o.Requester.State())
 	}
+	// A due order shows no next attempt until its re-drive sets the next one: look until it does.
 	var d order.Detail
-	if err := jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/"+ids[0], "").body, &d); err != nil {
-		t.Fatal(err)
-	}
+	testkit.Eventually(t, 10*time.Second, "a next attempt", func() bool {
+		d = order.Detail{}
+		return jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/"+ids[0], "").body, &d) == nil && d.NextAttempt != nil
+	})
 	if d.Status != order.StatusPending || d.Attempts < 2 || !strings.Contains(d.LastError, "shipment") ||
 		d.NextAttempt == nil || d.NextAttempt.Before(posted) {
 		t.Errorf("GET a pending order: status %q, %d attempts, last error %q, next attempt %v; want pending, re-driven, shipment's error, a next attempt",
@@ -513,8 +542,14 @@ func TestPendingOrdersAreMeasured(t *testing.T) {
 	}
 
 	w.start(shipment.Service, nil)
+	// By now each order's backoff is 6–15 s, and payment's circuit towards shipment is open for
+	// up to its 10 s delay: a re-drive it rejects waits out one more backoff. Completion is what is
+	// checked, not how soon.
 	for _, id := range ids {
-		completed(t, o, id)
+		testkit.Eventually(t, 45*time.Second, "order "+id+" to complete by itself", func() bool {
+			var d order.Detail
+			return jsonUnmarshal(do(t, http.MethodGet, o.URL()+"/orders/"+id, "").body, &d) == nil && d.Status == order.StatusCompleted
+		})
 	}
 	testkit.Eventually(t, 10*time.Second, "both gauges at 0", func() bool {
 		m := scrape(t, o.URL())

@@ -41,7 +41,7 @@ func TestPrefixedWins(t *testing.T) {
 // A duration without a unit is refused, with a message that shows one; "0" alone needs none.
 func TestDurationNeedsAUnit(t *testing.T) {
 	_, err := Load("order", "", 3000, env{"BREAKER_TIMEOUT": "5", "PAYMENT_BREAKER_DELAY": "2.5"}.lookup)
-	want := `BREAKER_TIMEOUT="5": want a duration with a unit, like 300ms (a bare number has none)`
+	want := `BREAKER_TIMEOUT="5": want a duration with a unit from 1ms to 1h0m0s, like 300ms (a bare number has none)`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("BREAKER_TIMEOUT=5: %v, want %q", err, want)
 	}
@@ -68,6 +68,58 @@ func TestBadValues(t *testing.T) {
 	}
 	if strings.Contains(msg, "\n") {
 		t.Errorf("not one line: %q", msg)
+	}
+}
+
+// A bad value's message says what the variable accepts, and everything it names is accepted:
+// INJECT_ERR=maybe names every spelling of on and off, ORDER_URL one URL, NATS_URL several.
+func TestBadValueSaysWhatIsAccepted(t *testing.T) {
+	rows := []struct {
+		name     string
+		read     func(*Source)
+		bad      string
+		words    []string // in the message
+		accepted []string // values it names, each read without a problem
+	}{
+		{"INJECT_ERR", func(s *Source) { s.Bool("INJECT_ERR", false) }, "maybe",
+			[]string{"1, true, yes or on", "0, false, no or off"}, []string{"1", "true", "yes", "on", "0", "false", "no", "off", "ON", " Yes "}},
+		{"JUMPS", func(s *Source) { s.Int("JUMPS", 6, 1, 1000) }, "many", []string{"integer", "1", "1000"}, []string{"1", "1000"}},
+		{"INJECT_ERR_RATE", func(s *Source) { s.Float("INJECT_ERR_RATE", 0.4, 0, 1) }, "half", []string{"number", "0", "1"}, []string{"0", "1", "0.5"}},
+		{"BREAKER_DELAY", func(s *Source) { s.Duration("BREAKER_DELAY", time.Second, time.Millisecond, time.Hour) }, "10",
+			[]string{"unit", "1ms", "1h0m0s", "300ms"}, []string{"1ms", "1h0m0s", "300ms"}},
+		{"BREAKER_DELAY", func(s *Source) { s.Duration("BREAKER_DELAY", time.Second, time.Millisecond, time.Hour) }, "2h",
+			[]string{"1ms", "1h0m0s", "300ms"}, []string{"1h"}},
+		{"LOG_LEVEL", func(s *Source) { s.OneOf("LOG_LEVEL", "info", "debug", "info") }, "loud", []string{"debug", "info"}, []string{"debug", "INFO"}},
+		{"ORDER_URL", func(s *Source) { s.URL("ORDER_URL", "", "http", "https") }, "http://a:1,http://b:2",
+			[]string{"http://host:port", "http or https)"}, []string{"http://a:1", "https://a"}},
+		{"NATS_URL", func(s *Source) { s.Servers("NATS_URL", "", "nats", "tls", "ws", "wss") }, "127.0.0.1:4222",
+			[]string{"nats://host:port", "nats, tls, ws or wss", "several separated by commas"},
+			[]string{"nats://a:4222", "tls://a:4222,tls://b:4222", "ws://a", "wss://a"}},
+		{"MONGO_URL", func(s *Source) { s.MongoURL("MONGO_URL") }, "db:27017",
+			[]string{"mongodb://host:port", "replicaSet"}, []string{"mongodb://db:27017", "mongodb://h1:1,h2:2/?replicaSet=rs0"}},
+		{"CORS_ORIGINS", func(s *Source) { s.Origins("CORS_ORIGINS") }, "shop.example.com",
+			[]string{`"*"`, "https://shop.example.com", "http://localhost:8080"}, []string{"*", "https://shop.example.com,http://localhost:8080"}},
+	}
+	for _, row := range rows {
+		t.Run(row.name+"="+row.bad, func(t *testing.T) {
+			s := NewSource("", env{row.name: row.bad}.lookup)
+			row.read(s)
+			err := s.Err()
+			if err == nil {
+				t.Fatalf("%s=%q accepted", row.name, row.bad)
+			}
+			for _, w := range row.words {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v: does not say %q", err, w)
+				}
+			}
+			for _, v := range row.accepted {
+				s := NewSource("", env{row.name: v}.lookup)
+				if row.read(s); s.Err() != nil {
+					t.Errorf("%s=%q, which the message names, is refused: %v", row.name, v, s.Err())
+				}
+			}
+		})
 	}
 }
 

@@ -30,7 +30,7 @@ func LoadDashboard(lookup Lookup, services int) (Dashboard, error) {
 		Port:     s.Int("DASHBOARD_PORT", DashboardPort(DefaultPort, services), 0, 65535),
 		OrderURL: s.URL("ORDER_URL", LocalURL("http", DefaultPort), "http", "https"),
 		Watch: Settings{Name: "dashboard", ID: "dashboard",
-			NatsURL: s.URL("NATS_URL", DefaultNATSURL, "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
+			NatsURL: s.Servers("NATS_URL", DefaultNATSURL, "nats", "tls", "ws", "wss"), NATS: s.natsAuth("NATS_")},
 	}
 	chaosUser, chaosPassword := s.String("CHAOS_NATS_USER", ""), s.String("CHAOS_NATS_PASSWORD", "")
 	switch {

@@ -111,7 +111,7 @@ func (s *Source) Duration(name string, def, lo, hi time.Duration) time.Duration 
 	t := strings.TrimSpace(v)
 	d, err := time.ParseDuration(t)
 	if _, numErr := strconv.ParseFloat(t, 64); err != nil && numErr == nil {
-		s.bad(from, v, fmt.Sprintf("a duration with a unit, like %s (a bare number has none)", example(lo, hi)))
+		s.bad(from, v, fmt.Sprintf("a duration with a unit from %s to %s, like %s (a bare number has none)", lo, hi, example(lo, hi)))
 		return def
 	}
 	if err != nil || d < lo || d > hi {
@@ -138,7 +138,7 @@ func (s *Source) Bool(name string, def bool) bool {
 	case "0", "false", "no", "off":
 		return false
 	}
-	s.bad(from, v, "1 or 0")
+	s.bad(from, v, "1, true, yes or on; or 0, false, no or off")
 	return def
 }
 
@@ -157,21 +157,44 @@ func (s *Source) OneOf(name, def string, choices ...string) string {
 	return def
 }
 
-// URL returns the value of name, a URL with one of schemes, or def.
+// URL returns the value of name, one URL with one of schemes, or def.
 func (s *Source) URL(name, def string, schemes ...string) string {
+	return s.urls(name, def, false, schemes)
+}
+
+// Servers returns the value of name, one or several comma-separated URLs (a NATS cluster's
+// servers) each with one of schemes, or def.
+func (s *Source) Servers(name, def string, schemes ...string) string {
+	return s.urls(name, def, true, schemes)
+}
+
+func (s *Source) urls(name, def string, several bool, schemes []string) string {
 	v, from, ok := s.get(name)
 	if !ok {
 		return def
 	}
-	// Several comma-separated servers are allowed (NATS): each must parse.
-	for _, part := range strings.Split(v, ",") {
+	parts := strings.Split(v, ",")
+	for _, part := range parts {
 		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil || u.Host == "" || !contains(schemes, u.Scheme) {
-			s.bad(from, Mask(v), "a URL like "+schemes[0]+"://host:port")
+		if err != nil || u.Host == "" || !contains(schemes, u.Scheme) || (len(parts) > 1 && !several) {
+			s.bad(from, Mask(v), urlWant(schemes, several))
 			return def
 		}
 	}
 	return v
+}
+
+// urlWant says what a URL variable takes: "a URL like nats://host:port (nats, tls, ws or wss;
+// several separated by commas)".
+func urlWant(schemes []string, several bool) string {
+	list := schemes[0]
+	if n := len(schemes); n > 1 {
+		list = strings.Join(schemes[:n-1], ", ") + " or " + schemes[n-1]
+	}
+	if several {
+		list += "; several separated by commas"
+	}
+	return "a URL like " + schemes[0] + "://host:port (" + list + ")"
 }
 
 // MongoURL reads a MongoDB connection string: one host or a replica set's list

@@ -89,10 +89,12 @@ type Redrive struct {
 	Rate    int
 	Backoff time.Duration // REDRIVE_BACKOFF: the wait before the first re-drive; doubles per failed attempt, up to MaxRedriveBackoff
 	// After (REDRIVE_AFTER) is when a new order is re-driven if its own request never records
-	// an outcome (its process died); 0 = derived from the breaker settings (see order).
+	// an outcome (its process died); 0 = derived from the breaker settings by order, which fills
+	// it in before the start log (Service.Settle).
 	After time.Duration
 	// AckWait (REDRIVE_ACK_WAIT) is how long a re-drive may hold a due order before JetStream
-	// gives it to another instance; 0 = derived: the longest one run can take (see order).
+	// gives it to another instance; 0 = derived by order: the longest one run can take (filled
+	// in as After is).
 	AckWait time.Duration
 	// ReconcileEvery (RECONCILE_EVERY) is how often an instance that re-drives also looks in the
 	// store for orders not final whose timer is gone (see order's reconciler); 0 = never.
@@ -136,7 +138,7 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
 		MongoURL:      s.MongoURL("MONGO_URL"),
 		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
-		NatsURL:       s.URL("NATS_URL", "", "nats", "tls", "ws", "wss"),
+		NatsURL:       s.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth("NATS_"),
 		NATSQueue:     s.natsAuth("NATS_QUEUE_"),
 		PProf:         s.Bool("PPROF", false),

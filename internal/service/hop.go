@@ -33,9 +33,23 @@ type Hop struct {
 // Forward runs what follows a saved record, in the seed's order: the injected error, the JUMPS
 // limit, then the call to the next hop with next as its body (Body.Next).
 func (h *Hop) Forward(ctx context.Context, next []byte) (messaging.Reply, error) {
+	return h.forward(ctx, "", next)
+}
+
+// ForwardNew is Forward for the record id this request has just saved (Save said created). Its
+// "👌 success" line is logged once the injected error has spared the request: one failed on
+// purpose logs "💥 injected error" after "🍀 saving", never a success first.
+func (h *Hop) ForwardNew(ctx context.Context, id string, next []byte) (messaging.Reply, error) {
+	return h.forward(ctx, id, next)
+}
+
+func (h *Hop) forward(ctx context.Context, created string, next []byte) (messaging.Reply, error) {
 	now := time.Now()
 	if err := h.injected(ctx); err != nil {
 		return messaging.Reply{}, err
+	}
+	if created != "" {
+		h.Log.InfoContext(ctx, "👌 success "+h.ID+"...", "id", created)
 	}
 	if h.Next == nil {
 		return messaging.ReplyDone(h.ID, now, false, nil), nil
@@ -97,7 +111,8 @@ func StoreError(err error) error {
 
 // Save stores rec once (see store.InsertOnce), logging the seed's lines, and turns store
 // failures into the service errors a caller sees: 409 for an id reused with another body, 503
-// when the store is unavailable.
+// when the store is unavailable. The seed's "👌 success" for a record it created is ForwardNew's
+// to log, after the injected error's draw.
 func Save[T any, P interface {
 	*T
 	store.Record
@@ -123,8 +138,6 @@ func Save[T any, P interface {
 		return nil, false, StoreError(err)
 	case !created:
 		log.InfoContext(ctx, "🔁 replay "+h.ID+", already saved")
-	default:
-		log.InfoContext(ctx, "👌 success "+h.ID+"...")
 	}
 	return stored, created, nil
 }
@@ -150,9 +163,12 @@ func (s *Step[In, T, P]) Handle(ctx context.Context, data []byte) (messaging.Rep
 	if err := s.Hop.Faults.Delay(ctx); err != nil {
 		return messaging.Reply{}, err // the caller gave up during the injected latency
 	}
-	stored, _, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, b))
+	stored, created, err := Save(ctx, s.Hop, s.Store, s.Record(ctx, b))
 	if err != nil {
 		return messaging.Reply{}, err
+	}
+	if created {
+		return s.Hop.ForwardNew(ctx, stored.Metadata().ID, b.Next)
 	}
 	if v := stored.Metadata().Voided; v != nil {
 		// Undone for good: a replay must not bring the rest of the chain back to life.

@@ -42,6 +42,9 @@ type Service struct {
 	// Example is its own fields of an example request whose ids are id: the chain's example
 	// body nests each service's (Chain.Example). Every service has one.
 	Example func(id string) any
+	// Settle, when set, fills in the settings the service derives from others (order's re-drive
+	// timers from the breaker's), so the start log shows them as they will be used.
+	Settle func(config.Settings) config.Settings
 	// Undo declares that what the service saves for an order is undone when a later hop refuses
 	// the order for good: its record is marked voided, with the reason, and a replay of it is
 	// refused (Step.Void). The saga is these fields in the chain's list: the entry voids the
@@ -113,6 +116,9 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 			err = config.Redact(err, cfg.Secrets()...)
 		}
 	}()
+	if svc.Settle != nil {
+		cfg = svc.Settle(cfg)
+	}
 	log.InfoContext(ctx, "starting", "config", cfg)
 
 	if r.traces, err = tracing.Start(ctx, cfg.Tracing, tracing.Service{Instance: cfg.ID, Version: Version}); err != nil {

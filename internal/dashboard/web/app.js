@@ -32,7 +32,23 @@ function onState(s) {
   $("#pending-orders").textContent = s.pending ? s.pending.orders : "unknown";
   $("#pending-oldest").textContent = s.pending && s.pending.orders ? s.pending.oldest_seconds.toFixed(1) + " s" : "–";
   $("#burst-form").hidden = !s.controls;
-  $("#tour-start").hidden = !s.controls;
+  renderTourButton(s);
+}
+
+// The tour plays on shipment's faults: where it cannot change them (no CHAOS=1 there), the button
+// is disabled and says beside it what it needs.
+let touring = false;
+function renderTourButton(s) {
+  const btn = $("#tour-start"), needs = $("#tour-needs");
+  const target = s.services.find((x) => x.name === TARGET[1]);
+  const why = !s.controls ? ""
+    : !target ? `the tour waits for ${TARGET[1]} to answer`
+    : !target.chaos.enabled ? `the tour needs chaos on ${TARGET[1]}: restart with CHAOS=1 go run ./cmd/breakerchain` : "";
+  btn.hidden = !s.controls;
+  if (!touring) btn.disabled = why !== "";
+  btn.title = why;
+  needs.hidden = why === "";
+  needs.textContent = why;
 }
 
 function onBreaker(ev) {
@@ -61,8 +77,15 @@ function onBreaker(ev) {
 }
 
 function onChaos(ch) {
-  const el = document.querySelector(`.service[data-service="${CSS.escape(ch.service)}"] .faults`);
-  if (el) el.textContent = faultsText(ch.faults);
+  const el = document.querySelector(`.service[data-service="${CSS.escape(ch.service)}"]`);
+  if (el) { el.querySelector(".faults").textContent = faultsText(ch.faults); showFaults(el, ch.faults); }
+}
+
+// showFaults puts the faults in force in the controls' empty boxes, both alike: "0" and "0s"
+// when there are none. A box left empty keeps its value.
+function showFaults(el, f) {
+  el.querySelector("input.rate").placeholder = String(Math.round(f.error_rate * 100));
+  el.querySelector("input.latency").placeholder = f.latency;
 }
 
 // ---- circuits ----
@@ -88,8 +111,8 @@ function renderCircuits(circuits) {
       tile.innerHTML = `<h3><span class="name"></span><span class="state"></span></h3>
         <div class="rate" title="failure rate over the window, against the threshold"><div class="fill"></div><div class="mark"></div></div>
         <div class="small rate-text"></div>
-        <div class="calls"><span>success<b class="success">0</b></span><span>failure<b class="failure">0</b></span><span>timeout<b class="timeout">0</b></span><span>rejected<b class="rejected">0</b></span></div>
-        <div class="small">calls per second · latency last minute: <span class="lat"></span></div>
+        <div class="calls" title="calls per second, over every instance of the caller, since the last poll"><span>success<b class="success">0/s</b></span><span>failure<b class="failure">0/s</b></span><span>timeout<b class="timeout">0/s</b></span><span>rejected<b class="rejected">0/s</b></span></div>
+        <div class="small">latency of the last minute's calls: <span class="lat"></span></div>
         <svg class="spark" viewBox="0 0 60 48" preserveAspectRatio="none"><polyline class="p99" fill="none" stroke-width="1"/><polyline class="p50" fill="none" stroke-width="1"/></svg>
         <div class="small delay"></div><div class="small instances"></div>`;
       tile.querySelector(".name").textContent = `${c.caller} → ${c.target}`;
@@ -102,8 +125,8 @@ function renderCircuits(circuits) {
     tile.querySelector(".mark").style.left = c.threshold + "%";
     tile.querySelector(".rate-text").textContent =
       `failure rate ${pct}% of ${c.executions} calls in ${c.window} · opens at ${c.threshold}% once ${c.min_calls} calls`;
-    for (const k of ["success", "failure", "timeout", "rejected"]) tile.querySelector("." + k).textContent = fmt(c.per_second[k] || 0);
-    tile.querySelector(".lat").textContent = `p50 ${c.p50_ms} ms · p99 ${c.p99_ms} ms`;
+    for (const k of ["success", "failure", "timeout", "rejected"]) tile.querySelector("." + k).textContent = fmt(c.per_second[k] || 0) + "/s";
+    tile.querySelector(".lat").textContent = latencyText(c.p50_ms, c.p99_ms);
     drawSpark(tile.querySelector("svg"), c.history || []);
     tile.querySelector(".delay").textContent = c.state === "open"
       ? `open: ${c.remaining_delay || "0s"} left of ${c.delay} before a trial call` : `an open circuit waits ${c.delay}`;
@@ -113,6 +136,14 @@ function renderCircuits(circuits) {
 }
 
 function fmt(n) { return n >= 10 ? Math.round(n) : Math.round(n * 10) / 10; }
+
+// latencyText is the last minute's p50 and p99: "none sent" when no call was (rejected calls
+// are not sent); under a millisecond as "<1 ms", for the histogram cannot say better.
+function latencyText(p50, p99) {
+  if (!p50 && !p99) return "no calls sent";
+  const ms = (v) => (v < 1 ? "<1" : fmt(v)) + " ms";
+  return `p50 ${ms(p50)} · p99 ${ms(p99)}`;
+}
 
 // A small chart of p50 and p99 over the last minute, one point per poll: two SVG polylines.
 function drawSpark(svg, hist) {
@@ -143,7 +174,7 @@ function renderServices(services, controls) {
       el.dataset.service = s.name;
       el.innerHTML = `<h3><span class="name"></span> <span class="small instances"></span></h3><div class="small faults"></div><div class="small limiters"></div>
         <form hidden><label>error % <input class="rate" type="number" min="0" max="100" step="1" inputmode="numeric"></label>
-        <label>latency <input class="latency" type="text" placeholder="0s" size="6"></label>
+        <label>latency <input class="latency" type="text" size="6"></label>
         <button class="apply" type="submit">Apply</button><span class="msg" role="status"></span></form>`;
       // Names come from the bus: as text and as ids, never as HTML.
       el.querySelector(".name").textContent = s.name;
@@ -153,6 +184,7 @@ function renderServices(services, controls) {
     }
     el.querySelector(".instances").textContent = `${s.instances} instance${s.instances === 1 ? "" : "s"}`;
     el.querySelector(".faults").textContent = faultsText(s.chaos) + (s.chaos.enabled ? "" : " · chaos off (CHAOS=1 to change)");
+    showFaults(el, s.chaos);
     el.querySelector(".limiters").textContent = (s.limiters || []).map(limiterText).join("\n");
     el.querySelector("form").hidden = !(controls && s.chaos.enabled);
   }
@@ -253,6 +285,7 @@ const STEPS = [
 
 async function tour() {
   const panel = $("#tour"), results = $("#tour-results");
+  touring = true;
   $("#tour-start").disabled = true;
   panel.hidden = false;
   panel.dataset.done = "false";
@@ -265,6 +298,7 @@ async function tour() {
     // Whatever happened, shipment is left healthy.
     await setFaults(0).catch(() => {});
     panel.dataset.done = "true";
+    touring = false;
     $("#tour-start").disabled = false;
     if (tile) tile.classList.remove("focus");
   }
