@@ -175,13 +175,8 @@ func (rec *record) detail() Detail {
 	d := Detail{
 		View: rec.view(), Items: rec.Items, Payment: json.RawMessage(rec.paymentBody()),
 		CreatedAt: rec.CreatedAt, UpdatedAt: st.UpdatedAt,
-		Attempts: st.Attempts, LastError: st.LastError,
+		Attempts: st.Attempts, LastError: st.LastError, NextAttempt: st.NextAttempt,
 		TraceID: messaging.TraceIDOf(rec.Trace),
-	}
-	if next := st.NextAttempt; next != nil && next.After(time.Now()) {
-		// A time passed says nothing: the order waits for a re-driver to take it, at once where
-		// one runs, never where none does (REDRIVE_RATE=0 on every instance).
-		d.NextAttempt = next
 	}
 	if d.Items == nil {
 		d.Items = []any{}

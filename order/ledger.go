@@ -37,6 +37,11 @@ func (b *ledger) loadState(ctx context.Context, rec *record) error {
 		return err // not run yet: as saved, in progress
 	}
 	rec.State = e.state(rec.State.UpdatedAt) // as saved: an entry does not say when its run was
+	if next := rec.State.NextAttempt; next != nil && !next.After(time.Now()) {
+		// A time passed says nothing: the order waits for a re-driver to take it, at once where
+		// one runs, never where none does (REDRIVE_RATE=0 on every instance).
+		rec.State.NextAttempt = nil
+	}
 	return nil
 }
 

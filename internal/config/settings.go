@@ -44,8 +44,9 @@ type Settings struct {
 	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
 	Redrive       Redrive
 	// Entry is set on the chain's first service, the one clients call, by whoever knows the
-	// chain (the command, the all-in-one): the settings only the entry reads (admission, backlog,
-	// re-drive, queue replicas) are then in its start log.
+	// chain (the command, the all-in-one) and by order's own Settle wherever it starts: the
+	// settings only the entry reads (admission, backlog, re-drive, queue replicas) are then in
+	// its start log.
 	Entry bool
 	// JetStreamReplicas is how many copies of order's queue stream JetStream keeps
 	// (JETSTREAM_REPLICAS): 1 on a single server, 3 on a three-node cluster.
