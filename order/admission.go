@@ -91,7 +91,7 @@ func newAdmission(cfg config.Admission, reg prometheus.Registerer) *admission {
 		inflight:  prometheus.NewDesc("breakerchain_admission_inflight", "Orders in flight under the admission limit, re-drives included.", nil, labels),
 		queued:    prometheus.NewDesc("breakerchain_admission_queued", "Orders waiting for room under the admission limit (ADMIT_MAX_WAIT at most).", nil, labels),
 		redriving: prometheus.NewDesc("breakerchain_admission_redriving", "Re-drives in flight under the admission limit (half of it at most).", nil, labels),
-		paced:     prometheus.NewDesc("breakerchain_admission_redrives_allowed", "Re-drives allowed at once by the latency of clients' orders: halved when they slow, the whole share (half the limit) when no client is posting.", nil, labels),
+		paced:     prometheus.NewDesc("breakerchain_admission_redrives_allowed", "The most re-drives the latency of clients' orders allows at once (halved when they slow, half the limit when no client posts for a second); the limit, a waiting client or a circuit not closed may allow fewer. 0 until a re-driver asks.", nil, labels),
 	})
 	return a
 }

@@ -11,12 +11,13 @@ import (
 // admission limit alone does not: it learns the latency under the drain's weight as the new
 // normal (its baseline follows load), and the drain kept live orders six times slower.
 //
-// It is additive increase, multiplicative decrease, as TCP's congestion control: every
-// paceInterval, when clients' orders took paceTolerance times longer on average than the
-// fastest average of the last paceMemory (what they take with the drain light), the re-drives
-// allowed halve; otherwise one more is allowed. Never fewer than one: a drain slows, it never
-// stops. With no clients' orders there is no one to protect, and the drain takes its whole
-// share at once; when clients come back it starts again from one re-drive.
+// It is additive increase, multiplicative decrease, as TCP's congestion control: each interval
+// of at least paceInterval and paceMinSamples clients' orders, when they took paceTolerance
+// times longer on average than the fastest average of the last paceMemory intervals (what they
+// take with the drain light), the re-drives allowed halve; otherwise one more is allowed. Never
+// fewer than one (the limit and a waiting client may still allow none: they come first). With
+// no client posting for paceIdle there is no one to protect, and the drain takes its whole
+// share; when clients come back it starts again from one re-drive and learns their latency anew.
 type drainPace struct {
 	mu      sync.Mutex
 	allowed int           // re-drives allowed at once
@@ -24,14 +25,15 @@ type drainPace struct {
 	sum     time.Duration // clients' orders completed in it: their total time …
 	n       int           // … and count
 	means   []time.Duration
-	idle    bool // the last interval had too few clients' orders to tell
+	idle    bool // no client posted for paceIdle: the drain has its whole share
 }
 
 const (
 	paceInterval   = 250 * time.Millisecond
-	paceMemory     = 120 // intervals: the fastest average of the last 30 s is the baseline
+	paceIdle       = time.Second // this long with too few clients' orders to tell: no one to protect
+	paceMemory     = 120         // intervals: the fastest average of the last 30 s or more is the baseline
 	paceTolerance  = 1.5
-	paceMinSamples = 8 // fewer orders in an interval say nothing of clients' latency
+	paceMinSamples = 8 // fewer orders say nothing of clients' latency: the interval goes on
 )
 
 // observe records one client's order that took d.
@@ -50,45 +52,49 @@ func (p *drainPace) allowedAt(now time.Time, share int) int {
 	if p.start.IsZero() {
 		p.start, p.allowed, p.idle = now, share, true
 	}
-	if now.Sub(p.start) >= paceInterval {
+	switch took := now.Sub(p.start); {
+	case took >= paceInterval && p.n >= paceMinSamples:
 		p.adjust(share)
-		p.start, p.sum, p.n = now, 0, 0
+	case took >= paceIdle:
+		p.allowed, p.idle = share, true
+	default:
+		return p.clamp(share)
 	}
+	p.start, p.sum, p.n = now, 0, 0
 	return p.clamp(share)
 }
 
-// current is what allowedAt last said, for a gauge: reading it changes nothing.
+// current is what allowedAt last said, for a gauge: reading it changes nothing; 0 before any
+// re-driver asked.
 func (p *drainPace) current(share int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.start.IsZero() {
+		return 0
+	}
 	return p.clamp(share)
 }
 
-func (p *drainPace) clamp(share int) int {
-	if p.start.IsZero() {
-		return max(1, share)
-	}
-	return max(1, min(p.allowed, share))
-}
+func (p *drainPace) clamp(share int) int { return max(1, min(p.allowed, share)) }
 
-// adjust ends an interval: its clients' average against the baseline sets what is allowed.
+// adjust ends an interval with enough clients' orders: their average against the baseline sets
+// what is allowed.
 func (p *drainPace) adjust(share int) {
-	if p.n < paceMinSamples {
-		p.allowed, p.idle = share, true
-		return
-	}
 	mean := p.sum / time.Duration(p.n)
-	if p.idle { // clients are back: learn their latency afresh, from a light drain
-		p.allowed, p.idle, p.means = 1, false, append(p.means[:0], mean)
+	if p.idle {
+		// Clients are back: start light, and learn their latency from the next interval, not
+		// from this one, which ran beside the whole share.
+		p.allowed, p.idle, p.means = 1, false, p.means[:0]
 		return
 	}
 	p.means = append(p.means, mean)
 	if len(p.means) > paceMemory {
 		p.means = p.means[1:]
 	}
+	allowed := min(p.allowed, share) // the share falls as latency rises: halve what is in force
 	if float64(mean) > paceTolerance*float64(slices.Min(p.means)) {
-		p.allowed = max(1, p.allowed/2)
+		p.allowed = max(1, allowed/2)
 	} else {
-		p.allowed = min(share, p.allowed+1)
+		p.allowed = min(share, allowed+1)
 	}
 }

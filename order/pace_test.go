@@ -2,21 +2,22 @@ package order
 
 import (
 	"context"
+	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/config"
-	"testing"
-	"time"
 )
 
 // TestDrainPaceFollowsClientsLatency shows the drain's pace: whole with no clients, from one
-// re-drive when they come, growing while their latency holds, halving when it rises.
+// re-drive when they come, growing while their latency holds, halving when it rises, and whole
+// again only once no client has posted for a second.
 func TestDrainPaceFollowsClientsLatency(t *testing.T) {
-	const share = 32
+	share := 32
 	var p drainPace
 	now := time.Unix(0, 0)
-	// interval ends one interval with n clients' orders of d each, and returns what is allowed.
+	// interval passes one interval with n clients' orders of d each, and returns what is allowed.
 	interval := func(n int, d time.Duration) int {
 		for range n {
 			p.observe(d)
@@ -30,9 +31,10 @@ func TestDrainPaceFollowsClientsLatency(t *testing.T) {
 		t.Fatalf("at first: %d allowed, want the share %d", got, share)
 	}
 	if got := interval(paceMinSamples-1, time.Second); got != share {
-		t.Fatalf("too few clients' orders to tell: %d allowed, want the share %d", got, share)
+		t.Fatalf("too few clients' orders to tell: %d allowed, want the share %d still", got, share)
 	}
-	// When clients come, the drain starts again from one, and grows by one while they are as fast.
+	// When clients come, the drain starts again from one, learns their latency from the next
+	// interval, and grows by one while they are as fast.
 	if got := interval(20, 30*time.Millisecond); got != 1 {
 		t.Fatalf("clients back: %d allowed, want 1", got)
 	}
@@ -41,23 +43,30 @@ func TestDrainPaceFollowsClientsLatency(t *testing.T) {
 			t.Fatalf("clients' latency within %.1f × their fastest: %d allowed, want %d", paceTolerance, got, want)
 		}
 	}
-	// When their latency rises past the tolerance, it halves, down to one, never none.
-	for _, want := range []int{3, 1, 1} {
-		if got := interval(20, 50*time.Millisecond); got != want {
-			t.Fatalf("clients' latency %.1f × their fastest: %d allowed, want %d", 50.0/30, got, want)
+	// When their latency rises past the tolerance, what is in force halves: the share, if it
+	// fell below what was allowed; down to one, never none.
+	share = 4
+	for _, want := range []int{2, 1, 1} {
+		if got := interval(20, 70*time.Millisecond); got != want {
+			t.Fatalf("clients' latency %.2f × their fastest, share %d: %d allowed, want %d", 70.0/40, share, got, want)
 		}
 	}
-	// Within an interval nothing changes, and never more than the share the limit gives.
-	p.observe(time.Hour)
-	if got := p.allowedAt(now.Add(paceInterval/2), share); got != 1 {
-		t.Fatalf("mid-interval: %d allowed, want 1 still", got)
+	share = 32
+	// Light traffic is still clients: an interval goes on until it has enough of their orders.
+	for range 2 {
+		if got := interval(3, 40*time.Millisecond); got != 1 {
+			t.Fatalf("three clients' orders a quarter second: %d allowed, want 1 still", got)
+		}
 	}
-	if got := p.allowedAt(now, 0); got != 1 {
-		t.Fatalf("a share of 0: %d allowed, want 1 (a drain slows, it never stops)", got)
+	if got := interval(3, 40*time.Millisecond); got != 2 { // nine orders: enough, and as fast
+		t.Fatalf("after three quarters of a second of light traffic as fast as before: %d allowed, want 2", got)
 	}
-	// Clients gone: the whole share again.
+	// Clients gone for a second: the whole share again.
+	for range 3 {
+		interval(0, 0)
+	}
 	if got := interval(0, 0); got != share {
-		t.Fatalf("clients gone: %d allowed, want the share %d", got, share)
+		t.Fatalf("no client for a second: %d allowed, want the share %d", got, share)
 	}
 }
 

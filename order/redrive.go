@@ -42,11 +42,11 @@ func ackWait(b messaging.BreakerSettings, set time.Duration) time.Duration {
 }
 
 // settle fills in the re-drive timers derived from the breaker's settings where REDRIVE_AFTER
-// and REDRIVE_ACK_WAIT leave them to order, so the start log shows the values used. Order is the
-// entry however it is started (the all-in-one, its command, a test): the settings only it reads
-// are in its start log.
+// and REDRIVE_ACK_WAIT leave them to order, so the start log shows the values used, and marks
+// the settings as order's (TakesOrders): the ones only it reads are in its start log. Not for
+// apply-queue, which reads an unset REDRIVE_ACK_WAIT as "keep the queue's".
 func settle(c config.Settings) config.Settings {
-	c.Entry = true
+	c.TakesOrders = true
 	c.Redrive.After = firstTimer(c.Breaker, c.Redrive.After)
 	c.Redrive.AckWait = ackWait(c.Breaker, c.Redrive.AckWait)
 	return c

@@ -223,6 +223,5 @@ func serviceConfig(name string, lookup config.Lookup) (config.Settings, error) {
 	if cfg.MongoURL == "" {
 		cfg.MongoURL = config.DefaultMongoURL
 	}
-	cfg.Entry = name == services[0].Name
 	return cfg, err
 }

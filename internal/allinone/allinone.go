@@ -235,7 +235,7 @@ func basePort(env *config.Source, n int) int { return env.Int("PORT", config.Def
 // Configs reads and checks every service's configuration, before anything starts. An unprefixed
 // PORT is the first of consecutive ports in the chain's order (order PORT, payment PORT+1, …;
 // 0 picks free ones: config.ServicePort); a prefixed one (PAYMENT_PORT) sets that service's
-// port. The first service is the chain's entry (Settings.Entry). With NATS_CONFIG, a service
+// port. With NATS_CONFIG, a service
 // with no NATS_USER or NATS_CREDS of its own connects as the user named after it (see ownUser).
 func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, error) {
 	env := config.NewSource("", lookup)
@@ -265,7 +265,6 @@ func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, e
 			l = ownUser(svc.Name, fileUsers, withoutPort)
 		}
 		c, err := config.Load(svc.Name, host, config.ServicePort(base, i), l)
-		c.Entry = i == 0
 		errs = append(errs, err)
 		cfgs[i] = c
 	}

@@ -39,9 +39,9 @@ func plan(sv servers, cfgs []config.Settings, withServices bool) listeners {
 	if !withServices {
 		return ls
 	}
-	for _, c := range cfgs {
+	for i, c := range cfgs {
 		entry := ""
-		if c.Entry {
+		if i == 0 { // the chain's first service is the one clients call
 			entry = c.Name
 		}
 		add(c.Host, c.Port, strings.ToUpper(c.Name)+"_PORT", entry)

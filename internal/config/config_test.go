@@ -298,24 +298,24 @@ func TestResilienceDefaults(t *testing.T) {
 	}
 }
 
-// The settings only the chain's entry reads are in the start log of whichever service is the
-// entry (Settings.Entry, set from the chain), not of a service by its name.
-func TestEntrySettingsLogged(t *testing.T) {
-	logged := func(name string, entry bool) string {
+// The settings only the service that takes orders reads are in its start log (Settings.TakesOrders,
+// set by order's Settle), decided by that flag, not by a service's name.
+func TestOrderSettingsLogged(t *testing.T) {
+	logged := func(name string, takesOrders bool) string {
 		c, err := Load(name, "", 3000, env{}.lookup)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Entry = entry
+		c.TakesOrders = takesOrders
 		var b strings.Builder
 		slog.New(slog.NewTextHandler(&b, nil)).Info("starting", "config", c)
 		return b.String()
 	}
 	if line := logged("front", true); !strings.Contains(line, "config.redrive=") || !strings.Contains(line, "config.admission=") {
-		t.Errorf("an entry's start log lacks its re-drive and admission: %q", line)
+		t.Errorf("the start log of a service that takes orders lacks its re-drive and admission: %q", line)
 	}
 	if line := logged("order", false); strings.Contains(line, "config.redrive=") {
-		t.Errorf("a service that is not the entry logs re-drive settings it does not read: %q", line)
+		t.Errorf("a service that takes no orders logs re-drive settings it does not read: %q", line)
 	}
 }
 

@@ -43,11 +43,10 @@ type Settings struct {
 	CORSOrigins   []string // origins a browser may call from; none: same origin only
 	Chaos         bool     // CHAOS: faults may be changed at runtime (PUT /chaos, chaos.<service> on NATS)
 	Redrive       Redrive
-	// Entry is set on the chain's first service, the one clients call, by whoever knows the
-	// chain (the command, the all-in-one) and by order's own Settle wherever it starts: the
-	// settings only the entry reads (admission, backlog, re-drive, queue replicas) are then in
-	// its start log.
-	Entry bool
+	// TakesOrders is set by the service that takes clients' orders (order's Settle, wherever it
+	// starts): the settings only it reads (admission, backlog, re-drive, queue replicas) are then
+	// in its start log, and in no other service's.
+	TakesOrders bool
 	// JetStreamReplicas is how many copies of order's queue stream JetStream keeps
 	// (JETSTREAM_REPLICAS): 1 on a single server, 3 on a three-node cluster.
 	JetStreamReplicas int
@@ -271,7 +270,7 @@ func (c Settings) LogValue() slog.Value {
 	if c.NATSQueue.Set() {
 		attrs = append(attrs, slog.Any("nats_queue_auth", c.NATSQueue))
 	}
-	if c.Entry {
+	if c.TakesOrders {
 		attrs = append(attrs, slog.String("redrive",
 			fmt.Sprintf("rate=%d/s backoff=%s after=%s ack_wait=%s reconcile_every=%s", c.Redrive.Rate, c.Redrive.Backoff, c.Redrive.After, c.Redrive.AckWait, c.Redrive.ReconcileEvery)),
 			slog.Int("jetstream_replicas", c.JetStreamReplicas), slog.Int("backlog_max", c.BacklogMax),
