@@ -31,8 +31,8 @@ func (o Outcome) known() bool {
 }
 
 // Bounds of a reply a target may send: a chain has a handful of services (three as shipped), and
-// its texts are one line each. A reply beyond them is a target that lies; stored, a chain nested a thousand deep is
-// more than the embedded store will take.
+// its texts are one line each. A reply beyond them is a target that lies; stored, a chain nested
+// a thousand deep is more than the embedded store will take.
 const (
 	maxReplyHops = 16
 	maxReplyText = 4096

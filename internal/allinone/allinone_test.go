@@ -17,9 +17,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/service"
-	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
-	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/messaging"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -28,47 +26,8 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// inventory is a fourth service after shipment, written as docs/architecture.md's recipe says:
-// its own fields with their example, its record, its Step, nothing about who calls it.
-type reservation struct {
-	ID  string `json:"id"`
-	SKU string `json:"sku"`
-}
-
-func (r *reservation) Validate() error {
-	if err := wire.ID("id", r.ID); err != nil {
-		return err
-	}
-	return wire.Text("sku", r.SKU, 64)
-}
-
-func decodeReservation(data []byte) (reservation, error) { return wire.DecodeValid[reservation](data) }
-
-type reservationRecord struct {
-	store.Meta `bson:",inline"`
-	SKU        string `bson:"sku"`
-}
-
-var inventory = service.Service{
-	Name:        "inventory",
-	Description: "Reserves stock: a fourth hop, for the test that adds one",
-	Collections: []string{"reservations"},
-	Check:       service.Check(decodeReservation),
-	Example:     func(id string) any { return reservation{ID: id, SKU: "tea"} },
-	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
-		step := &service.Step[reservation, reservationRecord, *reservationRecord]{
-			Hop: d.Hop, Store: store.NewCollection[reservationRecord](d.DB, "reservations"),
-			Decode: decodeReservation,
-			Record: func(ctx context.Context, b service.Body[reservation]) *reservationRecord {
-				return &reservationRecord{Meta: service.Meta(ctx, b.Own.ID, b.Canonical), SKU: b.Own.SKU}
-			},
-		}
-		return step.Parts(), nil
-	},
-}
-
 // four is the product's chain with the recipe's line added.
-var four = service.Chain{order.Service, payment.Service, shipment.Service, inventory}
+var four = service.Chain{order.Service, payment.Service, shipment.Service, testkit.Inventory}
 
 // freeRun finds n consecutive free ports of 127.0.0.1 and returns the first.
 func freeRun(t *testing.T, n int) int {

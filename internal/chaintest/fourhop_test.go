@@ -1,60 +1,17 @@
 package chaintest
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/breakerchain/breakerchain/internal/service"
-	"github.com/breakerchain/breakerchain/internal/store"
 	"github.com/breakerchain/breakerchain/internal/testkit"
-	"github.com/breakerchain/breakerchain/internal/wire"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
 	"github.com/breakerchain/breakerchain/shipment"
 )
-
-// inventory is a fourth service after shipment, as a new service is written: its own fields, its
-// record, its Step, and nothing about who calls it. Adding it to the product would be a sibling
-// folder, a line in the command's list and its NATS user (deploy/nats.conf); no existing service
-// changes.
-type reservation struct {
-	ID  string `json:"id"`
-	SKU string `json:"sku"`
-}
-
-func (r *reservation) Validate() error {
-	if err := wire.ID("id", r.ID); err != nil {
-		return err
-	}
-	return wire.Text("sku", r.SKU, 64)
-}
-
-func decodeReservation(data []byte) (reservation, error) { return wire.DecodeValid[reservation](data) }
-
-type reservationRecord struct {
-	store.Meta `bson:",inline"`
-	SKU        string `bson:"sku"`
-}
-
-var inventory = service.Service{
-	Name:        "inventory",
-	Description: "Reserves stock: a fourth hop, for the test that adds one",
-	Collections: []string{"reservations"},
-	Check:       service.Check(decodeReservation),
-	Build: func(_ context.Context, d service.Deps) (service.Parts, error) {
-		step := &service.Step[reservation, reservationRecord, *reservationRecord]{
-			Hop: d.Hop, Store: store.NewCollection[reservationRecord](d.DB, "reservations"),
-			Decode: decodeReservation,
-			Record: func(ctx context.Context, b service.Body[reservation]) *reservationRecord {
-				return &reservationRecord{Meta: service.Meta(ctx, b.Own.ID, b.Canonical), SKU: b.Own.SKU}
-			},
-		}
-		return step.Parts(), nil
-	},
-}
 
 // A four-hop chain made by adding a service to the list: an order runs through all four; bad
 // input for the fourth is refused by order before anything is saved anywhere; and with the fourth
@@ -62,7 +19,7 @@ var inventory = service.Service{
 // body as first sent (payment and shipment see replays, not conflicts).
 func TestFourHopChain(t *testing.T) {
 	w := newWorld(t)
-	four := service.Chain{order.Service, payment.Service, shipment.Service, inventory}
+	four := service.Chain{order.Service, payment.Service, shipment.Service, testkit.Inventory}
 	env := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}
 	start := func(i int, env testkit.Env) *testkit.Instance {
 		return testkit.Start(t, four[i:], w.natsURL, w.uri, w.db, env)
@@ -115,7 +72,7 @@ func TestFourHopChain(t *testing.T) {
 // undo and those before them, never of shipment, after which nobody declared one.
 func TestFourthServiceUndoes(t *testing.T) {
 	w := newWorld(t)
-	undoing := inventory
+	undoing := testkit.Inventory
 	undoing.Undo = true
 	four := service.Chain{order.Service, payment.Service, undoing, shipment.Service}
 	env := testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}

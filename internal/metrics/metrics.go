@@ -2,8 +2,8 @@
 // its circuits' state, calls by outcome and transitions (from the breaker events), HTTP request
 // durations (a chi middleware) and store operation durations (the Mongo driver's command
 // monitor), each with the trace it belongs to as an exemplar when the request is traced (shown in
-// the OpenMetrics format). Every service has a registry of its own, so each service of the all-in-one
-// shows its own on its own port; every series carries a "service" label.
+// the OpenMetrics format). Every service has a registry of its own, so each service of the
+// all-in-one shows its own on its own port; every series carries a "service" label.
 // It must not know what a service does: it observes breakers, HTTP and store commands, and the
 // gauges a service registers on its own.
 package metrics

@@ -1,6 +1,8 @@
 package observe
 
 import (
+	"encoding/json"
+
 	"github.com/breakerchain/breakerchain/internal/chaos"
 	"github.com/breakerchain/breakerchain/messaging"
 )
@@ -46,4 +48,17 @@ type Circuit struct {
 	Delay     string `json:"delay"`
 	// Calls counts the calls since start by kind, with the last minute's latency.
 	Calls messaging.CallStats `json:"calls"`
+}
+
+// Stats is b as each endpoint's data in `nats micro stats` carries it, and the dashboard reads
+// back as a Breakers: its JSON, keys and all, without the service and id micro's own fields give.
+func (b Breakers) Stats() map[string]any {
+	data, err := json.Marshal(b)
+	var m map[string]any
+	if err != nil || json.Unmarshal(data, &m) != nil {
+		return map[string]any{}
+	}
+	delete(m, "service")
+	delete(m, "id")
+	return m
 }

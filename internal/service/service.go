@@ -171,10 +171,7 @@ func Start(ctx context.Context, c Chain, cfg config.Settings, log *slog.Logger) 
 		Service: svc.Name, Version: Version, Description: svc.Description,
 		Subject: messaging.Subject(svc.Name), MaxConcurrent: cfg.MaxConcurrent,
 		Void: parts.Void, VoidSubject: messaging.VoidSubject(svc.Name), Tracing: r.traces,
-		Info: func() map[string]any {
-			b := r.breakers(cfg)
-			return map[string]any{"circuits": b.Circuits, "limiters": b.Limiters, "chaos": b.Chaos}
-		},
+		Info: func() map[string]any { return r.breakers(cfg).Stats() },
 	}
 	controls := []messaging.Control{{Name: "circuits", Subject: messaging.CircuitsSubject(svc.Name),
 		Handle: func(context.Context, []byte) (any, error) { return r.breakers(cfg), nil }}}
