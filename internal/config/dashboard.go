@@ -20,7 +20,7 @@ type Dashboard struct {
 	OrderBody func(id string) []byte
 }
 
-// LoadDashboard reads the dashboard's configuration beside a chain of services long (its
+// LoadDashboard reads the dashboard's configuration beside a chain of that many services (its
 // default port is the one after theirs: DashboardPort). Without NATS credentials (a local server)
 // the controls use the same anonymous connection; with them, only CHAOS_NATS_USER gives controls.
 func LoadDashboard(lookup Lookup, services int) (Dashboard, error) {
