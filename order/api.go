@@ -219,14 +219,14 @@ func (a *api) create(w http.ResponseWriter, req *http.Request) {
 func (a *api) take(ctx context.Context, w http.ResponseWriter, req *http.Request) (adaptivelimiter.Permit, bool) {
 	if full, size := a.backlog.full(ctx); full {
 		a.admission.refuse(refusedBacklog)
-		a.writeError(w, req, a.retryAfter(), problem.Errorf(http.StatusServiceUnavailable,
+		a.writeError(w, a.retryAfter(), problem.Errorf(http.StatusServiceUnavailable,
 			"order not taken: %d orders are waiting to complete, the most this system defers (BACKLOG_MAX); nothing was saved, retrying later with the same id is safe", size))
 		return nil, false
 	}
 	permit, ok := a.admission.admit(ctx)
 	if !ok {
 		// Soon: room frees as fast as the chain completes orders.
-		a.writeError(w, req, "1", problem.Errorf(http.StatusServiceUnavailable,
+		a.writeError(w, "1", problem.Errorf(http.StatusServiceUnavailable,
 			"order not taken: the chain is at its limit (%d orders at once); nothing was saved, retrying with the same id is safe",
 			a.admission.lim.Limit()))
 		return nil, false
@@ -401,7 +401,7 @@ func (a *api) fail(w http.ResponseWriter, req *http.Request, err error) {
 	if se.Code >= http.StatusInternalServerError {
 		a.log.ErrorContext(req.Context(), "request failed", "err", err)
 	}
-	a.writeError(w, req, a.retryAfter(), se)
+	a.writeError(w, a.retryAfter(), se)
 }
 
 // retryAfter is long enough for an order that may have been saved to have been re-driven: a
@@ -410,15 +410,11 @@ func (a *api) retryAfter() string { return strconv.Itoa(int(math.Ceil(a.firstTim
 
 // writeError answers se, with Retry-After when it is a 503, and logs nothing: an order not taken is
 // the system working — counted, not logged, as under overload there are thousands a second.
-func (a *api) writeError(w http.ResponseWriter, req *http.Request, retryAfter string, se *problem.Error) {
+func (a *api) writeError(w http.ResponseWriter, retryAfter string, se *problem.Error) {
 	if se.Code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	if wantsText(req) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(se.Code)
-		_, _ = io.WriteString(w, se.Description+"\n")
-		return
-	}
+	// JSON even when the client asked for the seed's text: that is the chain's answer; an error
+	// is the contract's {"error", "field"}, which a script reads the same whatever it accepts.
 	wire.WriteError(w, se.Code, se.Description, se.Field)
 }

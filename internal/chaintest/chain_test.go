@@ -274,10 +274,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if row.contentType != "" {
 				hdr = []string{"Content-Type", row.contentType}
 			}
-			res := post(t, o, row.body, hdr...)
-			e := res.errorBody(t)
-			if res.code != row.want || e.Field != row.field {
-				t.Errorf("got %d field %q (%s), want %d field %q", res.code, e.Field, e.Error, row.want, row.field)
+			// An error is JSON even to a client that asks for the seed's text (the README's curls).
+			for _, accept := range []string{"", "text/plain"} {
+				res := post(t, o, row.body, append(hdr, "Accept", accept)...)
+				e := res.errorBody(t)
+				if res.code != row.want || e.Field != row.field {
+					t.Errorf("Accept %q: got %d field %q (%s), want %d field %q", accept, res.code, e.Field, e.Error, row.want, row.field)
+				}
 			}
 		})
 	}
