@@ -496,3 +496,26 @@ func TestEventsOnTheBus(t *testing.T) {
 		t.Fatalf("events on the bus %v, want %v", seen, want)
 	}
 }
+
+// TestWindowForgetsOldCalls: the window shows a closed circuit's recent calls, and none once a
+// whole window passed without a call — the breaker's own counts roll only on the next call, and
+// a dashboard showing them would say "50 % of 2 calls in 2s" for ever on an idle chain.
+func TestWindowForgetsOldCalls(t *testing.T) {
+	nc := connect(t)
+	tg := newTarget(t, nc, "window.create")
+	s := quick
+	s.Window = 300 * time.Millisecond
+	r := messaging.NewRequester(nc, messaging.Route{From: "caller", To: "target", Subject: "window.create"}, s, testkit.Logger(t))
+	call(r, tg, answer500, 1)
+	call(r, tg, answerOK, 1)
+	if n, f, rate := r.Window(); n != 2 || f != 1 || rate != 0.5 {
+		t.Fatalf("window after two calls: %d calls, %d failures, rate %v; want 2, 1, 0.5", n, f, rate)
+	}
+	testkit.Eventually(t, 5*time.Second, "the window to empty", func() bool {
+		n, f, rate := r.Window()
+		return n == 0 && f == 0 && rate == 0
+	})
+	if r.State() != messaging.StateClosed {
+		t.Errorf("circuit %s, want closed", r.State())
+	}
+}

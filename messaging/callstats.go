@@ -74,6 +74,7 @@ const (
 // callStats counts calls and keeps a histogram of latencies per second for the last minute.
 type callStats struct {
 	mu     sync.Mutex
+	last   time.Time // when the last call came back
 	totals CallStats
 	sec    [60]struct {
 		at   int64 // the Unix second the bucket is for
@@ -96,12 +97,20 @@ func (c *callStats) record(outcome Outcome, d time.Duration) {
 	default:
 		c.totals.Success++
 	}
-	now := time.Now().Unix()
+	c.last = time.Now()
+	now := c.last.Unix()
 	s := &c.sec[now%60]
 	if s.at != now {
 		s.at, s.hist = now, [latencyBuckets]uint32{}
 	}
 	s.hist[bucketOf(d)]++
+}
+
+// lastCall is when the last call sent came back; zero before any.
+func (c *callStats) lastCall() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }
 
 func bucketOf(d time.Duration) int {

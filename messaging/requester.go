@@ -194,6 +194,17 @@ func (r *Requester) call(ctx context.Context, subject string, payload []byte) Re
 // Stats returns what the requester's calls came to so far.
 func (r *Requester) Stats() CallStats { return r.stats.snapshot() }
 
+// Window is the closed circuit's calls in its rolling window now: executions, failures and the
+// failure rate (0 to 1). The breaker's own counts roll only when a call comes, so after a window
+// without calls they are the last calls', however old; the window then holds none, and says so.
+func (r *Requester) Window() (executions, failures uint, rate float64) {
+	m := r.breaker.Metrics()
+	if r.breaker.IsClosed() && time.Since(r.stats.lastCall()) > r.settings.Window {
+		return 0, 0, 0
+	}
+	return m.Executions(), m.Failures(), m.FailureRate()
+}
+
 // Settings returns the settings of the requester's policies.
 func (r *Requester) Settings() BreakerSettings { return r.settings }
 

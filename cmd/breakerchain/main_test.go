@@ -377,9 +377,9 @@ func TestAllInOneWithNATSConfig(t *testing.T) {
 	if !strings.Contains(stdout.String(), "NATS users from") || !strings.HasPrefix(natsURL, "nats://127.0.0.1:") {
 		t.Errorf("banner:\n%s\nwant NATS users from the file, on 127.0.0.1", stdout.String())
 	}
-	// Its nats commands log in: there is no anonymous user.
-	for _, want := range []string{`nats --user observer --password "$OBSERVER_NATS_PASSWORD" sub 'chaos.>'`,
-		`nats --user chaos --password "$CHAOS_NATS_PASSWORD" req chaos.shipment`} {
+	// Its nats commands log in (there is no anonymous user), on its server (not the CLI's default).
+	for _, want := range []string{`nats --user observer --password "$OBSERVER_NATS_PASSWORD" -s ` + natsURL + ` sub 'chaos.>'`,
+		`nats --user chaos --password "$CHAOS_NATS_PASSWORD" -s ` + natsURL + ` req chaos.shipment`} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
 		}

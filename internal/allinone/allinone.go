@@ -369,6 +369,10 @@ func (s *Running) Banner() string {
 		watcher = `nats --user observer --password "$OBSERVER_NATS_PASSWORD"`
 		changer = `nats --user chaos --password "$CHAOS_NATS_PASSWORD"`
 	}
+	if s.NATSURL != config.DefaultNATSURL { // the CLI's own default: elsewhere, it must be told
+		watcher += " -s " + config.Mask(s.NATSURL)
+		changer += " -s " + config.Mask(s.NATSURL)
+	}
 	natsNote, storeNote := "(external)", "(external)"
 	if s.nats != nil {
 		natsNote = "(embedded, JetStream in " + filepath.Join(s.DataDir, "jetstream") + ") watch it: " + watcher + " sub 'breaker.>'"
@@ -388,7 +392,7 @@ func (s *Running) Banner() string {
 		fmt.Fprintf(&b, "Run a service against them:\n  NATS_URL=%s MONGO_URL='%s' breakerchain payment\n",
 			config.Mask(s.NATSURL), config.Mask(s.MongoURL))
 	} else {
-		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -d '%s' http://%s/create\n",
+		fmt.Fprintf(&b, "Try it:\n  curl -s -H 'Content-Type: application/json' -H 'Accept: text/plain' -d '%s' http://%s/create\n",
 			s.chain.Example("1"), s.Services[0].Addr)
 	}
 	for i := len(s.Services) - 1; i >= 0; i-- { // the last hop with chaos on: shipment, as in the seed

@@ -167,10 +167,10 @@ func (r *Running) circuits() []observe.Circuit {
 	out := []observe.Circuit{}
 	if q := r.Requester; q != nil {
 		b := q.Breaker()
-		m := b.Metrics()
+		executions, failures, rate := q.Window()
 		set := q.Settings()
-		c := observe.Circuit{Target: q.Route().To, State: q.State(), Executions: m.Executions(),
-			Failures: m.Failures(), FailureRate: m.FailureRate(),
+		c := observe.Circuit{Target: q.Route().To, State: q.State(), Executions: executions,
+			Failures: failures, FailureRate: rate,
 			Threshold: set.FailureRate, MinCalls: set.MinCalls, Window: set.Window.String(), Delay: set.Delay.String(),
 			Calls: q.Stats()}
 		if d := b.RemainingDelay(); d > 0 {
