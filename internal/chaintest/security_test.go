@@ -817,8 +817,8 @@ func TestDashboardWithLeastPrivilege(t *testing.T) {
 	if r.code != http.StatusOK || jsonUnmarshal(r.body, &faults) != nil || faults.ErrorRate != 0.25 {
 		t.Errorf("PUT /api/chaos/shipment as the chaos user: %d %s", r.code, r.body)
 	}
-	if r := do(t, http.MethodPut, base+"/api/chaos/payment", `{"error_rate":1}`, "Content-Type", "application/json"); r.code != http.StatusConflict {
-		t.Errorf("chaos on payment, which runs without CHAOS: %d %s, want 409", r.code, r.body)
+	if r := do(t, http.MethodPut, base+"/api/chaos/payment", `{"error_rate":1}`, "Content-Type", "application/json"); r.code != http.StatusForbidden {
+		t.Errorf("chaos on payment, which runs without CHAOS: %d %s, want 403, as payment's own PUT /chaos", r.code, r.body)
 	}
 	if b := do(t, http.MethodPost, base+"/api/orders", `{"count":2}`, "Content-Type", "application/json"); b.code != http.StatusOK {
 		t.Errorf("POST /api/orders: %d %s", b.code, b.body)

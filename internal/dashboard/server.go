@@ -181,7 +181,8 @@ func (s *Server) chaos(w http.ResponseWriter, req *http.Request) {
 		Header: nats.Header{messaging.HeaderRequestID: []string{rid}}}, 2*time.Second)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		wire.WriteError(w, http.StatusConflict, fmt.Sprintf("chaos is off for %s: start it with CHAOS=1 to change its faults at runtime", name), "")
+		// As the service itself answers PUT /chaos when chaos is off: nothing listens on chaos.<name>.
+		wire.WriteError(w, http.StatusForbidden, fmt.Sprintf("chaos is off for %s (or it is not running): start it with CHAOS=1 to change its faults at runtime", name), "")
 		return
 	case err != nil:
 		wire.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s did not answer: %v", name, err), "")
