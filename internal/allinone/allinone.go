@@ -94,70 +94,20 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		s.DataDir = sv.dataDir
 	}
 	if s.NATSURL == "" {
-		port := sv.natsPort
-		if port == 0 {
-			port = server.RANDOM_PORT
-		}
-		opts := sv.natsOpts
-		if opts == nil {
-			opts = &server.Options{}
-		}
-		opts.NoLog, opts.Debug = !debug, debug
-		// JetStream holds order's queue, in DATA_DIR/jetstream (nats-server adds the last part).
-		// Synced every second: a crash loses nothing, a power loss at most that last second.
-		opts.JetStream, opts.StoreDir = true, sv.dataDir
-		if opts.SyncInterval == 0 {
-			opts.SyncInterval = time.Second
-		}
-		if s.nats, err = embedded.StartNATS(host, port, opts); err != nil {
+		if err := s.startNATS(sv, debug); err != nil {
 			return nil, err
 		}
-		if debug {
-			s.nats.ConfigureLogger()
-		}
-		s.NATSURL = s.nats.URL()
 	}
 	if s.MongoURL == "" {
-		var storeLog *slog.Logger
-		if debug {
-			storeLog = log.With("service", "ferretdb")
-		} else {
-			storeLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-		}
-		addr := net.JoinHostPort(host, strconv.Itoa(sv.mongoPort))
-		if s.store, err = embedded.StartStore(addr, sv.dataDir, storeLog); err != nil {
+		if err := s.startStore(ctx, sv, log, debug); err != nil {
 			return nil, err
-		}
-		s.MongoURL = s.store.URI()
-		// Lookups by _id use an index, whether the services run here or as processes (not for a
-		// service given a store of its own).
-		for i, svc := range services {
-			if cfgs[i].MongoURL != "" {
-				continue
-			}
-			if err := s.store.IndexIDs(ctx, cfgs[i].MongoDB, svc.Collections...); err != nil {
-				return nil, err
-			}
 		}
 	}
 	if !withServices {
 		return s, nil
 	}
-	// Downstream first, so each service finds the next one already serving.
-	s.Services = make([]*service.Running, len(services))
-	for i := len(services) - 1; i >= 0; i-- {
-		c := &s.Configs[i]
-		if c.NatsURL == "" {
-			c.NatsURL = s.NATSURL
-		}
-		if c.MongoURL == "" {
-			c.MongoURL = s.MongoURL
-		}
-		r, err := service.Start(ctx, services[i:], *c, log.With("service", c.ID))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", services[i].Name, err)
-		}
-		s.Services[i] = r
+	if err := s.startServices(ctx, log); err != nil {
+		return nil, err
 	}
 	if sv.withDashboard() {
 		local := config.Settings{Name: "dashboard", ID: "dashboard", NatsURL: s.NATSURL}
@@ -169,6 +119,81 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 		}
 	}
 	return s, nil
+}
+
+// startNATS starts the embedded nats-server as sv says, with JetStream in DATA_DIR.
+func (s *Running) startNATS(sv servers, debug bool) error {
+	port := sv.natsPort
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := sv.natsOpts
+	if opts == nil {
+		opts = &server.Options{}
+	}
+	opts.NoLog, opts.Debug = !debug, debug
+	// JetStream holds order's queue, in DATA_DIR/jetstream (nats-server adds the last part).
+	// Synced every second: a crash loses nothing, a power loss at most that last second.
+	opts.JetStream, opts.StoreDir = true, sv.dataDir
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = time.Second
+	}
+	var err error
+	if s.nats, err = embedded.StartNATS(host, port, opts); err != nil {
+		return err
+	}
+	if debug {
+		s.nats.ConfigureLogger()
+	}
+	s.NATSURL = s.nats.URL()
+	return nil
+}
+
+// startStore starts the embedded store as sv says, and indexes by _id the collections of every
+// service that uses it.
+func (s *Running) startStore(ctx context.Context, sv servers, log *slog.Logger, debug bool) error {
+	storeLog := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if debug {
+		storeLog = log.With("service", "ferretdb")
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(sv.mongoPort))
+	var err error
+	if s.store, err = embedded.StartStore(addr, sv.dataDir, storeLog); err != nil {
+		return err
+	}
+	s.MongoURL = s.store.URI()
+	// Lookups by _id use an index, whether the services run here or as processes (not for a
+	// service given a store of its own).
+	for i, svc := range s.chain {
+		if s.Configs[i].MongoURL != "" {
+			continue
+		}
+		if err := s.store.IndexIDs(ctx, s.Configs[i].MongoDB, svc.Collections...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startServices starts the chain's services on the servers, downstream first, so each service
+// finds the next one already serving.
+func (s *Running) startServices(ctx context.Context, log *slog.Logger) error {
+	s.Services = make([]*service.Running, len(s.chain))
+	for i := len(s.chain) - 1; i >= 0; i-- {
+		c := &s.Configs[i]
+		if c.NatsURL == "" {
+			c.NatsURL = s.NATSURL
+		}
+		if c.MongoURL == "" {
+			c.MongoURL = s.MongoURL
+		}
+		r, err := service.Start(ctx, s.chain[i:], *c, log.With("service", c.ID))
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.chain[i].Name, err)
+		}
+		s.Services[i] = r
+	}
+	return nil
 }
 
 // servers is how the all-in-one's own servers are configured.
