@@ -235,7 +235,7 @@ func setChaos(b *testing.B, url, body string) {
 //	go test -run '^$' -bench OverloadDrain -benchtime 10000x ./cmd/breakerchain
 func BenchmarkOverloadDrain(b *testing.B) {
 	// A short open delay: payment back, the circuit's trial comes soon.
-	c := startProcesses(b, "BREAKER_DELAY=2s", "LOG_LEVEL=warn")
+	c := startProcesses(b, append([]string{"BREAKER_DELAY=2s", "LOG_LEVEL=warn"}, strings.Fields(os.Getenv("BENCH_ENV"))...)...)
 	phase := min(max(time.Duration(b.N)*time.Millisecond, time.Second), 10*time.Second)
 	healthy := loadFor(b, c.orderURL, 64, phase).perSecond(http.StatusCreated)
 	alone := loadFor(b, c.orderURL, 16, phase)
