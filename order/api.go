@@ -50,7 +50,7 @@ func build(ctx context.Context, d service.Deps) (service.Parts, error) {
 	b := newLedger(ctx, d, q)
 	wait := ackWait(d.Config.Breaker, d.Config.Redrive.AckWait)
 	a := &api{hop: d.Hop, ledger: b, log: d.Log, firstTimer: firstTimer(d.Config.Breaker, d.Config.Redrive.After),
-		backlog: &backlog{q: q, max: uint64(d.Config.BacklogMax)}}
+		backlog: &backlog{read: queueSize(q), max: uint64(d.Config.BacklogMax)}}
 	a.checkIn = a.firstTimer + wait
 	var redriverWait time.Duration // this instance's say on the consumer: none without a re-driver
 	if d.Config.Redrive.Rate > 0 {

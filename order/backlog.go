@@ -10,31 +10,49 @@ import (
 // entries, shared by every instance; orders in flight included), a new order is refused, 503
 // with Retry-After, rather than taken and deferred — an operator decides how much pending work
 // is acceptable (BACKLOG_MAX), not the chain's own overflow. The size is read from the stream at
-// most every backlogRefresh, by one request while the others use the last reading.
+// most every backlogRefresh, by one request while the others go on with the last reading: two
+// requests to JetStream take milliseconds under load, and every order arriving meanwhile
+// waited for them, refusals included.
 type backlog struct {
-	q   *queue
-	max uint64 // 0: no bound
+	read func(context.Context) (uint64, error) // the queue's size
+	max  uint64                                // 0: no bound
 
-	mu     sync.Mutex
-	size   uint64
-	readAt time.Time
+	mu      sync.Mutex
+	size    uint64
+	readAt  time.Time
+	reading bool // a request is reading the size
 }
 
 // backlogRefresh is how stale the backlog's size may be: a bound a second late is still a bound.
 const backlogRefresh = time.Second
 
-// full reports whether a new order would go past the bound, and the size read. A queue that
-// does not answer is not full: the timer's own write says so, with its own 503.
+// queueSize reads how many entries q holds.
+func queueSize(q *queue) func(context.Context) (uint64, error) {
+	return func(ctx context.Context) (uint64, error) {
+		n, _, err := q.state(ctx)
+		return n, err
+	}
+}
+
+// full reports whether a new order would go past the bound, and the size it goes by. A queue
+// that does not answer is not full: the timer's own write says so, with its own 503.
 func (b *backlog) full(ctx context.Context) (bool, uint64) {
 	if b.max == 0 {
 		return false, 0
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if time.Since(b.readAt) >= backlogRefresh {
-		if n, _, err := b.q.state(ctx); err == nil {
-			b.size, b.readAt = n, time.Now()
+	stale := !b.reading && time.Since(b.readAt) >= backlogRefresh
+	b.reading = b.reading || stale
+	size := b.size
+	b.mu.Unlock()
+	if stale {
+		n, err := b.read(ctx)
+		b.mu.Lock()
+		if err == nil {
+			b.size, b.readAt, size = n, time.Now(), n
 		}
+		b.reading = false
+		b.mu.Unlock()
 	}
-	return b.size >= b.max, b.size
+	return size >= b.max, size
 }
