@@ -10,17 +10,16 @@ import (
 // entries, shared by every instance; orders in flight included), a new order is refused, 503
 // with Retry-After, rather than taken and deferred — an operator decides how much pending work
 // is acceptable (BACKLOG_MAX), not the chain's own overflow. The size is read from the stream at
-// most every backlogRefresh, by one request while the others go on with the last reading: two
-// requests to JetStream take milliseconds under load, and every order arriving meanwhile
-// waited for them, refusals included.
+// most every backlogRefresh, by one request, while the others go by the last reading rather
+// than wait for its two requests to JetStream.
 type backlog struct {
 	read func(context.Context) (uint64, error) // the queue's size
 	max  uint64                                // 0: no bound
 
 	mu      sync.Mutex
 	size    uint64
-	readAt  time.Time
-	reading bool // a request is reading the size
+	readAt  time.Time // of the last reading, or of the last failed try
+	reading bool      // a request is reading the size
 }
 
 // backlogRefresh is how stale the backlog's size may be: a bound a second late is still a bound.
@@ -34,8 +33,9 @@ func queueSize(q *queue) func(context.Context) (uint64, error) {
 	}
 }
 
-// full reports whether a new order would go past the bound, and the size it goes by. A queue
-// that does not answer is not full: the timer's own write says so, with its own 503.
+// full reports whether a new order would go past the bound, and the size it goes by: the last
+// reading (none before the first lands: 0). A queue that does not answer leaves the last reading
+// standing, tried again a second later; an order's own timer write says whether it answers now.
 func (b *backlog) full(ctx context.Context) (bool, uint64) {
 	if b.max == 0 {
 		return false, 0
@@ -46,13 +46,19 @@ func (b *backlog) full(ctx context.Context) (bool, uint64) {
 	size := b.size
 	b.mu.Unlock()
 	if stale {
-		n, err := b.read(ctx)
-		b.mu.Lock()
-		if err == nil {
-			b.size, b.readAt, size = n, time.Now(), n
-		}
-		b.reading = false
-		b.mu.Unlock()
+		size = b.refresh(ctx)
 	}
 	return size >= b.max, size
+}
+
+// refresh reads the size, and returns the reading it leaves.
+func (b *backlog) refresh(ctx context.Context) uint64 {
+	n, err := b.read(ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading, b.readAt = false, time.Now()
+	if err == nil {
+		b.size = n
+	}
+	return b.size
 }

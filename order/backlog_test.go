@@ -2,23 +2,29 @@ package order
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// While one request reads the backlog's size from the queue, the others go on with the last
-// reading rather than waiting for it: the read is two requests to JetStream, and every order
-// arriving meanwhile, refusals included, waited for them.
+// While one request reads the backlog's size from the queue, the others go by the last reading
+// rather than wait for it: the read is two requests to JetStream, and every order arriving
+// meanwhile, refusals included, waited for them.
 func TestBacklogReadHoldsNoOneUp(t *testing.T) {
-	reads := make(chan struct{}) // a read has begun
-	release := make(chan uint64) // what the read answers
+	var reads atomic.Int32
+	began := make(chan struct{}, 1) // the first read has begun
+	release := make(chan uint64)    // what the first read answers
 	b := &backlog{max: 10, read: func(context.Context) (uint64, error) {
-		reads <- struct{}{}
+		if reads.Add(1) > 1 {
+			return 0, errors.New("read again")
+		}
+		began <- struct{}{}
 		return <-release, nil
 	}}
 	first := make(chan bool)
 	go func() { full, _ := b.full(context.Background()); first <- full }()
-	<-reads
+	<-began
 
 	other := make(chan uint64)
 	go func() { _, size := b.full(context.Background()); other <- size }()
@@ -27,10 +33,11 @@ func TestBacklogReadHoldsNoOneUp(t *testing.T) {
 		if size != 0 {
 			t.Fatalf("while the first read runs, another request goes by %d orders, want the last reading, 0", size)
 		}
-	case <-reads:
-		t.Fatal("a second request read the size while the first read was running")
 	case <-time.After(10 * time.Second):
 		t.Fatal("a request waited for another's read of the backlog's size")
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads while the first ran, want 1", n)
 	}
 
 	release <- 12
@@ -38,6 +45,32 @@ func TestBacklogReadHoldsNoOneUp(t *testing.T) {
 		t.Fatal("12 orders waiting, bound 10: not full")
 	}
 	if full, size := b.full(context.Background()); !full || size != 12 {
-		t.Fatalf("after the read: full %v, %d orders; want full, 12 (read at most once a second)", full, size)
+		t.Fatalf("after the read: full %v, %d orders; want full, 12", full, size)
+	}
+}
+
+// A read that fails leaves the last reading standing and is tried again after backlogRefresh,
+// not by every request meanwhile; and the request that read lets the next one read again.
+func TestBacklogReadFailing(t *testing.T) {
+	var reads atomic.Int32
+	answer := func() (uint64, error) { return 12, nil }
+	b := &backlog{max: 10, read: func(context.Context) (uint64, error) { reads.Add(1); return answer() }}
+	if full, _ := b.full(context.Background()); !full {
+		t.Fatal("12 orders waiting, bound 10: not full")
+	}
+	answer = func() (uint64, error) { return 0, errors.New("JetStream away") }
+	b.readAt = time.Now().Add(-backlogRefresh) // the reading is due again
+	for range 3 {
+		if full, size := b.full(context.Background()); !full || size != 12 {
+			t.Fatalf("with the queue not answering: full %v, %d orders; want the last reading, 12, full", full, size)
+		}
+	}
+	if n := reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2: a failed read is tried again after %s, not at once", n, backlogRefresh)
+	}
+	answer = func() (uint64, error) { return 3, nil }
+	b.readAt = time.Now().Add(-backlogRefresh)
+	if full, size := b.full(context.Background()); full || size != 3 {
+		t.Fatalf("the queue back with 3 orders: full %v, %d; want not full, 3 (the reading flag left set?)", full, size)
 	}
 }

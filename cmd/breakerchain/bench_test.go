@@ -133,6 +133,9 @@ type chainProcs struct {
 // order, each with env, and waits until each is ready.
 func startProcesses(b *testing.B, env ...string) *chainProcs {
 	b.Helper()
+	if loadNiced.Load() {
+		b.Fatal("this process runs at nice 19 (BENCH_LOAD_NICE=1) and so would the chain: run one benchmark per process")
+	}
 	c := &chainProcs{bin: filepath.Join(b.TempDir(), "breakerchain"), procs: map[string]*process{}, ports: map[string]string{}}
 	build := exec.Command("go", "build", "-tags", "noembed", "-o", c.bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
