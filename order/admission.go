@@ -19,8 +19,9 @@ import (
 // it learns the chain's latency and admits as many orders at once as the chain completes without
 // them queueing inside it — in the store's batches, at the hop's bulkhead, in payment's
 // handlers. An order over the limit waits for room up to ADMIT_MAX_WAIT in a short queue (a
-// quarter of the limit, see queueShare), or is refused at once when that queue is full: 503 with
-// Retry-After, nothing saved, no circuit touched. Without it the hop's bulkhead
+// quarter of the limit, see queueShare), or is refused at once when that queue is full — then
+// before its body is read (full): 503 with Retry-After, nothing saved, no circuit touched.
+// Without it the hop's bulkhead
 // (BULKHEAD_MAX) turned the chain's own overflow into pending orders (202) that took an hour to
 // drain. The limit grows to ADMIT_MAX at most — the bulkhead's size, so one instance's own load
 // never fills it — and never falls below minAdmit.
@@ -121,7 +122,7 @@ func (a *admission) admit(ctx context.Context) (adaptivelimiter.Permit, bool) {
 	}
 	var p adaptivelimiter.Permit
 	err := adaptivelimiter.ErrExceeded
-	if a.maxWait > 0 && a.lim.Queued() < max(1, a.lim.Limit()/queueShare) {
+	if a.canWait() {
 		p, err = a.lim.AcquirePermitWithMaxWait(ctx, a.maxWait)
 	} else if q, ok := a.lim.TryAcquirePermit(); ok {
 		p, err = q, nil
@@ -133,6 +134,20 @@ func (a *admission) admit(ctx context.Context) (adaptivelimiter.Permit, bool) {
 		return nil, false
 	}
 	return clientPermit{p, a, time.Now()}, true
+}
+
+// full reports whether a client's order arriving now would be refused at once: every permit in
+// use and the queue for room full (or no wait allowed). Such an order is refused before its body
+// is read: validating it was 37 % of a refusal's cost, and a thousand refused clients coming
+// back together waited for a turn at the door only to be refused (up to 128 ms).
+func (a *admission) full() bool {
+	return a.lim != nil && !a.lim.CanAcquirePermit() && !a.canWait()
+}
+
+// canWait reports whether an order over the limit may wait for room now: waits are allowed, and
+// fewer than queueShare of the limit wait already.
+func (a *admission) canWait() bool {
+	return a.maxWait > 0 && a.lim.Queued() < max(1, a.lim.Limit()/queueShare)
 }
 
 // clientPermit is a client's order's permit: its time paces the drain.

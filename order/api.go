@@ -184,9 +184,16 @@ func (rec *record) detail() Detail {
 	return d
 }
 
-// create takes an order, in steps: read its body, check it, admit it (take), then save it and
-// run its chain (save). Each step that ends the request has answered it.
+// create takes an order, in steps: refuse it at once if the chain is full (no permit, no room
+// to wait for one), read its body, check it, admit it (take), then save it and run its chain
+// (save). Each step that ends the request has answered it.
 func (a *api) create(w http.ResponseWriter, req *http.Request) {
+	if a.admission.full() {
+		// Refused whatever the body says: a bad one is told so when it comes back.
+		a.admission.refuse(refusedLimit)
+		a.refuseAtLimit(w)
+		return
+	}
 	body, err := wire.ReadBody(w, req, wire.MaxBody)
 	if err != nil {
 		a.fail(w, req, err)
@@ -225,13 +232,18 @@ func (a *api) take(ctx context.Context, w http.ResponseWriter, req *http.Request
 	}
 	permit, ok := a.admission.admit(ctx)
 	if !ok {
-		// Soon: room frees as fast as the chain completes orders.
-		a.writeError(w, "1", problem.Errorf(http.StatusServiceUnavailable,
-			"order not taken: the chain is at its limit (%d orders at once); nothing was saved, retrying with the same id is safe",
-			a.admission.lim.Limit()))
+		a.refuseAtLimit(w)
 		return nil, false
 	}
 	return permit, true
+}
+
+// refuseAtLimit answers an order not taken because the chain is at its admission limit: retried
+// soon, as room frees as fast as the chain completes orders.
+func (a *api) refuseAtLimit(w http.ResponseWriter) {
+	a.writeError(w, "1", problem.Errorf(http.StatusServiceUnavailable,
+		"order not taken: the chain is at its limit (%d orders at once); nothing was saved, retrying with the same id is safe",
+		a.admission.lim.Limit()))
 }
 
 // save saves order b, runs its chain and answers. Write-ahead: the order's timer is set, then its

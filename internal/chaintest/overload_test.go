@@ -85,6 +85,38 @@ func TestOverloadIsRefusedNotDeferred(t *testing.T) {
 	}
 }
 
+// While the chain is full — every admission permit held, no room to wait — an order is refused
+// before its body is read, so a bad body gets the chain's 503, not its 4xx; once there is room
+// again the same body gets its 4xx. Either way nothing is saved.
+func TestFullChainRefusesBeforeReading(t *testing.T) {
+	w := newWorld(t)
+	w.start(shipment.Service, nil)
+	w.start(payment.Service, testkit.Env{"INJECT_LATENCY": "2s"})
+	o := w.start(order.Service, testkit.Env{"BULKHEAD_MAX": "4", "ADMIT_MAX": "4", "ADMIT_MAX_WAIT": "0"})
+
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() { post(t, o, seedOrder(fmt.Sprintf("held%d", i))) })
+	}
+	testkit.Eventually(t, 10*time.Second, "the four orders to hold every permit", func() bool { return limiter(t, o).Inflight == 4 })
+	const bad = `{"id": "bad1", "item": ` // not even JSON
+	res := post(t, o, bad)
+	if e := res.errorBody(t); res.code != http.StatusServiceUnavailable || res.header.Get("Retry-After") != "1" || !strings.Contains(e.Error, "not taken") {
+		t.Errorf("a bad body while the chain is full: %d %q (Retry-After %q), want 503, not taken, Retry-After 1", res.code, e.Error, res.header.Get("Retry-After"))
+	}
+	wg.Wait()
+	res = post(t, o, bad)
+	if res.code != http.StatusBadRequest {
+		t.Errorf("the same bad body with room: %d %s, want 400", res.code, res.body)
+	}
+	if c := w.count(order.Collection, bson.D{{Key: "_id", Value: "bad1"}}) + w.count(openOrders, bson.D{{Key: "_id", Value: "bad1"}}); c != 0 {
+		t.Errorf("the bad body was saved: %d documents", c)
+	}
+	if l := limiter(t, o); l.Refused["limit"] != 1 {
+		t.Errorf("/breakers shows %d refused for the limit, want 1", l.Refused["limit"])
+	}
+}
+
 // A backlog drains as fast as the admission limit leaves room, not one order at a time, and the
 // clients' orders come first. Forty orders left pending while payment was away are re-driven
 // several at once once it is back (slow: 200 ms an order), never more than half the limit
