@@ -138,8 +138,8 @@ func (a *admission) admit(ctx context.Context) (adaptivelimiter.Permit, bool) {
 
 // full reports whether a client's order arriving now would be refused at once: every permit in
 // use and the queue for room full (or no wait allowed). Such an order is refused before its body
-// is read: validating it was 37 % of a refusal's cost, and a thousand refused clients coming
-// back together waited for a turn at the door only to be refused (up to 128 ms).
+// is read: validating it was 37 % of a refusal's cost, and clients that send again the moment
+// they are refused took a core of order's for it, which the orders taken then did not get.
 func (a *admission) full() bool {
 	return a.lim != nil && !a.lim.CanAcquirePermit() && !a.canWait()
 }
