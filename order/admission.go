@@ -21,10 +21,9 @@ import (
 // handlers. An order over the limit waits for room up to ADMIT_MAX_WAIT in a short queue (a
 // quarter of the limit, see queueShare), or is refused at once when that queue is full — then
 // before its body is read (full): 503 with Retry-After, nothing saved, no circuit touched.
-// Without it the hop's bulkhead
-// (BULKHEAD_MAX) turned the chain's own overflow into pending orders (202) that took an hour to
-// drain. The limit grows to ADMIT_MAX at most — the bulkhead's size, so one instance's own load
-// never fills it — and never falls below minAdmit.
+// Without it the hop's bulkhead (BULKHEAD_MAX) turned the chain's own overflow into pending
+// orders (202) that took an hour to drain. The limit grows to ADMIT_MAX at most — the bulkhead's
+// size, so one instance's own load never fills it — and never falls below minAdmit.
 //
 // Re-drives take their permits from the same limit, behind the orders of clients (see spare),
 // as many at once as clients' latency allows (see drainPace): a backlog drains as fast as the

@@ -122,9 +122,10 @@ func politeLoadFor(b *testing.B, url string, clients int, politely bool, d time.
 // next order (as a browser or an SDK with backoff would; wrk does not). BENCH_ENV adds settings
 // to every service's ("ADMIT_MAX=0" compares without the admission limit); BENCH_LOAD_NICE=1
 // runs the load at the lowest CPU priority, the nearest these two cores come to clients on
-// other machines (one benchmark per process then: -bench 'Overload$' -count 1). It reports what was completed (201), deferred (202) and refused (503) per
-// second, and the p99 of the completed and of the refusals. Then, with payment failing half its
-// requests (chaos), the requests payment.create saw per order sent: what retries cost.
+// other machines (one benchmark per process then: -bench 'Overload$' -count 1). It reports what
+// was completed (201), deferred (202) and refused (503) per second, and the p99 of the completed
+// and of the refusals. Then, with payment failing half its requests (chaos), the requests
+// payment.create saw per order sent: what retries cost.
 //
 //	go test -run '^$' -bench Overload -benchtime 1500x ./cmd/breakerchain
 func BenchmarkOverload(b *testing.B) {
