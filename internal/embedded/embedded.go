@@ -1,7 +1,8 @@
 // Package embedded starts the servers the all-in-one and the tests run in-process: a nats-server
-// and a MongoDB-compatible store (FerretDB with its SQLite backend), the lock on their data
-// directory, and the store's _id index (index.go pins what it relies on in FerretDB). It must not
-// know the services: it starts servers and indexes the collections it is told.
+// and a MongoDB-compatible store (FerretDB with its SQLite backend, behind a gate that gives its
+// writers turns: gate.go), the lock on their data directory, and the store's _id index
+// (index.go pins what it relies on in FerretDB). It must not know the services: it starts
+// servers and indexes the collections it is told.
 package embedded
 
 import (
@@ -11,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,16 +102,19 @@ func (n *NATS) Stop() {
 	n.WaitForShutdown()
 }
 
-// Store is a running embedded FerretDB.
+// Store is a running embedded FerretDB, behind its write gate (gate.go).
 type Store struct {
 	uri    string
 	dir    string // where its SQLite files are
+	gate   *writeGate
+	socket string // the directory of FerretDB's own Unix socket, which only the gate uses
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// StartStore starts FerretDB listening on addr ("127.0.0.1:0" picks a free port), keeping its
-// SQLite files in dir. log may be nil: FerretDB is chatty, so it is silenced unless given one.
+// StartStore starts FerretDB, with clients reaching it on addr ("127.0.0.1:0" picks a free port)
+// through the write gate, keeping its SQLite files in dir. log may be nil: FerretDB is chatty,
+// so it is silenced unless given one.
 func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded store: data dir: %w", err)
@@ -123,39 +126,43 @@ func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// A socket's path must be short (about 100 bytes), so not in dir, which may be deep.
+	socket, err := os.MkdirTemp("", "breakerchain-store-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	s := &Store{dir: abs, socket: socket, done: make(chan struct{})}
+	if s.gate, err = startWriteGate(addr, filepath.Join(socket, "ferretdb.sock")); err != nil {
+		_ = os.RemoveAll(socket)
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Listener:  ferretdb.ListenerConfig{Unix: s.gate.store},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/",
 		Logger:    log,
 	})
 	if err != nil {
+		s.gate.stop()
+		_ = os.RemoveAll(socket)
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{dir: abs, cancel: cancel, done: make(chan struct{})}
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
 	go func() {
 		defer close(s.done)
 		_ = f.Run(ctx)
 	}()
 	// MongoDBURI blocks until the listener is bound.
-	uriCh := make(chan string, 1)
-	go func() { uriCh <- f.MongoDBURI() }()
+	bound := make(chan struct{})
+	go func() { _ = f.MongoDBURI(); close(bound) }()
 	select {
-	case s.uri = <-uriCh:
+	case <-bound:
 	case <-time.After(10 * time.Second):
-		cancel()
+		s.Stop()
 		return nil, errors.New("embedded store: listener did not start in 10s")
 	}
-	u, err := url.Parse(s.uri)
-	if err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("embedded store: its address %q: %w", s.uri, err)
-	}
-	q := u.Query()
-	q.Set("maxPoolSize", "4")
-	u.RawQuery = q.Encode()
-	s.uri = u.String()
+	s.uri = "mongodb://" + s.gate.ln.Addr().String() + "/?maxPoolSize=4"
 	return s, nil
 }
 
@@ -167,8 +174,10 @@ func StartStore(addr, dir string, log *slog.Logger) (*Store, error) {
 // against 238–245 with four, side by side (docs/BENCHMARKS.md).
 func (s *Store) URI() string { return s.uri }
 
-// Stop closes the listener and the SQLite backend and waits for them.
+// Stop closes the gate, its connections and the SQLite backend, and waits for them.
 func (s *Store) Stop() {
+	s.gate.stop()
 	s.cancel()
 	<-s.done
+	_ = os.RemoveAll(s.socket)
 }

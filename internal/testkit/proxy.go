@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"encoding/binary"
 	"io"
 	"net"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerchain/breakerchain/internal/mongowire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -189,16 +189,6 @@ func take(n *atomic.Int32) bool {
 	}
 }
 
-// opMsgReply is an OP_MSG answering request id with the BSON document doc.
-func opMsgReply(responseTo int32, doc []byte) []byte {
-	msg := make([]byte, 21, 21+len(doc))
-	binary.LittleEndian.PutUint32(msg[0:], uint32(21+len(doc)))
-	binary.LittleEndian.PutUint32(msg[4:], uint32(responseTo)+1<<30) // any id of ours
-	binary.LittleEndian.PutUint32(msg[8:], uint32(responseTo))
-	binary.LittleEndian.PutUint32(msg[12:], 2013) // OP_MSG; flags 0; section kind 0 (body)
-	return append(msg, doc...)
-}
-
 // lockedWriter lets two relays write whole messages to one connection.
 type lockedWriter struct {
 	mu sync.Mutex
@@ -243,7 +233,7 @@ func (p *Proxy) accept() {
 				return skip
 			}
 			if reply := p.takeFailure(coll); reply != nil {
-				if _, err := client.Write(opMsgReply(id, reply)); err != nil {
+				if _, err := client.Write(mongowire.Reply(id, reply)); err != nil {
 					return stop
 				}
 				return skip
@@ -281,24 +271,13 @@ const (
 // relay copies wire messages from src to dst as pass says.
 func relay(src net.Conn, dst io.Writer, pass func(msg []byte, id, responseTo int32, cmd, coll string) verdict, cut func()) {
 	defer cut()
-	header := make([]byte, 16)
 	for {
-		if _, err := io.ReadFull(src, header); err != nil {
+		msg, err := mongowire.Read(src)
+		if err != nil {
 			return
 		}
-		size := int(binary.LittleEndian.Uint32(header))
-		if size < 16 || size > 48<<20 {
-			return
-		}
-		msg := make([]byte, size)
-		copy(msg, header)
-		if _, err := io.ReadFull(src, msg[16:]); err != nil {
-			return
-		}
-		id := int32(binary.LittleEndian.Uint32(msg[4:]))
-		responseTo := int32(binary.LittleEndian.Uint32(msg[8:]))
 		cmd, coll := command(msg)
-		switch pass(msg, id, responseTo, cmd, coll) {
+		switch pass(msg, msg.RequestID(), msg.ResponseTo(), cmd, coll) {
 		case stop:
 			return
 		case skip:
@@ -310,22 +289,13 @@ func relay(src net.Conn, dst io.Writer, pass func(msg []byte, id, responseTo int
 	}
 }
 
-// command is the name of an OP_MSG's command, the first key of its body section, and that key's
-// value when it is a string (the collection of an insert).
-func command(msg []byte) (name, collection string) {
-	const opMsg = 2013
-	// header(16) flags(4) kind(1) then the BSON body
-	if len(msg) < 27 || binary.LittleEndian.Uint32(msg[12:]) != opMsg || msg[20] != 0 {
+// command is the name of an OP_MSG's command and that key's value when it is a string (the
+// collection of an insert).
+func command(msg mongowire.Message) (name, collection string) {
+	body, name, ok := msg.Command()
+	if !ok {
 		return "", ""
 	}
-	size := int(binary.LittleEndian.Uint32(msg[21:]))
-	if size < 5 || 21+size > len(msg) {
-		return "", ""
-	}
-	first, err := bson.Raw(msg[21 : 21+size]).IndexErr(0)
-	if err != nil {
-		return "", ""
-	}
-	coll, _ := first.Value().StringValueOK()
-	return first.Key(), coll
+	collection, _ = body.Index(0).Value().StringValueOK()
+	return name, collection
 }

@@ -280,8 +280,9 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 // StoreGoroutines are goleak options that leave out the embedded store's own goroutines: the
-// server side of connections (the test's own client keeps some open) and the SQLite pool it
-// opens per database. They belong to the server under test, not to the services.
+// server side of connections (the test's own client keeps some open), its write gate's relays
+// of them, and the SQLite pool it opens per database. They belong to the server under test, not
+// to the services.
 func StoreGoroutines() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/clientconn.(*conn).run"),
@@ -289,6 +290,8 @@ func StoreGoroutines() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/clientconn.acceptLoop.func1"),
 		goleak.IgnoreAnyFunction("github.com/FerretDB/FerretDB/internal/util/ctxutil.WithDelay.func1"),
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+		goleak.IgnoreAnyFunction("github.com/breakerchain/breakerchain/internal/embedded.(*writeGate).relay"),
+		goleak.IgnoreAnyFunction("github.com/breakerchain/breakerchain/internal/embedded.replies"),
 	}
 }
 
