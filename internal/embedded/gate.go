@@ -2,8 +2,10 @@ package embedded
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/breakerchain/breakerchain/internal/mongowire"
 )
@@ -31,7 +33,7 @@ type writeGate struct {
 // gated are the commands that wait for a turn: those that write documents, but delete. A delete
 // carries a batch of statements, each its own transaction in FerretDB (or, for $in, a scan of the
 // collection first): holding the turn across the batch kept the inserts clients wait on behind
-// cleanup nobody waits on, and the chain at 16 clients went from 380–405 orders/s to 250–316.
+// cleanup nobody waits on, and cost 16 clients a fifth of their pace (docs/BENCHMARKS.md).
 // Other writes (create, drop, createIndexes) are rare and pass ungated, as all did before.
 var gated = map[string]bool{"insert": true, "update": true, "findAndModify": true, "findandmodify": true}
 
@@ -50,8 +52,12 @@ func (g *writeGate) accept() {
 	defer g.wg.Done()
 	for {
 		client, err := g.ln.Accept()
-		if err != nil {
-			return // closed by stop
+		if errors.Is(err, net.ErrClosed) {
+			return // by stop
+		}
+		if err != nil { // out of file descriptors, say: try again in a moment, as net/http does
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		store, err := net.Dial("unix", g.store)
 		if err != nil || !g.track(client, store) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -83,10 +84,24 @@ func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Hand
 		routes(m)
 	}
 	m.NotFound(func(w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, http.StatusNotFound, "not found", "") })
-	m.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+	m.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", strings.Join(allowed(m, req.URL.Path), ", "))
 		wire.WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
 	})
 	return m
+}
+
+// allowed are the methods routes serves path with: a 405 must name them in Allow (RFC 9110).
+// chi's own 405 does, but it answers no JSON.
+func allowed(routes chi.Routes, path string) []string {
+	var methods []string
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if routes.Match(chi.NewRouteContext(), method, path) {
+			methods = append(methods, method)
+		}
+	}
+	return methods
 }
 
 // requestID takes the client's X-Request-Id when it is a sane one (it travels in NATS headers,

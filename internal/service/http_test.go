@@ -86,6 +86,23 @@ func TestPanicIsAJSON500(t *testing.T) {
 	}
 }
 
+// A method a route does not serve is a JSON 405 whose Allow names the methods it does.
+func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
+	s := startProbe(t, nil)
+	for _, row := range []struct{ method, path, allow string }{
+		{http.MethodPost, "/healthz", "GET"},
+		{http.MethodGet, "/echo", "POST"},
+		{http.MethodDelete, "/chaos", "GET, PUT"},
+	} {
+		res, body := do(t, newRequest(t, row.method, s.URL()+row.path, nil))
+		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != row.allow ||
+			body != `{"error":"method not allowed"}`+"\n" {
+			t.Errorf("%s %s: %d, Allow %q, %q; want 405, Allow %q, a JSON error", row.method, row.path,
+				res.StatusCode, res.Header.Get("Allow"), body, row.allow)
+		}
+	}
+}
+
 // CORS: unset, no CORS headers at all (browsers keep other origins out); set, the listed origins
 // (or any, with "*") may call, with the request id readable.
 func TestCORS(t *testing.T) {
