@@ -10,13 +10,13 @@ import (
 	"github.com/breakerchain/breakerchain/internal/mongowire"
 )
 
-// writeGate stands in front of the embedded FerretDB and lets one insert or update at a time into
-// each database. SQLite has one writer per database file, and FerretDB lets every connection
-// try: the losers sleep in SQLite's busy handler (1, 2, 5, 10, 15, 20, 25 ms, not woken when the
-// lock frees), and under load most writers in the store were asleep. A queue here hands the
-// turn to the next writer the moment FerretDB answers the last one (docs/design.md, "The
-// embedded store's write gate"). Reads pass as before: SQLite's WAL lets readers in beside a
-// writer.
+// writeGate stands in front of the embedded FerretDB and lets one insert, update or
+// findAndModify at a time into each database. SQLite has one writer per database file, and
+// FerretDB lets every connection try: the losers sleep in SQLite's busy handler (1, 2, 5, 10, 15,
+// 20, 25 … 100 ms, not woken when the lock frees), and under load most writers in the store were
+// asleep. A queue here hands the turn to the next writer the moment FerretDB answers the last
+// one (docs/design.md, "The embedded store's write gate"). Reads pass as before: SQLite's WAL
+// lets readers in beside a writer.
 //
 // It reads each message's header, and an OP_MSG's command name and $db; the rest is relayed
 // unread.
@@ -88,26 +88,31 @@ func (g *writeGate) track(conns ...net.Conn) bool {
 	return true
 }
 
-// relay carries one client connection's messages both ways until either side ends. Turns taken
-// for requests are given back when their reply comes, or when the connection ends without one.
+// relay carries one client connection's messages both ways until either side ends.
 func (g *writeGate) relay(client, store net.Conn) {
-	held := &heldTurns{byRequest: map[int32]chan struct{}{}}
+	c := &connection{owed: map[int32]bool{}, delivered: make(chan struct{}, 1)}
 	done := make(chan struct{})
-	go replies(store, client, held, done)
-	g.requests(client, store, held, done)
-	_ = client.Close()
-	_ = store.Close()
+	go replies(store, client, c, done)
+	g.requests(client, store, c, done)
+	// The client has sent all it will: let the store answer what it was sent (the turn is given
+	// back when the write it was taken for is done, not before), then the store hangs up.
+	if u, ok := store.(*net.UnixConn); ok {
+		_ = u.CloseWrite()
+	} else {
+		_ = store.Close()
+	}
 	<-done
-	held.giveBackAll()
+	c.ended()
 	g.mu.Lock()
 	delete(g.conns, client)
 	delete(g.conns, store)
 	g.mu.Unlock()
 }
 
-// requests carries requests from client to store, taking its database's turn before each gated
-// write. It returns when either side ends (done: the replies ended).
-func (g *writeGate) requests(client, store net.Conn, held *heldTurns, done <-chan struct{}) {
+// requests carries requests from client to store. Before a gated write it waits until the
+// client has had every reply it is owed, then for its database's turn. It returns when the
+// client stops sending, or the replies end (done).
+func (g *writeGate) requests(client, store net.Conn, c *connection, done <-chan struct{}) {
 	r := bufio.NewReader(client)
 	for {
 		msg, err := mongowire.Read(r)
@@ -115,13 +120,19 @@ func (g *writeGate) requests(client, store net.Conn, held *heldTurns, done <-cha
 			return
 		}
 		if db, ok := writesTo(msg); ok {
+			if !c.settled(done) {
+				return
+			}
 			turn := g.turn(db)
 			select {
 			case turn <- struct{}{}:
-				held.hold(msg.RequestID(), turn)
+				c.hold(msg.RequestID(), turn)
 			case <-done:
 				return
 			}
+		}
+		if msg.ExpectsReply() {
+			c.owe(msg.RequestID())
 		}
 		if _, err := store.Write(msg); err != nil {
 			return
@@ -129,9 +140,9 @@ func (g *writeGate) requests(client, store net.Conn, held *heldTurns, done <-cha
 	}
 }
 
-// replies carries the store's replies to the client, giving back the turn each one answers. When
-// either side ends it closes both, and done.
-func replies(store, client net.Conn, held *heldTurns, done chan<- struct{}) {
+// replies carries the store's replies to the client, giving back the turn as soon as the reply
+// to its write comes. When either side ends it closes both, and done.
+func replies(store, client net.Conn, c *connection, done chan<- struct{}) {
 	defer close(done)
 	defer client.Close()
 	defer store.Close()
@@ -141,40 +152,84 @@ func replies(store, client net.Conn, held *heldTurns, done chan<- struct{}) {
 		if err != nil {
 			return
 		}
-		held.giveBack(msg.ResponseTo())
+		c.answered(msg.ResponseTo())
 		if _, err := client.Write(msg); err != nil {
 			return
+		}
+		c.paid(msg.ResponseTo())
+	}
+}
+
+// connection is one relayed connection's account: the replies its client is owed, and the one
+// turn it may hold. A gated write waits until nothing is owed, so a client that stops reading
+// its replies holds up only itself, as it did without the gate, never a turn.
+type connection struct {
+	mu        sync.Mutex
+	owed      map[int32]bool // requests sent on whose replies the client has not had
+	delivered chan struct{}  // a nudge: a reply was delivered
+	turn      chan struct{}  // the turn held, or nil
+	turnFor   int32          // the request it is held for
+}
+
+func (c *connection) owe(id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.owed[id] = true
+}
+
+// paid records that the client has had the reply to id.
+func (c *connection) paid(id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owed[id] {
+		delete(c.owed, id)
+		select {
+		case c.delivered <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// heldTurns are the turns one connection's requests hold, by request id, until their replies.
-type heldTurns struct {
-	mu        sync.Mutex
-	byRequest map[int32]chan struct{}
-}
-
-func (h *heldTurns) hold(id int32, turn chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.byRequest[id] = turn
-}
-
-func (h *heldTurns) giveBack(id int32) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if turn, ok := h.byRequest[id]; ok {
-		delete(h.byRequest, id)
-		<-turn
+// settled waits until the client is owed nothing; false if the replies ended first.
+func (c *connection) settled(done <-chan struct{}) bool {
+	for {
+		c.mu.Lock()
+		n := len(c.owed)
+		c.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-c.delivered:
+		case <-done:
+			return false
+		}
 	}
 }
 
-func (h *heldTurns) giveBackAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, turn := range h.byRequest {
-		delete(h.byRequest, id)
-		<-turn
+func (c *connection) hold(id int32, turn chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.turn, c.turnFor = turn, id
+}
+
+// answered gives the turn back if it is held for request id.
+func (c *connection) answered(id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.turn != nil && c.turnFor == id {
+		<-c.turn
+		c.turn = nil
+	}
+}
+
+// ended gives back the turn the connection holds, if any: nothing will answer it now.
+func (c *connection) ended() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.turn != nil {
+		<-c.turn
+		c.turn = nil
 	}
 }
 
@@ -213,5 +268,8 @@ func writesTo(msg mongowire.Message) (db string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	return v.StringValueOK()
+	// A turn is kept for each database named: a name no database can have (MongoDB's are at most
+	// 64 bytes) passes ungated, for FerretDB to refuse, rather than growing the gate.
+	db, ok = v.StringValueOK()
+	return db, ok && len(db) <= 64
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // The gate's turns, seen from both sides of it: the store's side is a socket this test answers by
 // hand, so it decides when each reply comes. A write into a database waits while another write
 // into it has no reply yet; reads, deletes and writes into another database go by; the turn
-// passes when the reply comes, or when the connection holding it ends without one; a write that
-// asks for no reply holds no turn.
+// passes when the reply comes, even when its client left before; a write that asks for no reply
+// holds no turn; a client that does not read its replies holds up no one else; a request id used
+// twice loses no turn.
 func TestWriteGateTakesTurns(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "s.sock")
 	store, err := net.Listen("unix", socket)
@@ -80,27 +82,62 @@ func TestWriteGateTakesTurns(t *testing.T) {
 		return []bson.E{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{}}, {Key: "$db", Value: db}}
 	}
 
-	a, b, c, d := connect(), connect(), connect(), connect()
+	a, b, c, d, e := connect(), connect(), connect(), connect(), connect()
 	send(a, 1, 0, insert("shop")...)
 	arrives(a, 1)
 	send(b, 2, 0, []bson.E{{Key: "update", Value: "c"}, {Key: "updates", Value: bson.A{}}, {Key: "$db", Value: "shop"}}...)
 	waits(b, "an update into the same database")
 	send(c, 3, 0, bson.E{Key: "find", Value: "c"}, bson.E{Key: "$db", Value: "shop"})
 	arrives(c, 3)
-	send(c, 7, 0, bson.E{Key: "delete", Value: "c"}, bson.E{Key: "deletes", Value: bson.A{}}, bson.E{Key: "$db", Value: "shop"})
-	arrives(c, 7)
-	send(c, 4, 0, insert("other")...)
+	send(c, 4, 0, bson.E{Key: "delete", Value: "c"}, bson.E{Key: "deletes", Value: bson.A{}}, bson.E{Key: "$db", Value: "shop"})
 	arrives(c, 4)
-	send(d, 5, 1<<1, insert("shop")...) // moreToCome: no reply will come
-	arrives(d, 5)
+	send(e, 5, 0, insert("other")...)
+	arrives(e, 5)
+	reply(e, 5)
+	send(d, 6, 1<<1, insert("shop")...) // moreToCome: no reply will come
+	arrives(d, 6)
 
 	reply(a, 1)
 	arrives(b, 2)
-	send(a, 6, 0, []bson.E{{Key: "findAndModify", Value: "c"}, {Key: "$db", Value: "shop"}}...)
+	send(a, 7, 0, []bson.E{{Key: "findAndModify", Value: "c"}, {Key: "$db", Value: "shop"}}...)
 	waits(a, "a findAndModify into the same database")
-	_ = b.client.Close() // b leaves without its reply: the turn passes on
-	arrives(a, 6)
-	reply(a, 6)
+	// b leaves before its update is answered: the turn is the update's until the store answers.
+	_ = b.client.Close()
+	waits(a, "a findAndModify while the update of a client that left was still in the store")
+	if _, err := b.store.Write(mongowire.Reply(2, bsonDoc(t, bson.D{{Key: "ok", Value: 1}}))); err != nil {
+		t.Fatal(err)
+	}
+	arrives(a, 7)
+	reply(a, 7)
+
+	// A client that does not read its replies holds up only itself: its next write waits for
+	// it to read, without a turn, and the others write.
+	f, h := connect(), connect()
+	send(f, 8, 0, bson.E{Key: "find", Value: "c"}, bson.E{Key: "$db", Value: "shop"})
+	arrives(f, 8)
+	big := mongowire.Reply(8, bsonDoc(t, bson.D{{Key: "ok", Value: 1}, {Key: "pad", Value: strings.Repeat("x", 8<<20)}}))
+	go func() { _, _ = f.store.Write(big) }() // more than the sockets buffer: the relay is stuck writing it
+	send(f, 9, 0, insert("shop")...)
+	waits(f, "an insert from a client that has not read its last reply")
+	send(h, 10, 0, insert("shop")...)
+	arrives(h, 10)
+	reply(h, 10)
+
+	// The same request id twice on one connection, into two databases: each turn comes back.
+	send(e, 11, 0, insert("shop")...)
+	arrives(e, 11)
+	send(e, 11, 0, insert("other")...)
+	waits(e, "a second write sent before the first was answered")
+	reply(e, 11)
+	arrives(e, 11)
+	reply(e, 11)
+	send(h, 12, 0, insert("shop")...)
+	arrives(h, 12)
+	send(c, 13, 0, insert("other")...)
+	waits(c, "an insert into other: the store has not answered c's delete")
+	reply(c, 3)
+	reply(c, 4)
+	arrives(c, 13)
 }
 
 // The gate in front of the real store: inserts and updates from writers on many connections all

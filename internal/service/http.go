@@ -85,19 +85,25 @@ func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Hand
 	}
 	m.NotFound(func(w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, http.StatusNotFound, "not found", "") })
 	m.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Allow", strings.Join(allowed(m, req.URL.Path), ", "))
+		w.Header().Set("Allow", strings.Join(allowed(m, req), ", "))
 		wire.WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
 	})
 	return m
 }
 
-// allowed are the methods routes serves path with: a 405 must name them in Allow (RFC 9110).
-// chi's own 405 does, but it answers no JSON.
-func allowed(routes chi.Routes, path string) []string {
+// allowed are the methods routes serves req's path with, which a 405 must name in Allow (RFC
+// 9110; chi's own 405 does, but answers no JSON). The path is read as chi routes it. Under a
+// mounted router's bare prefix (/debug with PPROF=1) chi's stubs take every method: the list is
+// theirs, less the method refused.
+func allowed(routes chi.Routes, req *http.Request) []string {
+	path := req.URL.Path
+	if req.URL.RawPath != "" {
+		path = req.URL.RawPath
+	}
 	var methods []string
 	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
-		if routes.Match(chi.NewRouteContext(), method, path) {
+		if method != req.Method && routes.Match(chi.NewRouteContext(), method, path) {
 			methods = append(methods, method)
 		}
 	}
