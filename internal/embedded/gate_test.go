@@ -134,7 +134,7 @@ func TestWriteGateTakesTurns(t *testing.T) {
 	send(h, 12, 0, insert("shop")...)
 	arrives(h, 12)
 	send(c, 13, 0, insert("other")...)
-	waits(c, "an insert into other: the store has not answered c's delete")
+	waits(c, "an insert from a client still owed the replies to its find and delete")
 	reply(c, 3)
 	reply(c, 4)
 	arrives(c, 13)
