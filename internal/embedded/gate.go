@@ -90,7 +90,7 @@ func (g *writeGate) track(conns ...net.Conn) bool {
 
 // relay carries one client connection's messages both ways until either side ends.
 func (g *writeGate) relay(client, store net.Conn) {
-	c := &connection{owed: map[int32]bool{}, delivered: make(chan struct{}, 1)}
+	c := &connection{owed: map[int32]int{}, delivered: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go replies(store, client, c, done)
 	g.requests(client, store, c, done)
@@ -165,24 +165,26 @@ func replies(store, client net.Conn, c *connection, done chan<- struct{}) {
 // its replies holds up only itself, as it did without the gate, never a turn.
 type connection struct {
 	mu        sync.Mutex
-	owed      map[int32]bool // requests sent on whose replies the client has not had
-	delivered chan struct{}  // a nudge: a reply was delivered
-	turn      chan struct{}  // the turn held, or nil
-	turnFor   int32          // the request it is held for
+	owed      map[int32]int // requests whose replies the client has not had, counted by id
+	delivered chan struct{} // a nudge: a reply was delivered
+	turn      chan struct{} // the turn held, or nil
+	turnFor   int32         // the request it is held for
 }
 
 func (c *connection) owe(id int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.owed[id] = true
+	c.owed[id]++ // a client may use an id twice
 }
 
 // paid records that the client has had the reply to id.
 func (c *connection) paid(id int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.owed[id] {
-		delete(c.owed, id)
+	if c.owed[id] > 0 {
+		if c.owed[id]--; c.owed[id] == 0 {
+			delete(c.owed, id)
+		}
 		select {
 		case c.delivered <- struct{}{}:
 		default:
