@@ -34,8 +34,9 @@ type admission struct {
 	maxWait time.Duration
 	door    chan struct{} // see checked
 
-	redriving atomic.Int64 // permits held by re-drives
-	pace      drainPace    // how many of them clients' latency allows
+	redriving atomic.Int64  // permits held by re-drives
+	freed     chan struct{} // a permit was given back: the re-driver looks for room again
+	pace      drainPace     // how many of them clients' latency allows
 	refusedMu sync.Mutex
 	refused   map[string]uint64 // orders not taken, by reason (the counter's labels)
 	counter   *prometheus.CounterVec
@@ -67,7 +68,7 @@ const redriveShare = 0.5
 // bulkhead bounds the calls) and registers its series on reg.
 func newAdmission(cfg config.Admission, reg prometheus.Registerer) *admission {
 	a := &admission{max: cfg.Max, maxWait: cfg.MaxWait, refused: map[string]uint64{refusedLimit: 0, refusedBacklog: 0},
-		door: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		door: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), freed: make(chan struct{}, 1)}
 	if cfg.Max > 0 {
 		b := adaptivelimiter.NewBuilder[any]().
 			// Start open, at the most: it falls when latency rises with load, rather than
@@ -156,7 +157,22 @@ type clientPermit struct {
 	start time.Time
 }
 
-func (p clientPermit) Record() { p.a.pace.observe(time.Since(p.start)); p.Permit.Record() }
+func (p clientPermit) Record() {
+	p.a.pace.observe(time.Since(p.start))
+	p.Permit.Record()
+	p.a.free()
+}
+
+// free says a permit was given back, to a re-driver waiting for room (roomFreed).
+func (a *admission) free() {
+	select {
+	case a.freed <- struct{}{}:
+	default: // already said, and not yet heard
+	}
+}
+
+// roomFreed is told when a permit is given back: room for a re-drive may have freed.
+func (a *admission) roomFreed() <-chan struct{} { return a.freed }
 
 // refuse counts an order not taken for reason.
 func (a *admission) refuse(reason string) {
@@ -205,8 +221,8 @@ type redrivePermit struct {
 	a *admission
 }
 
-func (p redrivePermit) Record() { p.a.redriving.Add(-1); p.Permit.Record() }
-func (p redrivePermit) Drop()   { p.a.redriving.Add(-1); p.Permit.Drop() }
+func (p redrivePermit) Record() { p.a.redriving.Add(-1); p.Permit.Record(); p.a.free() }
+func (p redrivePermit) Drop()   { p.a.redriving.Add(-1); p.Permit.Drop(); p.a.free() }
 
 // noPermit is the permit when there is no limit.
 type noPermit struct{}

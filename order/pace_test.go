@@ -95,3 +95,41 @@ func TestClientsOrdersPaceTheDrain(t *testing.T) {
 		t.Fatalf("spare: %d, want the 3 the pace allows", got)
 	}
 }
+
+// TestGivenBackPermitWakesTheRedriver: a re-driver waiting for room is told as soon as any
+// permit is given back, a re-drive's or a client's, rather than finding out at its next poll.
+func TestGivenBackPermitWakesTheRedriver(t *testing.T) {
+	a := newAdmission(config.Admission{Max: 16, MaxWait: time.Millisecond}, prometheus.NewRegistry())
+	told := func() bool {
+		select {
+		case <-a.roomFreed():
+			return true
+		default:
+			return false
+		}
+	}
+	client, _ := a.admit(context.Background())
+	redrive, ok := a.tryRedrive(false)
+	if !ok {
+		t.Fatal("no room for a re-drive under an idle limit")
+	}
+	if told() {
+		t.Fatal("told of room freed before any permit was given back")
+	}
+	redrive.Record()
+	if !told() {
+		t.Fatal("a re-drive's permit given back: the re-driver was not told")
+	}
+	client.Record()
+	if !told() {
+		t.Fatal("a client's permit given back: the re-driver was not told")
+	}
+	dropped, _ := a.tryRedrive(false)
+	dropped.Drop()
+	if !told() {
+		t.Fatal("a re-drive's permit dropped: the re-driver was not told")
+	}
+	if told() {
+		t.Fatal("told twice of one permit")
+	}
+}

@@ -147,7 +147,7 @@ func (d *redriver) run(ctx context.Context) {
 		}
 		room := d.admission.spare(d.trial())
 		if room == 0 {
-			sleep(ctx, roomPoll)
+			d.waitForFreed(ctx)
 			continue
 		}
 		// A long poll on the server, ended early by a shutdown: nothing is polled in the store.
@@ -177,8 +177,22 @@ func (d *redriver) run(ctx context.Context) {
 	}
 }
 
-// roomPoll is how often the re-driver looks for room under the limit when it has none.
+// roomPoll is how often the re-driver looks for room under the limit when it has none and no
+// permit is given back meanwhile: the pace and a waiting client change what spare allows too.
 const roomPoll = 20 * time.Millisecond
+
+// waitForFreed waits until a permit is given back, roomPoll at most, or ctx ends. Waking on a
+// release, not on the next poll, keeps the re-drives' slots full: with re-drives of about 60 ms,
+// a slot waited half a poll for its next one, and a drain alone held 22 of its 32.
+func (d *redriver) waitForFreed(ctx context.Context) {
+	t := time.NewTimer(roomPoll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-d.admission.roomFreed():
+	}
+}
 
 // waitForRoom holds msg until the admission limit spares a permit for its re-drive and
 // REDRIVE_RATE allows it, telling JetStream it is in progress meanwhile; false once ctx ends.
@@ -195,7 +209,7 @@ func (d *redriver) waitForRoom(ctx context.Context, msg jetstream.Msg) (adaptive
 			_ = msg.InProgress()
 			progress = time.Now()
 		}
-		sleep(ctx, roomPoll)
+		d.waitForFreed(ctx)
 		if ctx.Err() != nil {
 			return nil, false
 		}
