@@ -51,14 +51,21 @@ func (b *backlog) full(ctx context.Context) (bool, uint64) {
 	return size >= b.max, size
 }
 
-// refresh reads the size, and returns the reading it leaves.
+// refresh reads the size, and returns the reading it leaves. A read that panics (the request's
+// recoverer answers 500) is a failed read: tried again after backlogRefresh, not never again.
 func (b *backlog) refresh(ctx context.Context) uint64 {
+	defer b.doneReading()
 	n, err := b.read(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reading, b.readAt = false, time.Now()
 	if err == nil {
 		b.size = n
 	}
 	return b.size
+}
+
+func (b *backlog) doneReading() {
+	b.mu.Lock()
+	b.reading, b.readAt = false, time.Now()
+	b.mu.Unlock()
 }

@@ -74,3 +74,24 @@ func TestBacklogReadFailing(t *testing.T) {
 		t.Fatalf("the queue back with 3 orders: full %v, %d; want not full, 3 (the reading flag left set?)", full, size)
 	}
 }
+
+// A read that panics (the request's recoverer answers it 500) is a failed read: the next
+// request after backlogRefresh reads again, rather than every request going by the old
+// reading for good.
+func TestBacklogReadPanicking(t *testing.T) {
+	var reads atomic.Int32
+	b := &backlog{max: 10, read: func(context.Context) (uint64, error) {
+		if reads.Add(1) == 1 {
+			panic("the queue's client")
+		}
+		return 12, nil
+	}}
+	func() {
+		defer func() { _ = recover() }()
+		b.full(context.Background())
+	}()
+	b.readAt = time.Now().Add(-backlogRefresh) // the reading is due again
+	if full, size := b.full(context.Background()); !full || size != 12 {
+		t.Fatalf("after a read that panicked: full %v, %d orders, %d reads; want full, 12, read again", full, size, reads.Load())
+	}
+}
