@@ -171,8 +171,18 @@ func (a *admission) free() {
 	}
 }
 
-// roomFreed is told when a permit is given back: room for a re-drive may have freed.
-func (a *admission) roomFreed() <-chan struct{} { return a.freed }
+// awaitFreed waits until a permit is given back (free), most at the longest, or ctx ends: the
+// re-driver's wait for room, one waiter per admission. The state a permit's release changes is
+// changed before free says so, so a waiter woken finds the room it was told of.
+func (a *admission) awaitFreed(ctx context.Context, most time.Duration) {
+	t := time.NewTimer(most)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-a.freed:
+	}
+}
 
 // refuse counts an order not taken for reason.
 func (a *admission) refuse(reason string) {

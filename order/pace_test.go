@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breakerchain/breakerchain/internal/config"
@@ -102,7 +103,7 @@ func TestGivenBackPermitWakesTheRedriver(t *testing.T) {
 	a := newAdmission(config.Admission{Max: 16, MaxWait: time.Millisecond}, prometheus.NewRegistry())
 	told := func() bool {
 		select {
-		case <-a.roomFreed():
+		case <-a.freed:
 			return true
 		default:
 			return false
@@ -131,5 +132,35 @@ func TestGivenBackPermitWakesTheRedriver(t *testing.T) {
 	}
 	if told() {
 		t.Fatal("told twice of one permit")
+	}
+}
+
+// TestWokenRedriverFindsRoom: a re-driver waiting for room (with no poll to fall back on) wakes
+// when a re-drive's permit is given back, and finds room then. (That the release is done before
+// the re-driver is told is in the order of redrivePermit.Record's calls; a race this test would
+// rarely catch.)
+func TestWokenRedriverFindsRoom(t *testing.T) {
+	a := newAdmission(config.Admission{Max: 16, MaxWait: time.Millisecond}, prometheus.NewRegistry())
+	var held []adaptivelimiter.Permit
+	for a.spare(false) > 0 {
+		p, ok := a.tryRedrive(false)
+		if !ok {
+			t.Fatal("spare said room, tryRedrive found none")
+		}
+		held = append(held, p)
+	}
+	woke := make(chan int)
+	go func() {
+		a.awaitFreed(context.Background(), time.Hour)
+		woke <- a.spare(false)
+	}()
+	held[0].Record()
+	select {
+	case room := <-woke:
+		if room == 0 {
+			t.Fatal("woken by a re-drive's permit given back, the re-driver found no room")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a re-drive's permit was given back and the waiting re-driver did not wake")
 	}
 }
