@@ -163,7 +163,7 @@ func (p clientPermit) Record() {
 	p.a.free()
 }
 
-// free says a permit was given back, to a re-driver waiting for room (roomFreed).
+// free says a permit was given back, to a re-driver waiting for room (awaitFreed).
 func (a *admission) free() {
 	select {
 	case a.freed <- struct{}{}:
@@ -171,8 +171,8 @@ func (a *admission) free() {
 	}
 }
 
-// awaitFreed waits until a permit is given back (free), most at the longest, or ctx ends: the
-// re-driver's wait for room, one waiter per admission. The state a permit's release changes is
+// awaitFreed waits until a permit is given back (free), for most at the longest, or until ctx
+// ends: the re-driver's wait for room, one waiter per admission. The state a permit's release changes is
 // changed before free says so, so a waiter woken finds the room it was told of.
 func (a *admission) awaitFreed(ctx context.Context, most time.Duration) {
 	t := time.NewTimer(most)
