@@ -17,7 +17,8 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// probe is a service with two routes of its own: one that panics, one that reads its body.
+// probe is a service with routes of its own: one that panics, one that reads its body, one that
+// takes a parameter.
 var probe = service.Service{
 	Name: "probe",
 	Build: func(context.Context, service.Deps) (service.Parts, error) {
@@ -25,6 +26,9 @@ var probe = service.Service{
 			r.Get("/panic", func(http.ResponseWriter, *http.Request) {
 				var items []string
 				_ = items[3] // a bug: index out of range
+			})
+			r.Get("/things/{id}", func(w http.ResponseWriter, req *http.Request) {
+				wire.WriteJSON(w, http.StatusOK, map[string]string{"id": chi.URLParam(req, "id")})
 			})
 			r.Post("/echo", func(w http.ResponseWriter, req *http.Request) {
 				b, err := io.ReadAll(req.Body)
@@ -93,6 +97,8 @@ func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
 		{http.MethodPost, "/healthz", "GET"},
 		{http.MethodGet, "/echo", "POST"},
 		{http.MethodDelete, "/chaos", "GET, PUT"},
+		// chi routes an escaped path as sent: a%2Fb is one segment, so this is /things/{id}.
+		{http.MethodDelete, "/things/a%2Fb", "GET"},
 	} {
 		res, body := do(t, newRequest(t, row.method, s.URL()+row.path, nil))
 		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != row.allow ||
