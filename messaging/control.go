@@ -16,7 +16,9 @@ import (
 // Control is an endpoint for operating a service (e.g. chaos.<service>), answered by every instance:
 // it is outside the queue group, so a change sent to it reaches them all and a requester gets
 // the first answer. Its handler runs in line on the subscription's goroutine and must be quick.
-// A request whose reply subject is not an inbox (_INBOX.…) is refused unhandled, unanswered.
+// A request whose reply subject is not an inbox (_INBOX.…, or _R_.… — the one the server makes
+// up for a request through an import, as people's come from their account) is refused
+// unhandled, unanswered.
 type Control struct {
 	Name    string // the micro endpoint's name, e.g. "chaos"
 	Subject string // e.g. "chaos.shipment"
@@ -29,7 +31,7 @@ func addControl(svc micro.Service, c Control, log *slog.Logger) error {
 	h := func(req micro.Request) {
 		call, _ := readHeaders(nats.Header(req.Headers()))
 		ctx := WithCall(context.Background(), call)
-		if reply := req.Reply(); reply != "" && !strings.HasPrefix(reply, nats.InboxPrefix) {
+		if reply := req.Reply(); reply != "" && !isInbox(reply) {
 			// NATS lets a service answer on whatever reply subject a request names
 			// (allow_responses), whatever its own publish rights: answering "payment.create" or
 			// "chaos.payment.changed" would publish there in this service's name.
@@ -59,4 +61,14 @@ func addControl(svc micro.Service, c Control, log *slog.Logger) error {
 		return fmt.Errorf("micro endpoint %s: %w", c.Subject, err)
 	}
 	return nil
+}
+
+// importReplyPrefix starts the reply subject nats-server makes up for a request that reaches this
+// account through a service import (deploy/nats.conf: people's requests, from account PEOPLE).
+// The server refuses it as the reply subject of a client's own request.
+const importReplyPrefix = "_R_."
+
+// isInbox tells whether reply is where a requester awaits answers, not a subject others read.
+func isInbox(reply string) bool {
+	return strings.HasPrefix(reply, nats.InboxPrefix) || strings.HasPrefix(reply, importReplyPrefix)
 }

@@ -140,3 +140,59 @@ func TestResponderDistrustsHeaders(t *testing.T) {
 		t.Errorf("a 20,000-byte reason came through as %d bytes (valid UTF-8: %v), want at most 4096, valid", len(c.Reason), utf8.ValidString(c.Reason))
 	}
 }
+
+// A control answers a requester's inbox; a request naming any other subject as its reply is
+// refused unhandled, and nothing is published there. (It answers _R_.… too, the reply subject the
+// server makes up for a request through an import; no client may name one, so that case is
+// TestChaosWithLeastPrivilege's, through deploy/nats.conf's imports.)
+func TestControlAnswersOnlyAnInbox(t *testing.T) {
+	nc := connect(t)
+	var handled atomic.Int64
+	if _, err := messaging.Serve(nc, messaging.Endpoint{Service: "ctl", Version: "1.0.0"}, nil, testkit.Logger(t),
+		messaging.Control{Name: "chaos", Subject: "chaos.ctl", Handle: func(context.Context, []byte) (any, error) {
+			handled.Add(1)
+			return map[string]bool{"ok": true}, nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	watched, err := nc.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []struct {
+		reply    string
+		answered bool
+	}{
+		{"payment.create", false},
+		{"_INBOX.x.1", true},
+		{"chaos.ctl.changed", false},
+	} {
+		before := handled.Load()
+		if err := nc.PublishRequest("chaos.ctl", row.reply, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		// The request itself, then its answer, if any, before the marker published after it.
+		marker := "marker." + strings.NewReplacer(".", "-", "_", "-").Replace(row.reply)
+		if m, err := watched.NextMsg(5 * time.Second); err != nil || m.Subject != "chaos.ctl" {
+			t.Fatalf("%s: the request: %v %v", row.reply, m, err)
+		}
+		testkit.Eventually(t, 5*time.Second, "the control to take the request", func() bool {
+			return !row.answered || handled.Load() > before
+		})
+		if err := nc.Publish(marker, nil); err != nil {
+			t.Fatal(err)
+		}
+		m, err := watched.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", row.reply, err)
+		}
+		if answered := m.Subject == row.reply; answered != row.answered || handled.Load()-before != map[bool]int64{true: 1}[row.answered] {
+			t.Errorf("reply %s: next message on %s, handled %d; want answered %v", row.reply, m.Subject, handled.Load()-before, row.answered)
+		}
+		for m.Subject != marker {
+			if m, err = watched.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("%s: no marker: %v", row.reply, err)
+			}
+		}
+	}
+}
