@@ -242,7 +242,7 @@ func (a *api) take(ctx context.Context, w http.ResponseWriter, req *http.Request
 // soon, as room frees as fast as the chain completes orders.
 func (a *api) refuseAtLimit(w http.ResponseWriter) {
 	a.writeError(w, "1", problem.Errorf(http.StatusServiceUnavailable,
-		"order not taken: the chain is at its limit (%d orders at once); nothing was saved, retrying with the same id is safe",
+		"order not taken: the chain is at its limit of orders at once (%d); nothing was saved, retrying with the same id is safe",
 		a.admission.lim.Limit()))
 }
 
@@ -294,11 +294,11 @@ func (a *api) notSaved(ctx context.Context, id string, err error, timer uint64, 
 		// The timer and the copy stay: the order is found, or saved from its copy, and run.
 		return service.StoreError(store.ErrUnknown)
 	}
-	// Refused (409, 422): nothing of ours was saved. After a 409 the open copy stays, even ours:
-	// the order holding the id may be another request's, relying on it, and the reconciler
-	// removes it once that order is final.
+	// Refused (409, 422): nothing of ours was saved. After a 409 the open copy, even ours, stays
+	// while the order holding the id is not final: it may be another request's, in flight and
+	// relying on it, and the reconciler removes it once that order is final.
 	_ = a.ledger.queue.deleteTimer(ctx, timer)
-	if opened && code != http.StatusConflict {
+	if opened && (code != http.StatusConflict || a.ledger.isFinal(ctx, id)) {
 		a.ledger.closeOpen(ctx, id)
 	}
 	return err

@@ -74,3 +74,10 @@ func (b *ledger) loadFinal(ctx context.Context, rec *record) error {
 	}
 	return err
 }
+
+// isFinal tells whether order id is known to be final; false when that cannot be read now.
+func (b *ledger) isFinal(ctx context.Context, id string) bool {
+	rec := &record{}
+	rec.ID = id
+	return b.loadFinal(ctx, rec) == nil && rec.State.final()
+}

@@ -39,7 +39,7 @@ func TestDecode(t *testing.T) {
 		{"blank directions", strings.Replace(seed, `"home"`, `"  "`, 1), 422, "payment.shipment.directions"},
 		{"id too long", strings.Replace(seed, `"id":"1","items"`, `"id":"`+strings.Repeat("a", 65)+`","items"`, 1), 422, "id"},
 		{"id with a slash", strings.Replace(seed, `"id":"1","items"`, `"id":"a/b","items"`, 1), 422, "id"},
-		{"null", `null`, 422, "id"},
+		{"null", `null`, 400, ""}, // not an object, as [1,2] is not
 		{"payment given twice", strings.Replace(seed, `"items":[]`, `"items":[],"Payment":{}`, 1), 422, "payment"},
 		{"payment not an object", `{"id":"1","items":[],"payment":[]}`, 422, "payment"},
 		{"two values", seed + seed, 400, ""},

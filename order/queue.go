@@ -151,6 +151,9 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 			}
 			return err
 		})
+		if tooManyReplicas(err) {
+			return nil, fmt.Errorf("JetStream stream %s with JETSTREAM_REPLICAS=%d: want 1 on a single NATS server, more only on a cluster: %w", s.cfg.Name, replicas, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js, and may this NATS user use its API? see deploy/nats.conf): %w", s.cfg.Name, err)
 		}
@@ -193,7 +196,7 @@ func whileStarting(ctx context.Context, op func(context.Context) error) error {
 			last = err
 		}
 		off := errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
-		if err == nil || off || ctx.Err() != nil {
+		if err == nil || off || tooManyReplicas(err) || ctx.Err() != nil {
 			return last
 		}
 		select {
@@ -202,6 +205,16 @@ func whileStarting(ctx context.Context, op func(context.Context) error) error {
 		}
 	}
 }
+
+// tooManyReplicas tells whether JetStream refused a stream's replicas: more than one on a server
+// not clustered, which no wait will change.
+func tooManyReplicas(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsErrReplicasNotSupported
+}
+
+// jsErrReplicasNotSupported is nats-server's "replicas > 1 not supported in non-clustered mode".
+const jsErrReplicasNotSupported jetstream.ErrorCode = 10074
 
 // startWait is how long a starting order instance waits for its stream and consumer: several
 // elections (a raft group that misses its first vote waits 4–9 s for the next) on a busy machine.

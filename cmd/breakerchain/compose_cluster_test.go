@@ -86,8 +86,8 @@ func TestComposeClusterFile(t *testing.T) {
 			accounts = append(accounts, a.Name)
 		}
 		slices.Sort(accounts)
-		if !slices.Equal(accounts, []string{"APP", "QUEUE"}) {
-			t.Errorf("%s: accounts %v, want nats.conf's APP and QUEUE", name, accounts)
+		if !slices.Equal(accounts, []string{"APP", "PEOPLE", "QUEUE"}) {
+			t.Errorf("%s: accounts %v, want nats.conf's APP, PEOPLE and QUEUE", name, accounts)
 		}
 		if opts.ServerName != *n.Environment["NATS_SERVER_NAME"] || opts.Cluster.Name != "breakerchain" || opts.Cluster.Port != 6222 ||
 			!slices.Equal(routes, []string{"nats-1-route:6222", "nats-2-route:6222", "nats-3-route:6222"}) || !opts.JetStream || opts.StoreDir != "/data" || len(opts.Users) != 6 {

@@ -310,3 +310,36 @@ func TestDocsNameNoIssueOrSession(t *testing.T) {
 		}
 	}
 }
+
+// Every metric of ours that /metrics may serve is in operations.md's table: each series the
+// code names (breakerchain_…, in a Name or a NewDesc) has a row there.
+func TestMetricsReference(t *testing.T) {
+	table, err := os.ReadFile(filepath.Join(repo, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*)"(breakerchain_[a-z0-9_]+)"`)
+	seen := 0
+	err = filepath.WalkDir(repo, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range named.FindAllStringSubmatch(string(src), -1) {
+			seen++
+			if !regexp.MustCompile("(?m)^\\| [^\n]*`" + m[1] + "`").Match(table) {
+				t.Errorf("%s: %s has no row in docs/operations.md", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen < 10 {
+		t.Fatalf("found %d metrics named in the code: the pattern no longer matches how they are named", seen)
+	}
+}

@@ -43,6 +43,7 @@ func TestBadConfigurationExits(t *testing.T) {
 	rows := []struct {
 		env, args string
 		want      string
+		not       string // a complaint the line must not make
 	}{
 		{env: "JUMPS=abc", want: `JUMPS="abc": want an integer from 1 to 1000`},
 		{env: "BREAKER_TIMEOUT=-1s", want: `BREAKER_TIMEOUT="-1s": want a duration`},
@@ -61,7 +62,12 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "PAYMENT_NATS_CA=/nonexistent/ca.pem", args: "payment", want: `PAYMENT_NATS_CA="/nonexistent/ca.pem": want a readable PEM file of CA certificates (no such file or directory)`},
 		{env: "NATS_USER=order", args: "order", want: `NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
 		{env: "CORS_ORIGINS=shop.example.com", want: `CORS_ORIGINS="shop.example.com": want "*" or comma-separated origins`},
-		{env: "NATS_CONFIG=/nonexistent/nats.conf", want: `NATS_CONFIG="/nonexistent/nats.conf": want a nats-server configuration file that loads (no such file or directory)`},
+		{env: "NATS_CONFIG=/nonexistent/nats.conf", want: `NATS_CONFIG="/nonexistent/nats.conf": want a nats-server configuration file that loads (no such file or directory)`,
+			not: "NATS_USER"}, // no file, no users of it to ask passwords for
+		{env: "MONGO_DB=bad/db", want: `MONGO_DB="bad/db": want a MongoDB database name: 1 to 63 bytes, none of / \ . space " $ * < > : | ?`},
+		{env: "HOST=not_a_host", want: `HOST="not_a_host": want an IP address or a host name to listen on`, not: "ports in use"},
+		{env: "PAYMENT_ID=x>y", want: `PAYMENT_ID="x>y": want a name of 1 to 64 letters, digits, '-', '_' or '.'`},
+		{env: "JETSTREAM_REPLICAS=3", want: `JETSTREAM_REPLICAS=3: want 1 with the embedded NATS, a single server (more copies need a cluster, given in NATS_URL)`},
 		{env: "NATS_CONFIG=../../deploy/nats.conf", want: `ORDER_NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},
 		{env: "NATS_CONFIG=../../deploy/nats.conf NATS_URL=nats://127.0.0.1:4222", want: `NATS_CONFIG="../../deploy/nats.conf": want it without NATS_URL`},
 		{env: "MONGO_URL=mongodb://app:s3cret@db:notaport/x", want: `MONGO_URL="mongodb://app:xxxxx@db:notaport/x": want a URL`},
@@ -88,6 +94,9 @@ func TestBadConfigurationExits(t *testing.T) {
 			first := strings.SplitN(stderr.String(), "\n", 2)[0]
 			if !strings.HasPrefix(first, "breakerchain: ") || !strings.Contains(first, row.want) {
 				t.Errorf("stderr %q, want one line with %q", stderr.String(), row.want)
+			}
+			if row.not != "" && strings.Contains(first, row.not) {
+				t.Errorf("stderr %q, want nothing of %q", stderr.String(), row.not)
 			}
 			if strings.Contains(stderr.String(), "panic") || strings.Contains(stderr.String(), "goroutine") {
 				t.Errorf("stderr shows a panic: %q", stderr.String())

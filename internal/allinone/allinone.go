@@ -74,7 +74,7 @@ func Start(ctx context.Context, services service.Chain, withServices bool, looku
 	sv, err := readServers(lookup, len(services))
 	cfgs, cerr := Configs(services, lookup)
 	ps := plan(sv, cfgs, withServices)
-	if err := config.Merge(err, cerr, ps.clash()); err != nil {
+	if err := config.Merge(err, cerr, ps.clash(), sv.replicas(cfgs, lookup)); err != nil {
 		return nil, err
 	}
 	if err := ps.free(); err != nil {
@@ -251,7 +251,27 @@ var configVariable = regexp.MustCompile(`\$([A-Z][A-Z0-9_]*)`)
 func Check(services service.Chain, withServices bool, lookup config.Lookup) error {
 	sv, err := readServers(lookup, len(services))
 	cfgs, cerr := Configs(services, lookup)
-	return config.Merge(err, cerr, plan(sv, cfgs, withServices).clash())
+	return config.Merge(err, cerr, plan(sv, cfgs, withServices).clash(), sv.replicas(cfgs, lookup))
+}
+
+// replicas refuses more than one copy of order's queue on the embedded NATS, a single server:
+// JetStream would refuse the stream only once order asked for it, after half a minute of
+// waiting, in its own words.
+func (sv servers) replicas(cfgs []config.Settings, lookup config.Lookup) error {
+	if sv.natsURL != "" {
+		return nil
+	}
+	for _, c := range cfgs {
+		if c.JetStreamReplicas > 1 {
+			name := strings.ToUpper(c.Name) + "_JETSTREAM_REPLICAS"
+			if v, _ := lookup(name); v == "" {
+				name = "JETSTREAM_REPLICAS"
+			}
+			return &config.Error{Problems: []string{fmt.Sprintf("%s=%d: want 1 with the embedded NATS, a single server (more copies need a cluster, given in NATS_URL)",
+				name, c.JetStreamReplicas)}}
+		}
+	}
+	return nil
 }
 
 // basePort reads the unprefixed PORT: the first of the n services' consecutive ports.
@@ -267,6 +287,9 @@ func Configs(services service.Chain, lookup config.Lookup) ([]config.Settings, e
 	base := basePort(env, len(services))
 	natsConfig := env.String("NATS_CONFIG", "")
 	var fileUsers map[string]bool
+	if _, err := os.Stat(natsConfig); natsConfig != "" && err != nil {
+		natsConfig = "" // no file: readServers says so, and no user of it is asked for a password
+	}
 	if natsConfig != "" {
 		// A file that does not load is readServers' error to report.
 		if opts, err := embedded.LoadNATSConfig(natsConfig); err == nil {
@@ -385,7 +408,7 @@ func (s *Running) Banner() string {
 		if api := s.chain[i].API; api != "" {
 			what = api
 		}
-		fmt.Fprintf(&b, "  %-9s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
+		fmt.Fprintf(&b, "  %-10s http://%-21s %s · /breakers /readyz\n", c.ID, r.Addr, what)
 	}
 	// With NATS users (NATS_CONFIG=deploy/nats.conf) the nats CLI logs in: as observer to watch,
 	// as chaos to change faults.
@@ -409,10 +432,10 @@ func (s *Running) Banner() string {
 		storeNote = "(embedded FerretDB, data in " + s.DataDir + ")"
 	}
 	if s.Dashboard != nil {
-		fmt.Fprintf(&b, "  %-9s http://%-21s the circuits, live (operators only: never on order's port)\n", "dashboard", s.Dashboard.Addr)
+		fmt.Fprintf(&b, "  %-10s http://%-21s the circuits, live (operators only: never on order's port)\n", "dashboard", s.Dashboard.Addr)
 	}
-	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "NATS", config.Mask(s.NATSURL), natsNote)
-	fmt.Fprintf(&b, "  %-9s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)
+	fmt.Fprintf(&b, "  %-10s %-28s %s\n", "NATS", config.Mask(s.NATSURL), natsNote)
+	fmt.Fprintf(&b, "  %-10s %-28s %s\n", "MongoDB", config.Mask(s.MongoURL), storeNote)
 	if len(s.Services) == 0 {
 		fmt.Fprintf(&b, "Run a service against them:\n  NATS_URL=%s MONGO_URL='%s' breakerchain payment\n",
 			config.Mask(s.NATSURL), config.Mask(s.MongoURL))

@@ -193,3 +193,20 @@ func TestBusyPortsNamedAtOnce(t *testing.T) {
 		t.Errorf("DATA_DIR was written: something started before the ports were checked")
 	}
 }
+
+// A HOST that is no address of this machine is named as such, not as ports in use.
+func TestForeignHostIsNotPortsInUse(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	env := testkit.Env{"NATS_PORT": "0", "MONGO_PORT": "0", "PORT": "3999", "HOST": "192.0.2.1", "DASHBOARD_PORT": "0", "DATA_DIR": data}
+	s, err := Start(t.Context(), four, true, env.Lookup, testkit.Logger(t), false)
+	if err == nil {
+		_ = s.Stop(context.Background())
+		t.Fatal("started on an address of another machine")
+	}
+	if want := `HOST="192.0.2.1": want an address of this machine to listen on`; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if _, serr := os.Stat(data); serr == nil {
+		t.Errorf("DATA_DIR was written: something started before the ports were checked")
+	}
+}

@@ -1,10 +1,12 @@
 package allinone
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/breakerchain/breakerchain/internal/config"
 )
@@ -81,6 +83,13 @@ func (ls listeners) free() error {
 	servers := false
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", net.JoinHostPort(l.host, strconv.Itoa(l.port)))
+		switch {
+		case err == nil, errors.Is(err, syscall.EADDRINUSE):
+		case errors.Is(err, syscall.EACCES):
+			return fmt.Errorf("%s=%d: want a port this user may listen on (%v)", l.variable, l.port, err)
+		default: // not the port: the address is not one of this machine's, or does not resolve
+			return fmt.Errorf("HOST=%q: want an address of this machine to listen on (%v)", l.host, err)
+		}
 		if err != nil {
 			busy = append(busy, fmt.Sprintf("%d (%s)", l.port, l.variable))
 			servers = servers || l.variable == "NATS_PORT" || l.variable == "MONGO_PORT"

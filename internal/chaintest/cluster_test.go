@@ -1,6 +1,7 @@
 package chaintest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/embedded"
 	"github.com/breakerchain/breakerchain/internal/observe"
+	"github.com/breakerchain/breakerchain/internal/service"
 	"github.com/breakerchain/breakerchain/internal/testkit"
 	"github.com/breakerchain/breakerchain/order"
 	"github.com/breakerchain/breakerchain/payment"
@@ -200,4 +202,25 @@ func clusterWorld(t *testing.T) (*world, []*embedded.NATS) {
 	w := newWorld(t)
 	w.natsURL = strings.Join(urls, ",")
 	return w, nodes
+}
+
+// More than one copy of order's queue on a server that is not clustered: order stops at start
+// and says which setting to change, rather than waiting for a stream JetStream will never make.
+func TestReplicasOnASingleServerStopOrderAtStart(t *testing.T) {
+	uri, db := testkit.Database(t)
+	env := testkit.Env{"NATS_URL": testkit.NATS(t).URL(), "MONGO_URL": uri, "MONGO_DB": db, "JETSTREAM_REPLICAS": "3"}
+	cfg, err := config.Load(order.Service.Name, "127.0.0.1", 0, env.Lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // order's own wait is longer
+	defer cancel()
+	r, err := service.Start(ctx, from(order.Service), cfg, testkit.Logger(t))
+	if err == nil {
+		_ = r.Stop(context.Background())
+		t.Fatal("order started with JETSTREAM_REPLICAS=3 on one server")
+	}
+	if want := "JETSTREAM_REPLICAS=3: want 1 on a single NATS server"; !strings.Contains(err.Error(), want) {
+		t.Errorf("order at start: %v; want it to say %q", err, want)
+	}
 }

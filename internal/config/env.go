@@ -72,6 +72,19 @@ func (s *Source) String(name, def string) string {
 	return def
 }
 
+// Checked returns the value of name if valid says it is, or def; want says what is valid.
+func (s *Source) Checked(name, def, want string, valid func(string) bool) string {
+	v, from, ok := s.get(name)
+	if !ok {
+		return def
+	}
+	if !valid(v) {
+		s.bad(from, v, want)
+		return def
+	}
+	return v
+}
+
 // Int returns the value of name, an integer in [lo, hi], or def.
 func (s *Source) Int(name string, def, lo, hi int) int {
 	v, from, ok := s.get(name)

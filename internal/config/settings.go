@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nkeys"
 
@@ -129,15 +131,15 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 	d := messaging.DefaultBreakerSettings
 	c := Settings{
 		Name:          name,
-		ID:            s.String("ID", name),
-		Host:          s.String("HOST", host),
+		ID:            s.Checked("ID", name, "a name of 1 to 64 letters, digits, '-', '_' or '.'", validID),
+		Host:          s.Checked("HOST", host, "an IP address or a host name to listen on", validHost),
 		Port:          s.Int("PORT", port, 0, 65535),
 		Jumps:         s.Int("JUMPS", DefaultJumps, 1, 1000),
 		InjectErr:     s.Bool("INJECT_ERR", false),
 		InjectErrRate: s.Float("INJECT_ERR_RATE", DefaultInjectErrRate, 0, 1),
 		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
 		MongoURL:      s.MongoURL("MONGO_URL"),
-		MongoDB:       s.String("MONGO_DB", DefaultMongoDB),
+		MongoDB:       s.Checked("MONGO_DB", DefaultMongoDB, `a MongoDB database name: 1 to 63 bytes, none of / \ . space " $ * < > : | ?`, validDatabase),
 		NatsURL:       s.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth("NATS_"),
 		NATSQueue:     s.natsAuth("NATS_QUEUE_"),
@@ -172,6 +174,46 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		MaxWait: s.Duration("ADMIT_MAX_WAIT", DefaultAdmitMaxWait, 0, time.Minute),
 	}
 	return c, s.Err()
+}
+
+// validID: a service's name in messages and logs, one word a reader can take as a name.
+func validID(v string) bool {
+	if len(v) > 64 {
+		return false
+	}
+	for _, r := range v {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("-_.", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost: an IP address, or a host name as DNS spells one (letters, digits, '-', dots between
+// labels): the rest would fail only once every port was tried, as a lookup.
+func validHost(v string) bool {
+	if net.ParseIP(strings.Trim(v, "[]")) != nil {
+		return true
+	}
+	if len(v) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(v, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validDatabase: a name MongoDB takes for a database on every platform (FerretDB the same).
+func validDatabase(v string) bool {
+	return len(v) <= 63 && !strings.ContainsAny(v, "/\\. \"$*<>:|?\x00")
 }
 
 // natsAuth reads <v>USER and <v>PASSWORD, or <v>CREDS: v is "NATS_" (the service's identity,

@@ -139,7 +139,8 @@ func TestEventStream(t *testing.T) {
 }
 
 // Bad input to the controls gets a clear error and changes nothing; a dashboard without the
-// chaos connection refuses them.
+// chaos connection refuses them. An unknown path or a method a route does not serve is a JSON
+// error too, the 405 naming in Allow what is served.
 func TestControlsRefuseBadInput(t *testing.T) {
 	ns := testkit.NATS(t)
 	_, watchOnly := startDashboard(t, ns.URL(), false, "http://127.0.0.1:1")
@@ -160,11 +161,25 @@ func TestControlsRefuseBadInput(t *testing.T) {
 		{http.MethodPost, "/api/orders", `{"count":1,"colour":"red"}`, http.StatusUnprocessableEntity, "colour"},
 		{http.MethodPost, "/api/orders", `{"count":`, http.StatusBadRequest, ""},
 		{http.MethodPost, "/api/orders", strings.Repeat(" ", 5<<10), http.StatusRequestEntityTooLarge, ""},
+		{http.MethodGet, "/nowhere", "", http.StatusNotFound, ""},
+		{http.MethodGet, "/api/orders", "", http.StatusMethodNotAllowed, ""},
+		{http.MethodPost, "/app.js", "", http.StatusMethodNotAllowed, ""},
 	} {
 		r := do(t, c.method, srv.URL+c.path, c.body)
 		var e struct{ Error, Field string }
 		if r.code != c.code || json.Unmarshal(r.body, &e) != nil || e.Error == "" || e.Field != c.field {
 			t.Errorf("%s %s %.40q: %d %s, want %d naming %q", c.method, c.path, c.body, r.code, r.body, c.code, c.field)
+		}
+	}
+	for path, allow := range map[string]string{"/api/orders": "POST", "/app.js": "GET, HEAD", "/api/chaos/shipment": "PUT"} {
+		req, _ := http.NewRequest(http.MethodDelete, srv.URL+path, nil)
+		if res, err := http.DefaultClient.Do(req); err != nil || res.Header.Get("Allow") != allow {
+			t.Errorf("DELETE %s: %v %v, want Allow %q", path, res, err, allow)
+		}
+	}
+	for _, path := range []string{"/", "/app.js", "/style.css"} {
+		if r := do(t, http.MethodGet, srv.URL+path, ""); r.code != http.StatusOK || len(r.body) == 0 {
+			t.Errorf("GET %s: %d, %d bytes; want the page's file", path, r.code, len(r.body))
 		}
 	}
 	// Addressed by a name (a rebound one, say): refused, even the page.

@@ -73,9 +73,14 @@ func (s *Server) Close() {
 // /api/state), and, with controls, PUT /api/chaos/{service} and POST /api/orders.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, addressedByIP)
+	r.Use(middleware.Recoverer, addressedByIP, middleware.GetHead)
 	static, _ := fs.Sub(web, "web")
-	r.Handle("/*", http.FileServer(http.FS(static)))
+	files := http.FileServer(http.FS(static))
+	r.Get("/", files.ServeHTTP)
+	names, _ := fs.Glob(static, "*")
+	for _, name := range names {
+		r.Get("/"+name, files.ServeHTTP)
+	}
 	r.Get("/events", s.events)
 	r.Get("/api/state", func(w http.ResponseWriter, _ *http.Request) {
 		s.hub.mu.Lock()
@@ -89,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	r.Put("/api/chaos/{service}", s.chaos)
 	r.Post("/api/orders", s.orders)
+	wire.JSONErrors(r)
 	return r
 }
 

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -28,8 +27,11 @@ const (
 	ReadTimeout       = 10 * time.Second
 	// WriteTimeout is well above the longest a create can take with the default settings
 	// (the chain's timeout plus the store's bounds).
-	WriteTimeout   = 30 * time.Second
-	IdleTimeout    = 60 * time.Second
+	WriteTimeout = 30 * time.Second
+	IdleTimeout  = 60 * time.Second
+	// MaxHeaderBytes bounds a request's headers: past it, 431 with a JSON error (headerLimit).
+	// The server itself reads up to four times as much before it answers 431 on its own, in
+	// text: no handler runs.
 	MaxHeaderBytes = 64 << 10
 	// MaxBody bounds every request body; order's /create answers 413 beyond it.
 	MaxBody = wire.MaxBody
@@ -42,16 +44,17 @@ func newHTTPServer(h http.Handler) *http.Server {
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
+		MaxHeaderBytes:    4 * MaxHeaderBytes,
 	}
 }
 
 // router serves the ops routes every service has, plus the service's own. Middleware, outermost
 // first: request id, the trace (its span holds the metrics' exemplar and the logs' trace id),
-// metrics (they see the 500 of a panic), the JSON recoverer, CORS when configured, the body limit.
+// metrics (they see the 500 of a panic), the JSON recoverer, the headers' limit, HEAD served as
+// GET, CORS when configured, the body limit.
 func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(requestID, traceHTTP(r.traces), r.Metrics.HTTP, recoverer(r.log))
+	m.Use(requestID, traceHTTP(r.traces), r.Metrics.HTTP, recoverer(r.log), headerLimit, middleware.GetHead)
 	if len(cfg.CORSOrigins) > 0 {
 		// Unset, no CORS headers are sent and browsers keep other origins out.
 		m.Use(cors.Handler(cors.Options{
@@ -83,31 +86,25 @@ func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Hand
 	if routes != nil {
 		routes(m)
 	}
-	m.NotFound(func(w http.ResponseWriter, _ *http.Request) { wire.WriteError(w, http.StatusNotFound, "not found", "") })
-	m.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Allow", strings.Join(allowed(m, req), ", "))
-		wire.WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
-	})
+	wire.JSONErrors(m)
 	return m
 }
 
-// allowed are the methods routes serves req's path with, which a 405 must name in Allow (RFC
-// 9110; chi's own 405 does, but answers no JSON). The path is read as chi routes it. Under a
-// mounted router's bare prefix (/debug with PPROF=1) chi's stubs take every method: the list is
-// theirs, less the method refused.
-func allowed(routes chi.Routes, req *http.Request) []string {
-	path := req.URL.Path
-	if req.URL.RawPath != "" {
-		path = req.URL.RawPath
-	}
-	var methods []string
-	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
-		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
-		if method != req.Method && routes.Match(chi.NewRouteContext(), method, path) {
-			methods = append(methods, method)
+// headerLimit answers a request whose headers are over MaxHeaderBytes with a JSON 431.
+func headerLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		size := len(req.Method) + len(req.RequestURI) + len(req.Proto) + 4
+		for name, values := range req.Header {
+			for _, v := range values {
+				size += len(name) + len(v) + 4 // ": " and CRLF
+			}
 		}
-	}
-	return methods
+		if size > MaxHeaderBytes {
+			wire.WriteError(w, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request headers are larger than %d bytes", MaxHeaderBytes), "")
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
 }
 
 // requestID takes the client's X-Request-Id when it is a sane one (it travels in NATS headers,

@@ -94,11 +94,11 @@ func TestPanicIsAJSON500(t *testing.T) {
 func TestMethodNotAllowedSaysWhatIs(t *testing.T) {
 	s := startProbe(t, nil)
 	for _, row := range []struct{ method, path, allow string }{
-		{http.MethodPost, "/healthz", "GET"},
+		{http.MethodPost, "/healthz", "GET, HEAD"},
 		{http.MethodGet, "/echo", "POST"},
-		{http.MethodDelete, "/chaos", "GET, PUT"},
+		{http.MethodDelete, "/chaos", "GET, HEAD, PUT"},
 		// chi routes an escaped path as sent: a%2Fb is one segment, so this is /things/{id}.
-		{http.MethodDelete, "/things/a%2Fb", "GET"},
+		{http.MethodDelete, "/things/a%2Fb", "GET, HEAD"},
 	} {
 		res, body := do(t, newRequest(t, row.method, s.URL()+row.path, nil))
 		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != row.allow ||
@@ -180,7 +180,7 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 }
 
 // Every body is bounded (a route that reads it gets an error past service.MaxBody) and so are the
-// headers (431 past service.MaxHeaderBytes).
+// headers (a JSON 431 past service.MaxHeaderBytes; the server's own, in text, far past it).
 func TestLimits(t *testing.T) {
 	s := startProbe(t, nil)
 	for _, row := range []struct {
@@ -195,9 +195,29 @@ func TestLimits(t *testing.T) {
 			t.Errorf("POST %d bytes: %d %s, want %d", row.size, res.StatusCode, body, row.want)
 		}
 	}
-	req := newRequest(t, http.MethodGet, s.URL()+"/", nil)
-	req.Header.Set("X-Padding", strings.Repeat("x", 2*service.MaxHeaderBytes))
-	if res, _ := do(t, req); res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("%d bytes of headers: %d, want 431", 2*service.MaxHeaderBytes, res.StatusCode)
+	for _, row := range []struct {
+		size int
+		body string // "": not ours, the server's own (no handler runs)
+	}{
+		{service.MaxHeaderBytes, `{"error":"request headers are larger than 65536 bytes"}` + "\n"},
+		{8 * service.MaxHeaderBytes, ""},
+	} {
+		req := newRequest(t, http.MethodGet, s.URL()+"/", nil)
+		req.Header.Set("X-Padding", strings.Repeat("x", row.size))
+		res, body := do(t, req)
+		if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge || row.body != "" && body != row.body {
+			t.Errorf("%d bytes of headers: %d %q, want 431 %q", row.size, res.StatusCode, body, row.body)
+		}
+	}
+}
+
+// HEAD is answered wherever GET is, with GET's status and headers and no body.
+func TestHeadIsGet(t *testing.T) {
+	s := startProbe(t, nil)
+	for _, path := range []string{"/", "/healthz", "/things/1"} {
+		res, body := do(t, newRequest(t, http.MethodHead, s.URL()+path, nil))
+		if res.StatusCode != http.StatusOK || body != "" {
+			t.Errorf("HEAD %s: %d %q, want 200 and no body", path, res.StatusCode, body)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/breakerchain/breakerchain/internal/problem"
 )
 
@@ -55,4 +57,35 @@ func ReadBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, er
 		return nil, Malformed("body could not be read")
 	}
 	return body, nil
+}
+
+// JSONErrors makes r answer an unknown path with a JSON 404, and a method a route does not
+// serve with a JSON 405 whose Allow names the methods it does (chi's own are plain text).
+func JSONErrors(r chi.Router) {
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) { WriteError(w, http.StatusNotFound, "not found", "") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", strings.Join(allowed(r, req), ", "))
+		WriteError(w, http.StatusMethodNotAllowed, "method not allowed", "")
+	})
+}
+
+// allowed are the methods routes serves req's path with, which a 405 must name in Allow (RFC
+// 9110; chi's own 405 does, but answers no JSON). The path is read as chi routes it. Under a
+// mounted router's bare prefix (/debug with PPROF=1) chi's stubs take every method: the list is
+// theirs, less the method refused. HEAD is served wherever GET is: the routers use chi's GetHead.
+func allowed(routes chi.Routes, req *http.Request) []string {
+	path := req.URL.Path
+	if req.URL.RawPath != "" {
+		path = req.URL.RawPath
+	}
+	var methods []string
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		served := routes.Match(chi.NewRouteContext(), method, path) ||
+			method == http.MethodHead && routes.Match(chi.NewRouteContext(), http.MethodGet, path)
+		if method != req.Method && served {
+			methods = append(methods, method)
+		}
+	}
+	return methods
 }

@@ -44,3 +44,21 @@ func TestReadBody(t *testing.T) {
 		})
 	}
 }
+
+// A number JSON allows but the field cannot hold is said to be out of range, not to be no number.
+func TestDecodeNumberOutOfRange(t *testing.T) {
+	var v struct {
+		Amount float64 `json:"amount"`
+		Count  int     `json:"count"`
+	}
+	for body, want := range map[string]string{
+		`{"amount":1e400}`:  "amount: 1e400 is out of range for a number",
+		`{"count":1e40}`:    "count: 1e40 is out of range for a number",
+		`{"count":"three"}`: "count: must be a number, not string",
+	} {
+		err := wire.Decode([]byte(body), &v)
+		if p := problem.From(err); p.Code != http.StatusUnprocessableEntity || p.Description != want {
+			t.Errorf("%s: %v, want 422 %q", body, err, want)
+		}
+	}
+}

@@ -51,6 +51,10 @@ func Decode(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return Malformed("body is not valid UTF-8")
 	}
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		// JSON's null decodes into any value as nothing at all: no field, not a body.
+		return Malformed("body must be a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -79,6 +83,9 @@ func decodeError(err error) error {
 		field := typ.Field
 		if field == "" {
 			return Malformed("body must be a JSON object")
+		}
+		if n, ok := strings.CutPrefix(typ.Value, "number "); ok {
+			return Invalid(field, "%s is out of range for %s", n, kind(typ.Type.Kind().String()))
 		}
 		return Invalid(field, "must be %s, not %s", kind(typ.Type.Kind().String()), typ.Value)
 	}
