@@ -135,7 +135,7 @@ func TestAllInOneServesTheSeedRequest(t *testing.T) {
 		}
 		return false
 	})
-	for _, want := range []string{"payment", "shipment", "NATS      nats://127.0.0.1:", "(embedded", "curl -s"} {
+	for _, want := range []string{"payment", "shipment", "NATS       nats://127.0.0.1:", "dashboard  http://127.0.0.1:", "(embedded", "curl -s"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, stdout.String())
 		}
