@@ -115,6 +115,15 @@ func TestUnreadVariablesAreNamed(t *testing.T) {
 		}
 	}
 
+	// A variable of another command is named as that command's, not taken for a typo.
+	stderr.Reset()
+	if _, _, _, err := configure(nil, []string{"ORDER_URL=http://127.0.0.1:3000", "LOG_LEVEL=warn"}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ORDER_URL is not a variable breakerchain reads here: ignored; `breakerchain dashboard` reads it"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("want %q in:\n%s", want, stderr.String())
+	}
+
 	// With NATS_CONFIG, the variables its file reads are read (by the embedded nats-server).
 	stderr.Reset()
 	environ = []string{"NATS_CONFIG=../../deploy/nats.conf", "ORDER_NATS_PASSWORD=a", "PAYMENT_NATS_PASSWORD=b",

@@ -110,7 +110,7 @@ func configure(args []string, environ []string, stderr io.Writer) (*slog.Logger,
 	if err := config.Merge(err, checkArgs(args, reads.Lookup)); err != nil {
 		return nil, level, nil, err
 	}
-	warnUnread(log, reads, set)
+	warnUnread(log, reads, set, args)
 	return log, level, env, nil
 }
 
@@ -126,18 +126,37 @@ func checkArgs(args []string, lookup config.Lookup) error {
 // warnUnread warns of each variable that looks like one of ours but was not read: a typo
 // (SHIPMNT_INJECT_ERR) or a name that does not exist (SHIPMENT_INJECT_ERROR) would otherwise be
 // silently ignored.
-func warnUnread(log *slog.Logger, reads *config.Reads, set []string) {
+func warnUnread(log *slog.Logger, reads *config.Reads, set []string, args []string) {
 	names := make([]string, len(services))
 	for i, svc := range services {
 		names[i] = svc.Name
 	}
 	for _, u := range reads.Unread(set, names) {
 		msg := "⚠️  " + u.Name + " is not a variable breakerchain reads here: ignored"
-		if u.Closest != "" {
+		switch other := readBy(u.Name, args); {
+		case other != "":
+			msg += "; " + other + " reads it"
+		case u.Closest != "":
 			msg += "; did you mean " + u.Closest + "?"
 		}
 		log.Warn(msg, "variable", u.Name, "closest", u.Closest)
 	}
+}
+
+// readBy names the command, other than args, that reads variable name (ORDER_URL is
+// `breakerchain dashboard`'s), or "" when none does.
+func readBy(name string, args []string) string {
+	for _, other := range [][]string{nil, {"servers"}, {"dashboard"}, {"order"}, {"payment"}, {"shipment"}} {
+		if slices.Equal(other, args) {
+			continue
+		}
+		reads := config.Record(func(string) (string, bool) { return "", false })
+		_ = checkArgs(other, reads.Lookup)
+		if slices.Contains(reads.Names(), name) {
+			return "`" + strings.TrimSpace("breakerchain "+strings.Join(other, " ")) + "`"
+		}
+	}
+	return ""
 }
 
 // runDashboard serves the dashboard alone, against NATS_URL, until ctx ends.
