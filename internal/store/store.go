@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -119,9 +120,14 @@ func translate(err error) error {
 		// A primary stepping down, an election, a shutdown: the store answered, but only to say
 		// it cannot take this now; a moment later (another primary) it can.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	case errors.As(err, new(mongo.WriteException)):
+	case refusedDocument(err):
 		// The store answered and refused the document: bad input that validation let through.
 		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case errors.As(err, new(mongo.WriteException)):
+		// The store answered that it did not write, for a reason that is not the document's: a
+		// store in trouble. Not done, and not refused for good (a void told "refused" would
+		// leave a payment standing): like an outage, it may work in a moment.
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case mongo.IsTimeout(err), mongo.IsNetworkError(err), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, new(topology.ServerSelectionError)), errors.Is(err, mongo.ErrClientDisconnected):
 		// The store is not there for us now; it may be in a moment.
@@ -130,6 +136,26 @@ func translate(err error) error {
 		// Anything else (a document the store refuses, a bug) is not an outage.
 		return fmt.Errorf("store: %w", err)
 	}
+}
+
+// refusedCodes are the server error codes of a document the store will not keep, whenever it is
+// sent: BadValue, FailedToParse, TypeMismatch, DollarPrefixedFieldName, InvalidDBRef,
+// EmptyFieldName, DottedFieldName, DocumentValidationFailure, BSONObjectTooLarge and the
+// document-too-large codes.
+var refusedCodes = []int{2, 9, 14, 52, 55, 56, 57, 121, 10334, 17419, 17420}
+
+// refusedDocument reports whether err is a write error that refuses the document itself.
+func refusedDocument(err error) bool {
+	var we mongo.WriteException
+	if !errors.As(err, &we) || len(we.WriteErrors) == 0 {
+		return false
+	}
+	for _, e := range we.WriteErrors {
+		if !slices.Contains(refusedCodes, e.Code) {
+			return false
+		}
+	}
+	return true
 }
 
 // transientCodes are the server error codes of a store that is changing hands or going away:

@@ -36,6 +36,8 @@ func TestTranslate(t *testing.T) {
 		{"write concern not satisfied", mongo.WriteException{
 			WriteConcernError: &mongo.WriteConcernError{Code: 64, Message: "waiting for replication timed out"}}, ErrUnknown},
 		{"a document the store refuses", writeErr(2), ErrRefused},
+		{"a document failing validation", writeErr(121), ErrRefused},
+		{"a write error that is not the document's: not refused for good", writeErr(1), ErrUnavailable},
 		{"deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), ErrUnavailable},
 		{"another command error", mongo.CommandError{Code: 2, Name: "BadValue"}, nil},
 	} {
