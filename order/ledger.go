@@ -75,9 +75,9 @@ func (b *ledger) loadFinal(ctx context.Context, rec *record) error {
 	return err
 }
 
-// isFinal tells whether order id is known to be final; false when that cannot be read now.
+// isFinal tells whether order id is known to be final: its outcome is recorded (only a final
+// one ever is). false when it is not, or cannot be read now.
 func (b *ledger) isFinal(ctx context.Context, id string) bool {
-	rec := &record{}
-	rec.ID = id
-	return b.loadFinal(ctx, rec) == nil && rec.State.final()
+	out, err := b.results.Get(ctx, id)
+	return err == nil && out.State.final()
 }

@@ -152,7 +152,7 @@ func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error)
 			return err
 		})
 		if tooManyReplicas(err) {
-			return nil, fmt.Errorf("JetStream stream %s with JETSTREAM_REPLICAS=%d: want 1 on a single NATS server, more only on a cluster: %w", s.cfg.Name, replicas, err)
+			return nil, fmt.Errorf("JetStream stream %s with JETSTREAM_REPLICAS (or ORDER_JETSTREAM_REPLICAS)=%d: want 1 on a single NATS server, more only on a cluster: %w", s.cfg.Name, replicas, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("JetStream stream %s (order keeps its pending orders there; is the server run with JetStream, -js, and may this NATS user use its API? see deploy/nats.conf): %w", s.cfg.Name, err)

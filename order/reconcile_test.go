@@ -89,3 +89,20 @@ func benchReconciler(b *testing.B, completed, inFlight int) *reconciler {
 	return &reconciler{ledger: l, every: time.Hour, horizon: time.Minute, m: newRedriveMetrics(prometheus.NewRegistry(), l.queue, 0),
 		log: slog.New(slog.DiscardHandler)}
 }
+
+// An order is final once its outcome is recorded, and not before: a 409 deletes its own open copy
+// only then (an order still running may rely on it).
+func TestIsFinalNeedsAnOutcome(t *testing.T) {
+	uri, db := testkit.Database(t)
+	client := testkit.Client(t, uri)
+	l := &ledger{results: store.NewCollection[result](client.Database(db), ResultsCollection)}
+	if l.isFinal(t.Context(), "running") {
+		t.Error("an order with no outcome recorded is final")
+	}
+	if err := l.results.Insert(t.Context(), &result{ID: "done", State: state{Status: StatusRejected, UpdatedAt: time.Now().UTC()}}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.isFinal(t.Context(), "done") {
+		t.Error("an order whose outcome is recorded is not final")
+	}
+}

@@ -146,7 +146,11 @@ func warnUnread(log *slog.Logger, reads *config.Reads, set []string, args []stri
 // readBy names the command, other than args, that reads variable name (ORDER_URL is
 // `breakerchain dashboard`'s), or "" when none does.
 func readBy(name string, args []string) string {
-	for _, other := range [][]string{nil, {"servers"}, {"dashboard"}, {"order"}, {"payment"}, {"shipment"}} {
+	commands := [][]string{nil, {"servers"}, {"dashboard"}}
+	for _, svc := range services {
+		commands = append(commands, []string{svc.Name})
+	}
+	for _, other := range commands {
 		if slices.Equal(other, args) {
 			continue
 		}

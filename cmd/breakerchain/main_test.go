@@ -64,8 +64,9 @@ func TestBadConfigurationExits(t *testing.T) {
 		{env: "CORS_ORIGINS=shop.example.com", want: `CORS_ORIGINS="shop.example.com": want "*" or comma-separated origins`},
 		{env: "NATS_CONFIG=/nonexistent/nats.conf", want: `NATS_CONFIG="/nonexistent/nats.conf": want a nats-server configuration file that loads (no such file or directory)`,
 			not: "NATS_USER"}, // no file, no users of it to ask passwords for
-		{env: "MONGO_DB=bad/db", want: `MONGO_DB="bad/db": want a MongoDB database name: 1 to 63 bytes, none of / \ . space " $ * < > : | ?`},
+		{env: "MONGO_DB=shop#1", want: `MONGO_DB="shop#1": want a database name of 1 to 63 letters, digits, '-' or '_'`},
 		{env: "HOST=not_a_host", want: `HOST="not_a_host": want an IP address or a host name to listen on`, not: "ports in use"},
+		{env: "HOST=[::1]", want: `HOST="[::1]": want an IP address or a host name to listen on`}, // ::1, unbracketed
 		{env: "PAYMENT_ID=x>y", want: `PAYMENT_ID="x>y": want a name of 1 to 64 letters, digits, '-', '_' or '.'`},
 		{env: "JETSTREAM_REPLICAS=3", want: `JETSTREAM_REPLICAS=3: want 1 with the embedded NATS, a single server (more copies need a cluster, given in NATS_URL)`},
 		{env: "NATS_CONFIG=../../deploy/nats.conf", want: `ORDER_NATS_USER="order": want ORDER_NATS_PASSWORD or NATS_PASSWORD set with it`},

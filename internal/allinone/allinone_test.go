@@ -203,7 +203,7 @@ func TestForeignHostIsNotPortsInUse(t *testing.T) {
 		_ = s.Stop(context.Background())
 		t.Fatal("started on an address of another machine")
 	}
-	if want := `HOST="192.0.2.1": want an address of this machine to listen on`; !strings.Contains(err.Error(), want) {
+	if want := `want HOST="192.0.2.1" to be an address of this machine`; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	if _, serr := os.Stat(data); serr == nil {

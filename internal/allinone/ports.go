@@ -87,8 +87,12 @@ func (ls listeners) free() error {
 		case err == nil, errors.Is(err, syscall.EADDRINUSE):
 		case errors.Is(err, syscall.EACCES):
 			return fmt.Errorf("%s=%d: want a port this user may listen on (%v)", l.variable, l.port, err)
-		default: // not the port: the address is not one of this machine's, or does not resolve
-			return fmt.Errorf("HOST=%q: want an address of this machine to listen on (%v)", l.host, err)
+		default:
+			msg := fmt.Sprintf("%s=%d: cannot listen on %s (%v)", l.variable, l.port, net.JoinHostPort(l.host, strconv.Itoa(l.port)), err)
+			if dns := new(net.DNSError); errors.Is(err, syscall.EADDRNOTAVAIL) || errors.As(err, &dns) {
+				msg += fmt.Sprintf(": want HOST=%q to be an address of this machine", l.host)
+			}
+			return errors.New(msg)
 		}
 		if err != nil {
 			busy = append(busy, fmt.Sprintf("%d (%s)", l.port, l.variable))

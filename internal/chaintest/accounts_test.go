@@ -1,6 +1,7 @@
 package chaintest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -119,7 +120,13 @@ func TestWatchersCannotAnswerForAService(t *testing.T) {
 		t.Run(way.user+" "+way.subject, func(t *testing.T) {
 			url, o, p, _ := securedChainWithChaos(t)
 			obs, _ := connectAs(t, url, "observer")
-			forger, _ := connectAs(t, url, way.user)
+			forger, forgerErrs := connectAs(t, url, way.user)
+			// The forged answers, as people see them: on the inboxes, answers that are no envelope
+			// (the real ones, the chain's, come through as well).
+			answers, err := obs.SubscribeSync("_INBOX.*.>")
+			if err != nil {
+				t.Fatal(err)
+			}
 			var forged atomic.Int64
 			for _, subject := range []string{"payment.create", "shipment.create"} {
 				if _, err := obs.Subscribe(subject, func(m *nats.Msg) {
@@ -142,6 +149,15 @@ func TestWatchersCannotAnswerForAService(t *testing.T) {
 			if forged.Load() == 0 {
 				t.Fatal("the watcher saw no request to answer")
 			}
+			select {
+			case err := <-forgerErrs:
+				t.Fatalf("%s was refused a forgery, so it tried nothing: %v", way.user, err)
+			default:
+			}
+			testkit.Eventually(t, 5*time.Second, "a forged answer, in the people's account", func() bool {
+				m, err := answers.NextMsg(100 * time.Millisecond)
+				return err == nil && !bytes.Contains(m.Data, []byte(`"outcome"`))
+			})
 			if o.Requester.State() != messaging.StateClosed || p.Requester.State() != messaging.StateClosed {
 				t.Errorf("circuits: order's %s, payment's %s; want both closed", o.Requester.State(), p.Requester.State())
 			}
@@ -290,7 +306,7 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 			for len(wantAnswer) > 0 {
 				m, err := seen.NextMsg(5 * time.Second)
 				if err != nil {
-					t.Fatalf("%s: no answer in the services' account to %v", user, slices.Collect(maps.Values(wantAnswer)))
+					t.Fatalf("%s: no answer in its account to %v", user, slices.Collect(maps.Values(wantAnswer)))
 				}
 				delete(wantAnswer, m.Subject)
 			}

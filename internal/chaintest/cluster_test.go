@@ -220,7 +220,7 @@ func TestReplicasOnASingleServerStopOrderAtStart(t *testing.T) {
 		_ = r.Stop(context.Background())
 		t.Fatal("order started with JETSTREAM_REPLICAS=3 on one server")
 	}
-	if want := "JETSTREAM_REPLICAS=3: want 1 on a single NATS server"; !strings.Contains(err.Error(), want) {
+	if want := "JETSTREAM_REPLICAS (or ORDER_JETSTREAM_REPLICAS)=3: want 1 on a single NATS server"; !strings.Contains(err.Error(), want) {
 		t.Errorf("order at start: %v; want it to say %q", err, want)
 	}
 }

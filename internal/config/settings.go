@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -139,7 +140,7 @@ func Load(name, host string, port int, lookup Lookup) (Settings, error) {
 		InjectErrRate: s.Float("INJECT_ERR_RATE", DefaultInjectErrRate, 0, 1),
 		InjectLatency: s.Duration("INJECT_LATENCY", 0, 0, time.Hour),
 		MongoURL:      s.MongoURL("MONGO_URL"),
-		MongoDB:       s.Checked("MONGO_DB", DefaultMongoDB, `a MongoDB database name: 1 to 63 bytes, none of / \ . space " $ * < > : | ?`, validDatabase),
+		MongoDB:       s.Checked("MONGO_DB", DefaultMongoDB, "a database name of 1 to 63 letters, digits, '-' or '_'", validDatabase),
 		NatsURL:       s.Servers("NATS_URL", "", "nats", "tls", "ws", "wss"),
 		NATS:          s.natsAuth("NATS_"),
 		NATSQueue:     s.natsAuth("NATS_QUEUE_"),
@@ -192,7 +193,7 @@ func validID(v string) bool {
 // validHost: an IP address, or a host name as DNS spells one (letters, digits, '-', dots between
 // labels): the rest would fail only once every port was tried, as a lookup.
 func validHost(v string) bool {
-	if net.ParseIP(strings.Trim(v, "[]")) != nil {
+	if net.ParseIP(v) != nil { // an IPv6 one without brackets: they are added with the port
 		return true
 	}
 	if len(v) > 253 {
@@ -211,10 +212,11 @@ func validHost(v string) bool {
 	return true
 }
 
-// validDatabase: a name MongoDB takes for a database on every platform (FerretDB the same).
-func validDatabase(v string) bool {
-	return len(v) <= 63 && !strings.ContainsAny(v, "/\\. \"$*<>:|?\x00")
-}
+// validDatabase: a database name the embedded store takes (FerretDB's rule, stricter than
+// MongoDB's, and portable to it).
+func validDatabase(v string) bool { return databaseName.MatchString(v) }
+
+var databaseName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
 // natsAuth reads <v>USER and <v>PASSWORD, or <v>CREDS: v is "NATS_" (the service's identity,
 // with NATS_CA, which both connections trust) or "NATS_QUEUE_" (its queue's).

@@ -84,7 +84,7 @@ func stream(t *testing.T, ctx context.Context, url string) <-chan dashboard.Mess
 }
 
 // A breaker transition on the bus reaches a connected client within a second, in the documented
-// JSON; a client that disconnects leaks nothing.
+// JSON, and what is no event of its subject does not; a client that disconnects leaks nothing.
 func TestEventStream(t *testing.T) {
 	ns := testkit.NATS(t)
 	_, srv := startDashboard(t, ns.URL(), false, "")
@@ -101,6 +101,17 @@ func TestEventStream(t *testing.T) {
 	ev := messaging.BreakerEvent{Service: "payment", Target: "shipment", Event: messaging.EventOpen, State: messaging.StateOpen,
 		RequestID: "r1", Time: time.Now().UTC()}
 	b, _ := json.Marshal(ev)
+	// What is no event is not shown: any JSON published on those subjects (people can have a
+	// service's answer land there, naming them as a reply), or another service's event.
+	for subject, junk := range map[string]string{
+		messaging.ChaosChangedSubject("shipment"):       `{"enabled":true,"error_rate":0}`,
+		messaging.BreakerSubject("payment", "shipment"): `{"name":"payment","type":"io.nats.micro.v1.ping_response"}`,
+		messaging.BreakerSubject("order", "payment"):    string(b),
+	} {
+		if err := pub.Publish(subject, []byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sent := time.Now()
 	if err := pub.Publish(messaging.BreakerSubject("payment", "shipment"), b); err != nil {
 		t.Fatal(err)
@@ -109,6 +120,9 @@ func TestEventStream(t *testing.T) {
 	for got := false; !got; {
 		select {
 		case m := <-msgs:
+			if m.Type == "chaos" || m.Type == "breaker" && (m.Breaker == nil || m.Breaker.Service != "payment") {
+				t.Fatalf("shown, though no event of its subject: %+v %+v", m.Chaos, m.Breaker)
+			}
 			if m.Type == "breaker" && m.Breaker != nil && m.Breaker.Event == messaging.EventOpen && m.Breaker.Service == "payment" &&
 				m.Breaker.Target == "shipment" && m.Breaker.State == messaging.StateOpen && m.Breaker.RequestID == "r1" {
 				got = true

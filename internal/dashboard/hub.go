@@ -156,7 +156,9 @@ func startHub(nc *nats.Conn, controls bool, log *slog.Logger) (*hub, error) {
 
 func (h *hub) onBreaker(m *nats.Msg) {
 	var ev messaging.BreakerEvent
-	if json.Unmarshal(m.Data, &ev) != nil {
+	// Only an event of the circuit its subject names (breaker.<service>.<target>): anything
+	// else there is not one — an answer people had published there, say, naming it as a reply.
+	if json.Unmarshal(m.Data, &ev) != nil || m.Subject != messaging.BreakerSubject(ev.Service, ev.Target) {
 		return
 	}
 	b := encode(Message{Type: "breaker", Breaker: &ev})
@@ -171,8 +173,8 @@ func (h *hub) onBreaker(m *nats.Msg) {
 
 func (h *hub) onChaos(m *nats.Msg) {
 	var ch chaos.Changed
-	if json.Unmarshal(m.Data, &ch) != nil {
-		return
+	if json.Unmarshal(m.Data, &ch) != nil || m.Subject != messaging.ChaosChangedSubject(ch.Service) {
+		return // not a change its subject's service announced (see onBreaker)
 	}
 	h.broadcast(encode(Message{Type: "chaos", Chaos: &ch}))
 }

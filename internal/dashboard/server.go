@@ -77,10 +77,12 @@ func (s *Server) Handler() http.Handler {
 	static, _ := fs.Sub(web, "web")
 	files := http.FileServer(http.FS(static))
 	r.Get("/", files.ServeHTTP)
-	names, _ := fs.Glob(static, "*")
-	for _, name := range names {
-		r.Get("/"+name, files.ServeHTTP)
-	}
+	_ = fs.WalkDir(static, ".", func(name string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			r.Get("/"+name, files.ServeHTTP)
+		}
+		return err
+	})
 	r.Get("/events", s.events)
 	r.Get("/api/state", func(w http.ResponseWriter, _ *http.Request) {
 		s.hub.mu.Lock()

@@ -133,7 +133,7 @@ func translate(err error) error {
 		// The store is not there for us now; it may be in a moment.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:
-		// Anything else (a document the store refuses, a bug) is not an outage.
+		// Anything else (a command the store refuses, a bug) is not an outage.
 		return fmt.Errorf("store: %w", err)
 	}
 }

@@ -45,15 +45,21 @@ func TestReadBody(t *testing.T) {
 	}
 }
 
-// A number JSON allows but the field cannot hold is said to be out of range, not to be no number.
+// A number JSON allows but the field cannot hold is said to be out of range, a fraction or an
+// exponent where a whole number is wanted, never to be no number.
 func TestDecodeNumberOutOfRange(t *testing.T) {
 	var v struct {
 		Amount float64 `json:"amount"`
 		Count  int     `json:"count"`
+		Small  uint8   `json:"small"`
 	}
 	for body, want := range map[string]string{
 		`{"amount":1e400}`:  "amount: 1e400 is out of range for a number",
 		`{"count":1e40}`:    "count: 1e40 is out of range for a number",
+		`{"count":1.5}`:     "count: must be a whole number, not 1.5",
+		`{"count":1e2}`:     "count: must be a whole number in digits (100), not 1e2",
+		`{"small":256}`:     "small: 256 is out of range for a number",
+		`{"small":-1}`:      "small: -1 is out of range for a number",
 		`{"count":"three"}`: "count: must be a number, not string",
 	} {
 		err := wire.Decode([]byte(body), &v)

@@ -22,9 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -84,8 +86,8 @@ func decodeError(err error) error {
 		if field == "" {
 			return Malformed("body must be a JSON object")
 		}
-		if n, ok := strings.CutPrefix(typ.Value, "number "); ok {
-			return Invalid(field, "%s is out of range for %s", n, kind(typ.Type.Kind().String()))
+		if n, ok := strings.CutPrefix(typ.Value, "number "); ok && kind(typ.Type.Kind().String()) == "a number" {
+			return Invalid(field, "%s", numberProblem(n, typ.Type))
 		}
 		return Invalid(field, "must be %s, not %s", kind(typ.Type.Kind().String()), typ.Value)
 	}
@@ -224,6 +226,23 @@ func Zeroed(f float64) float64 {
 		return 0
 	}
 	return f
+}
+
+// numberProblem says what is wrong with number n, which JSON allows, for a field of numeric type
+// t: out of the type's range, a fraction for a whole number, or a whole one not in digits (1e2).
+func numberProblem(n string, t reflect.Type) string {
+	f, err := strconv.ParseFloat(n, 64)
+	k := t.Kind()
+	switch {
+	case err != nil, k == reflect.Float32, k == reflect.Float64:
+		return n + " is out of range for a number"
+	case f != math.Trunc(f):
+		return "must be a whole number, not " + n
+	case k >= reflect.Int && k <= reflect.Int64 && (math.Abs(f) >= 1<<63 || reflect.Zero(t).OverflowInt(int64(f))),
+		k >= reflect.Uint && k <= reflect.Uintptr && (f < 0 || f >= 1<<64 || reflect.Zero(t).OverflowUint(uint64(f))):
+		return n + " is out of range for a number"
+	}
+	return fmt.Sprintf("must be a whole number in digits (%.0f), not %s", f, n)
 }
 
 func kind(k string) string {
