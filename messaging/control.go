@@ -52,7 +52,7 @@ func addControl(svc micro.Service, c Control, log *slog.Logger) error {
 			}
 			err = req.Error(strconv.Itoa(se.Code), se.Description, nil)
 		}
-		if err != nil {
+		if err != nil && req.Reply() != "" { // a request that asked for no answer gets none
 			log.WarnContext(ctx, "control reply not sent", "subject", c.Subject, "err", err)
 		}
 	}

@@ -43,7 +43,7 @@ var Service = service.Service{
 // build makes order's parts from d: its ledger and API and, when REDRIVE_RATE is set, its
 // re-driver and reconciler (background).
 func build(ctx context.Context, d service.Deps) (service.Parts, error) {
-	q, err := openQueue(ctx, d.Queue, d.Config.JetStreamReplicas)
+	q, err := openQueue(ctx, d.Queue, d.Config.JetStreamReplicas, d.Config.MongoDB)
 	if err != nil {
 		return service.Parts{}, err
 	}

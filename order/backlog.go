@@ -2,8 +2,11 @@ package order
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // backlog bounds the deferred work the chain may owe: past max orders not final yet (ORDERS'
@@ -53,13 +56,19 @@ func (b *backlog) full(ctx context.Context) (bool, uint64) {
 
 // refresh reads the size, and returns the reading it leaves. A read that panics (the request's
 // recoverer answers 500) is a failed read: tried again after backlogRefresh, not never again.
+// A stream that is gone holds nothing: the size is 0, not the last reading, which would refuse
+// every order for good where no re-driver runs — the order's own timer write is what puts the
+// streams back (queue.heal).
 func (b *backlog) refresh(ctx context.Context) uint64 {
 	defer b.doneReading()
 	n, err := b.read(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err == nil {
+	switch {
+	case err == nil:
 		b.size = n
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		b.size = 0
 	}
 	return b.size
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // While one request reads the backlog's size from the queue, the others go by the last reading
@@ -93,5 +95,34 @@ func TestBacklogReadPanicking(t *testing.T) {
 	b.readAt = time.Now().Add(-backlogRefresh) // the reading is due again
 	if full, size := b.full(context.Background()); !full || size != 12 {
 		t.Fatalf("after a read that panicked: full %v, %d orders, %d reads; want full, 12, read again", full, size, reads.Load())
+	}
+}
+
+// A queue that does not answer leaves the last reading standing; a stream that is gone holds
+// nothing, so a full backlog reads empty once its stream is lost, and orders are taken again
+// (their timer writes put the stream back).
+func TestBacklogOfALostStreamIsEmpty(t *testing.T) {
+	var answer atomic.Pointer[error]
+	b := &backlog{max: 2, read: func(context.Context) (uint64, error) {
+		if err := answer.Load(); err != nil {
+			return 0, *err
+		}
+		return 2, nil
+	}}
+	for _, step := range []struct {
+		err  error
+		full bool
+	}{
+		{nil, true},                          // 2 of 2
+		{errors.New("no answer"), true},      // the last reading stands
+		{jetstream.ErrStreamNotFound, false}, // gone: nothing waits
+	} {
+		if step.err != nil {
+			answer.Store(&step.err)
+		}
+		b.readAt = time.Time{} // due for a reading
+		if full, size := b.full(context.Background()); full != step.full {
+			t.Errorf("read answering %v: full %v (%d), want %v", step.err, full, size, step.full)
+		}
 	}
 }

@@ -41,11 +41,12 @@
 // (reconcile.go) reads to give a timer again to any order whose entry is gone.
 //
 //   - Before an order may be saved, POST /create sets its timer: a message on
-//     orders.timer.<id> with a JetStream message schedule, "@at" now + REDRIVE_AFTER (by
-//     default the longest the chain and two store writes can take, plus slack), whose target is
-//     orders.due.<id>. A schedule is one per subject: setting it again replaces it. The first
-//     one is set only if the order has no entry at all (expected last sequence 0 on
-//     orders.*.<id>, its timer and its due message), so a replay never resets a pending order's
+//     orders.timer.<db>.<id> (MONGO_DB and the order's id: ids are per database, and instances
+//     on different databases may share a NATS) with a JetStream message schedule, "@at" now +
+//     REDRIVE_AFTER (by default the longest the chain and two store writes can take, plus
+//     slack), whose target is orders.due.<db>.<id>. A schedule is one per subject: setting it
+//     again replaces it. The first one is set only if the order has no entry at all (expected
+//     last sequence 0 on orders.*.<db>.<id>, its timer and its due message), so a replay never resets a pending order's
 //     attempts; a new order that found an entry left by an earlier request gets its own timer
 //     once it is saved. A timer is deleted by its own sequence, never by subject: a request
 //     only ever removes the timer it set.
@@ -57,7 +58,7 @@
 //     (a hop unavailable, the circuit open) replaces the timer with one due after the
 //     re-drive backoff (REDRIVE_BACKOFF, doubled per attempt), carrying the attempts and the
 //     last error, which GET /orders/{id} shows with the next attempt's time.
-//   - When a timer fires, the server moves it to orders.due.<id>. Every order instance takes
+//   - When a timer fires, the server moves it to orders.due.<db>.<id>. Every order instance takes
 //     due orders from one durable pull consumer, "redriver": as many at once as its admission
 //     limit leaves room for behind clients' orders (admission.go), at most REDRIVE_RATE a
 //     second, one at a time while its circuit towards payment is half-open, and none while it
@@ -73,7 +74,7 @@
 // The age of the oldest pending order cannot be read from ORDERS alone, whose entries are
 // written anew on every run: a second stream, ORDERS_SINCE, holds one message per order a
 // re-drive left pending, set the first time one did (expected last sequence 0 on
-// orders.since.<id>) and purged when the re-driver records the order final, before it
+// orders.since.<db>.<id>) and purged when the re-driver records the order final, before it
 // acknowledges the due message (a crash in between leaves the mark to the redelivery, which
 // finds the order final and purges it). The oldest pending order is the earlier of its first
 // message and ORDERS' (an order not re-driven yet). Marking is best effort, since only that

@@ -43,14 +43,32 @@ func dueIn(d time.Duration) time.Time {
 // never '~', so the mapping cannot make two ids one.
 func subjectKey(id string) string { return strings.ReplaceAll(id, ".", "~") }
 
-// TimerSubject is where order id's timer is, while it has one.
-func TimerSubject(id string) string { return "orders.timer." + subjectKey(id) }
+// orderKey is order id of database db as two subject tokens. Ids are per database, and
+// instances on different databases may share one NATS: keyed by the id alone, an order of one
+// database replaced, then deleted, the timer of another's with the same id. (A database name
+// holds no '.': MONGO_DB is checked at start.)
+func orderKey(db, id string) string {
+	if db == "" {
+		db = "_" // an entry from before entries said whose they were
+	}
+	return subjectKey(db) + "." + subjectKey(id)
+}
 
-// DueSubject is where order id waits for the re-driver once its timer fired.
-func DueSubject(id string) string { return "orders.due." + subjectKey(id) }
+// TimerSubject is where order id of database db has its timer, while it has one.
+func TimerSubject(db, id string) string { return "orders.timer." + orderKey(db, id) }
 
-// SinceSubject is where order id's pending mark is, while it has one.
-func SinceSubject(id string) string { return "orders.since." + subjectKey(id) }
+// DueSubject is where order id of database db waits for the re-driver once its timer fired.
+func DueSubject(db, id string) string { return "orders.due." + orderKey(db, id) }
+
+// SinceSubject is where order id of database db has its pending mark, while it has one.
+func SinceSubject(db, id string) string { return "orders.since." + orderKey(db, id) }
+
+// legacyEntries are where order id's timer and due message were before subjects named the
+// database (orders.timer.<id>, one token fewer): read by pending, so that an order queued by an
+// older version still shows its state until its timer fires, which the re-driver takes as any.
+func legacyEntries(id string) []string {
+	return []string{"orders.timer." + subjectKey(id), "orders.due." + subjectKey(id)}
+}
 
 // entry is an order's message in the queue: what its timer carries to the re-driver, and what
 // GET /orders/{id} reads of an order that is not final. It is a contract with the entries
@@ -94,6 +112,7 @@ const QueueTimeout = 5 * time.Second
 
 // queue is the ORDERS and ORDERS_SINCE streams as order uses them.
 type queue struct {
+	db       string // whose orders this instance keeps (MONGO_DB): its subjects' key
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	replicas int
@@ -133,12 +152,12 @@ func sinceConfig(replicas int) jetstream.StreamConfig {
 
 // openQueue opens the streams, creating those that do not exist. Their settings are shared by
 // every instance, so an existing stream keeps its own (see ensureStream).
-func openQueue(ctx context.Context, nc *nats.Conn, replicas int) (*queue, error) {
+func openQueue(ctx context.Context, nc *nats.Conn, replicas int, db string) (*queue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	q := &queue{nc: nc, js: js, replicas: replicas}
+	q := &queue{db: db, nc: nc, js: js, replicas: replicas}
 	for _, s := range []struct {
 		cfg jetstream.StreamConfig
 		to  *jetstream.Stream
@@ -230,13 +249,17 @@ func (q *queue) opContext(ctx context.Context) (context.Context, context.CancelF
 	return ctx, cancel, nil
 }
 
-// entriesOf is the filter of order id's entries: its timer and its due message.
-func entriesOf(id string) string { return "orders.*." + subjectKey(id) }
+// entriesOf is the filter of the entries of order id of database db: its timer and its due
+// message.
+func entriesOf(db, id string) string { return "orders.*." + orderKey(db, id) }
 
 // schedule sets e's timer to fire at e.Due, replacing any earlier one of the order, and returns
 // its sequence in the stream. With onlyIfNone it sets none when the order already has an entry
 // (a timer, or a due message once one fired) and reports false.
 func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uint64, set bool, err error) {
+	if e.DB == "" {
+		e.DB = q.db // an entry that says no database is this instance's (see redriver.readDue)
+	}
 	ctx, cancel, err := q.opContext(ctx)
 	if err != nil {
 		return 0, false, err
@@ -247,14 +270,14 @@ func (q *queue) schedule(ctx context.Context, e entry, onlyIfNone bool) (seq uin
 		return 0, false, err
 	}
 	opts := []jetstream.PublishOpt{
-		jetstream.WithScheduleAt(e.Due), jetstream.WithScheduleTarget(DueSubject(e.ID)),
+		jetstream.WithScheduleAt(e.Due), jetstream.WithScheduleTarget(DueSubject(e.DB, e.ID)),
 		jetstream.WithExpectStream(observe.OrdersStream),
 		jetstream.WithRetryAttempts(int(QueueTimeout / (250 * time.Millisecond))), jetstream.WithRetryWait(250 * time.Millisecond),
 	}
 	if onlyIfNone {
-		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, entriesOf(e.ID)))
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, entriesOf(e.DB, e.ID)))
 	}
-	ack, err := q.js.Publish(ctx, TimerSubject(e.ID), data, opts...)
+	ack, err := q.js.Publish(ctx, TimerSubject(e.DB, e.ID), data, opts...)
 	if onlyIfNone && wrongLastSequence(err) {
 		return 0, false, nil // the order has an entry already: it stays
 	}
@@ -282,7 +305,7 @@ func (q *queue) markPending(ctx context.Context, id string, since time.Time) err
 		return err
 	}
 	defer cancel()
-	_, err = q.js.Publish(ctx, SinceSubject(id), []byte(since.UTC().Format(time.RFC3339Nano)),
+	_, err = q.js.Publish(ctx, SinceSubject(q.db, id), []byte(since.UTC().Format(time.RFC3339Nano)),
 		jetstream.WithExpectStream(observe.OrdersSinceStream), jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil && !wrongLastSequence(err) {
 		return err
@@ -297,7 +320,7 @@ func (q *queue) unmarkPending(ctx context.Context, id string) error {
 		return err
 	}
 	defer cancel()
-	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(id)))
+	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(q.db, id)))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		q.heal(context.WithoutCancel(ctx), QueueTimeout) // no stream, no mark: nothing to purge
 		return nil
@@ -333,7 +356,8 @@ func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 		return entry{}, false, err
 	}
 	defer cancel()
-	for _, subject := range []string{TimerSubject(id), DueSubject(id)} {
+	timer := TimerSubject(q.db, id)
+	for _, subject := range append([]string{timer, DueSubject(q.db, id)}, legacyEntries(id)...) {
 		m, err := q.stream.GetLastMsgForSubject(ctx, subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -341,12 +365,15 @@ func (q *queue) pending(ctx context.Context, id string) (entry, bool, error) {
 		if err != nil {
 			return entry{}, false, fmt.Errorf("%w: %w", ErrQueueUnavailable, err)
 		}
-		if subject == TimerSubject(id) && m.Header.Get(jetstream.ScheduleHeader) == "" {
+		if strings.HasPrefix(subject, "orders.timer.") && m.Header.Get(jetstream.ScheduleHeader) == "" {
 			continue
 		}
 		var e entry
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			return entry{}, false, fmt.Errorf("order %s: unreadable queue entry: %w", id, err)
+		}
+		if e.DB != "" && e.DB != q.db {
+			continue // a legacy entry of another database's order with this id
 		}
 		return e, true, nil
 	}

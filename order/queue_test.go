@@ -29,7 +29,7 @@ func openTestQueue(tb testing.TB, replicas int) *queue {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
-	q, err := openQueue(context.Background(), nc, replicas)
+	q, err := openQueue(context.Background(), nc, replicas, "db")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -39,8 +39,8 @@ func openTestQueue(tb testing.TB, replicas int) *queue {
 // A timer is one per order: the first is set only when the order has no entry (no timer, and no
 // due message: a timer that fired), a pending outcome replaces it (what GET /orders/{id} reads),
 // and deleting it by its sequence leaves nothing — while a timer that replaced it since stays.
-// Order ids with dots get subjects of their own. On one server and on a three-node cluster (R3),
-// whose servers check the expected sequence on another path.
+// Order ids with dots get subjects of their own, and so does each database's. On one server and
+// on a three-node cluster (R3), whose servers check the expected sequence on another path.
 func TestQueueTimers(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
@@ -78,11 +78,26 @@ func TestQueueTimers(t *testing.T) {
 				t.Fatalf("%d entries (%v), want one per order", n, err)
 			}
 			// A due message (its timer fired) is the order's entry: no first timer beside it.
-			if _, err := q.js.Publish(ctx, DueSubject("fired"), []byte(`{"id":"fired","attempts":1}`)); err != nil {
+			if _, err := q.js.Publish(ctx, DueSubject(q.db, "fired"), []byte(`{"id":"fired","attempts":1}`)); err != nil {
 				t.Fatal(err)
 			}
 			if _, set, err := q.schedule(ctx, entry{ID: "fired", Due: later}, true); err != nil || set {
 				t.Fatalf("a first timer beside a due message: set %v %v, want left alone", set, err)
+			}
+			// Ids are per database: another database's order with the same id has an entry of
+			// its own, and neither replaces the other's.
+			if _, set, err := q.schedule(ctx, entry{ID: "o1", DB: "other", Attempts: 5, Due: later}, true); err != nil || !set {
+				t.Fatalf("another database's first timer for o1: set %v %v, want set", set, err)
+			}
+			if e, ok, err := q.pending(ctx, "o1"); err != nil || !ok || e.Attempts != 1 {
+				t.Fatalf("o1 after another database's o1 was queued: %+v %v %v, want its own entry", e, ok, err)
+			}
+			// An entry queued before subjects named the database (orders.due.<id>) is still read.
+			if _, err := q.js.Publish(ctx, "orders.due.legacy", []byte(`{"id":"legacy","attempts":2}`)); err != nil {
+				t.Fatal(err)
+			}
+			if e, ok, err := q.pending(ctx, "legacy"); err != nil || !ok || e.Attempts != 2 {
+				t.Fatalf("an entry on the subject of before: %+v %v %v, want it read", e, ok, err)
 			}
 		})
 	}

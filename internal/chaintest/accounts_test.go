@@ -58,13 +58,13 @@ func TestObserverCannotCancelATimer(t *testing.T) {
 		if r := post(t, o, seedOrder(id)); r.code != http.StatusAccepted {
 			t.Fatalf("POST /create %s with payment failing: %d %s, want 202", id, r.code, r.body)
 		}
-		if !isTimer(t, js, id) {
+		if !isTimer(t, js, db, id) {
 			t.Fatalf("order %s answered 202 without a timer", id)
 		}
 	}
 	for id, subject := range attacks {
 		if subject != "" {
-			if err := obs.PublishRequest(subject, order.TimerSubject(id), nil); err != nil {
+			if err := obs.PublishRequest(subject, order.TimerSubject(db, id), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -78,8 +78,8 @@ func TestObserverCannotCancelATimer(t *testing.T) {
 	deadline := time.Now().Add(500 * time.Millisecond) // JetStream stores what it is given a moment later
 	for time.Now().Before(deadline) {
 		for id, subject := range attacks {
-			if !isTimer(t, js, id) {
-				t.Fatalf("order %s: its timer is gone after the observer asked %q to answer on %s", id, subject, order.TimerSubject(id))
+			if !isTimer(t, js, db, id) {
+				t.Fatalf("order %s: its timer is gone after the observer asked %q to answer on %s", id, subject, order.TimerSubject(db, id))
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -165,20 +165,20 @@ func TestWatchersCannotAnswerForAService(t *testing.T) {
 	}
 }
 
-// isTimer tells whether order id's entry in ORDERS, as the observer reads it, is a timer: the
-// last message on its timer subject carries a schedule.
-func isTimer(t *testing.T, js jetstream.JetStream, id string) bool {
+// isTimer tells whether the entry in ORDERS of order id of database db, as the observer reads
+// it, is a timer: the last message on its timer subject carries a schedule.
+func isTimer(t *testing.T, js jetstream.JetStream, db, id string) bool {
 	t.Helper()
 	stream, err := js.Stream(t.Context(), observe.OrdersStream)
 	if err != nil {
 		t.Fatalf("observer: stream info %s: %v", observe.OrdersStream, err)
 	}
-	m, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject(id))
+	m, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject(db, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false
 	}
 	if err != nil {
-		t.Fatalf("observer: the last message on %s: %v", order.TimerSubject(id), err)
+		t.Fatalf("observer: the last message on %s: %v", order.TimerSubject(db, id), err)
 	}
 	return m.Header.Get(jetstream.ScheduleHeader) != ""
 }
@@ -263,9 +263,9 @@ func TestNoUserReachesTheQueue(t *testing.T) {
 			wantRefused := map[string][]string{} // the refused subject → the attempts
 			wantAnswer := map[string]string{}    // the reply subject → the attempt
 			for _, way := range ways {
-				for _, queueSubject := range []func(string) string{order.TimerSubject, order.DueSubject, order.SinceSubject} {
+				for _, queueSubject := range []func(db, id string) string{order.TimerSubject, order.DueSubject, order.SinceSubject} {
 					n++
-					target := queueSubject(fmt.Sprintf("x%d", n))
+					target := queueSubject(o.Config.MongoDB, fmt.Sprintf("x%d", n))
 					attempt := fmt.Sprintf("%s with reply %s", way.subject, target)
 					if way.subject == "" {
 						attempt = "publish " + target
@@ -358,20 +358,20 @@ func TestObserverReadsTheQueue(t *testing.T) {
 		t.Errorf("stream names %v, want order's two", names.Streams)
 	}
 	// By subject: the stored message API, as `nats stream get` asks it, then a direct get.
-	m, err := obs.Request("$JS.API.STREAM.MSG.GET."+observe.OrdersStream, []byte(`{"last_by_subj":"`+order.TimerSubject("watched")+`"}`), 5*time.Second)
+	m, err := obs.Request("$JS.API.STREAM.MSG.GET."+observe.OrdersStream, []byte(`{"last_by_subj":"`+order.TimerSubject(db, "watched")+`"}`), 5*time.Second)
 	var stored struct {
 		Message struct {
 			Subject string `json:"subject"`
 		} `json:"message"`
 	}
-	if err != nil || jsonUnmarshal(m.Data, &stored) != nil || stored.Message.Subject != order.TimerSubject("watched") {
+	if err != nil || jsonUnmarshal(m.Data, &stored) != nil || stored.Message.Subject != order.TimerSubject(db, "watched") {
 		t.Errorf("$JS.API.STREAM.MSG.GET: %v %v, want the order's timer", m, err)
 	}
 	js, err := jetstream.New(obs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !isTimer(t, js, "watched") {
+	if !isTimer(t, js, db, "watched") {
 		t.Error("direct get: the pending order's entry is not a timer")
 	}
 	entries, _, err := observe.Pending(t.Context(), js)

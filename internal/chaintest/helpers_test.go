@@ -123,7 +123,7 @@ func (w *world) orderStates() map[string]orderState {
 		if st.Status != order.StatusPending {
 			continue
 		}
-		for _, subject := range []string{order.TimerSubject(id), order.DueSubject(id)} {
+		for _, subject := range []string{order.TimerSubject(w.db, id), order.DueSubject(w.db, id)} {
 			m, err := stream.GetLastMsgForSubject(context.Background(), subject)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				continue

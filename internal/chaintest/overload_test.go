@@ -155,3 +155,33 @@ func TestBacklogDrainsWithinTheLimit(t *testing.T) {
 		t.Errorf("no re-drive was seen in flight")
 	}
 }
+
+// A full backlog whose queue is lost (NATS restarted without its files) is empty: orders are taken
+// again. Its size is read from the stream, and a failed reading keeps the last one; a stream that
+// is gone read so for good, at BACKLOG_MAX, and every order was refused before its own timer
+// write, the request path that puts the streams back — on an instance without a re-driver
+// (REDRIVE_RATE=0, as the README's tour runs it), nothing else does.
+func TestBacklogOfALostQueueTakesOrdersAgain(t *testing.T) {
+	ns := testkit.NATS(t)
+	uri, db := testkit.Database(t)
+	w := &world{t: t, natsURL: ns.URL(), uri: uri, db: db, client: testkit.Client(t, uri)}
+	w.start(shipment.Service, nil)
+	p := w.start(payment.Service, nil)
+	o := w.start(order.Service, testkit.Env{"BACKLOG_MAX": "2"}) // REDRIVE_RATE=0, as the README's tour runs it
+	p.Stop()
+	postPending(t, o, "q", 2)
+	time.Sleep(1100 * time.Millisecond) // the backlog's size is read at most once a second
+	if res := post(t, o, seedOrder("over")); res.code != http.StatusServiceUnavailable {
+		t.Fatalf("third order over BACKLOG_MAX=2: %d %s, want 503", res.code, res.body)
+	}
+
+	ns.Stop()
+	testkit.RestartNATSWithoutFiles(t, ns) // the queue is lost: nothing waits in it any more
+	w.start(payment.Service, nil)
+
+	i := 0
+	testkit.Eventually(t, 25*time.Second, "an order taken again once the queue is lost", func() bool {
+		i++
+		return post(t, o, seedOrder(fmt.Sprintf("fresh%d", i))).code == http.StatusCreated
+	})
+}

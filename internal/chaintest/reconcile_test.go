@@ -1,6 +1,9 @@
 package chaintest
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,14 +77,14 @@ func TestLostTimerIsFoundAgain(t *testing.T) {
 		}
 	}
 	stream := w.stream()
-	if err := stream.Purge(t.Context(), jetstream.WithPurgeSubject(order.TimerSubject("purged"))); err != nil {
+	if err := stream.Purge(t.Context(), jetstream.WithPurgeSubject(order.TimerSubject(w.db, "purged"))); err != nil {
 		t.Fatal(err)
 	}
 	js, err := jetstream.New(w.conn())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(t.Context(), order.TimerSubject("cancelled"), []byte(`{"name":"order","type":"io.nats.micro.v1.ping_response"}`)); err != nil {
+	if _, err := js.Publish(t.Context(), order.TimerSubject(w.db, "cancelled"), []byte(`{"name":"order","type":"io.nats.micro.v1.ping_response"}`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -198,4 +201,82 @@ func TestBacklogIsBounded(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, "an order to be taken again", func() bool {
 		return post(t, o, seedOrder("after")).code == http.StatusCreated
 	})
+}
+
+// entryOf is the entry in the queue (its timer, or its due message) of order id of database
+// inDB, the database it names, and whether it has one.
+func (w *world) entryOf(t *testing.T, inDB, id string) (db string, attempts int, ok bool) {
+	t.Helper()
+	stream := w.stream()
+	for _, subject := range []string{order.TimerSubject(inDB, id), order.DueSubject(inDB, id)} {
+		m, err := stream.GetLastMsgForSubject(context.Background(), subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subject == order.TimerSubject(inDB, id) && m.Header.Get(jetstream.ScheduleHeader) == "" {
+			continue
+		}
+		var e struct {
+			DB       string `json:"db"`
+			Attempts int    `json:"attempts"`
+		}
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		return e.DB, e.Attempts, true
+	}
+	return "", 0, false
+}
+
+// Two order instances on two databases share one NATS (supported, though not advised: an
+// instance gives back a due order of another database). Ids are per database: given A's order
+// pending, when B takes an order with the same id and completes it, then A's order keeps its own
+// entry and GET /orders/{id} on A still shows its attempt and error. (With the queue keyed by the
+// id alone, B's timer replaced A's and was deleted with B's completion: A's order had no entry
+// left, and with RECONCILE_EVERY=0 nothing would ever re-drive it.)
+func TestSameIDOnAnotherDatabaseKeepsItsOwnEntry(t *testing.T) {
+	w := newWorld(t)
+	env := testkit.Env{"REDRIVE_BACKOFF": "1m"} // A's next attempt far enough not to race the test
+	w.start(shipment.Service, env)
+	p := w.start(payment.Service, env)
+	oA := w.start(order.Service, env) // database A
+	_, otherDB := testkit.Database(t)
+	oB := testkit.Start(t, from(order.Service), w.natsURL, w.uri, otherDB,
+		testkit.Env{"BREAKER_TIMEOUT": "5s", "RETRY_MAX": "0", "REDRIVE_RATE": "0"}) // database B
+
+	p.Stop()
+	if res := post(t, oA, seedOrder("dup")); res.code != http.StatusAccepted {
+		t.Fatalf("A's order with payment away: %d %s, want 202", res.code, res.body)
+	}
+	db, attempts, ok := w.entryOf(t, w.db, "dup")
+	if !ok || db != w.db || attempts != 1 {
+		t.Fatalf("A's pending order's entry: db %q attempts %d ok %v, want A's, 1 attempt", db, attempts, ok)
+	}
+
+	w.start(payment.Service, env)
+	// Another database's order that happens to use the same id (ids are per database).
+	if res := post(t, oB, seedOrder("dup")); res.code != http.StatusCreated {
+		t.Fatalf("B's order: %d %s, want 201", res.code, res.body)
+	}
+
+	db, attempts, ok = w.entryOf(t, w.db, "dup")
+	if _, _, ok := w.entryOf(t, otherDB, "dup"); ok {
+		t.Errorf("B's completed order \"dup\" still has an entry")
+	}
+	if !ok || db != w.db {
+		t.Errorf("after database B's order \"dup\" completed, A's pending order \"dup\" has entry db=%q attempts=%d present=%v; want A's own timer still there (1 attempt)",
+			db, attempts, ok)
+	}
+	var d order.Detail
+	r := do(t, http.MethodGet, oA.URL()+"/orders/dup", "")
+	if err := json.Unmarshal(r.body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Attempts != 1 || d.LastError == "" {
+		t.Errorf("GET /orders/dup on A: status %q attempts %d last_error %q next_attempt %v; want A's pending state (1 attempt, payment's error)",
+			d.Status, d.Attempts, d.LastError, d.NextAttempt)
+	}
 }

@@ -391,7 +391,7 @@ func TestADeadRedriversOrderIsRedelivered(t *testing.T) {
 	}
 	taken := 0
 	for m := range batch.Messages() {
-		if m.Subject() != order.DueSubject("orphan") {
+		if m.Subject() != order.DueSubject(w.db, "orphan") {
 			t.Fatalf("took %s, want the orphan's due order", m.Subject())
 		}
 		taken++

@@ -246,7 +246,7 @@ func TestChainWithLeastPrivilege(t *testing.T) {
 	if info := stream.CachedInfo(); info.Config.Name != observe.OrdersStream || info.Config.Replicas != 1 {
 		t.Errorf("stream info %+v", info.Config)
 	}
-	if _, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject("least-privilege")); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := stream.GetLastMsgForSubject(t.Context(), order.TimerSubject(o.Config.MongoDB, "least-privilege")); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("observer: the completed order's timer: %v, want none (read allowed, nothing there)", err)
 	}
 

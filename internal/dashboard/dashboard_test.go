@@ -196,6 +196,12 @@ func TestControlsRefuseBadInput(t *testing.T) {
 			t.Errorf("GET %s: %d, %d bytes; want the page's file", path, r.code, len(r.body))
 		}
 	}
+	big, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/state", nil)
+	big.Header.Set("X-Padding", strings.Repeat("x", 70<<10))
+	if res, err := http.DefaultClient.Do(big); err != nil || res.StatusCode != http.StatusRequestHeaderFieldsTooLarge ||
+		res.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("70 KiB of headers: %v %v, want a JSON 431", res, err)
+	}
 	// Addressed by a name (a rebound one, say): refused, even the page.
 	for _, path := range []string{"/", "/api/orders"} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/breakerchain/breakerchain/internal/config"
 	"github.com/breakerchain/breakerchain/internal/plumbing"
+	"github.com/breakerchain/breakerchain/internal/wire"
 )
 
 // Running is a dashboard serving HTTP.
@@ -47,7 +48,8 @@ func Start(cfg config.Dashboard, log *slog.Logger) (_ *Running, err error) {
 	}
 	// No write timeout: the event stream stays open as long as the page does.
 	if r.http, err = plumbing.Listen(cfg.Host, cfg.Port,
-		&http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}); err != nil {
+		&http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+			MaxHeaderBytes: 4 * wire.MaxHeaderBytes}); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	r.Addr, r.Controls = r.http.Addr, cfg.Control != nil

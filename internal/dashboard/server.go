@@ -73,7 +73,7 @@ func (s *Server) Close() {
 // /api/state), and, with controls, PUT /api/chaos/{service} and POST /api/orders.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, addressedByIP, middleware.GetHead)
+	r.Use(middleware.Recoverer, wire.HeaderLimit, addressedByIP, middleware.GetHead)
 	static, _ := fs.Sub(web, "web")
 	files := http.FileServer(http.FS(static))
 	r.Get("/", files.ServeHTTP)

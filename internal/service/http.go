@@ -29,10 +29,10 @@ const (
 	// (the chain's timeout plus the store's bounds).
 	WriteTimeout = 30 * time.Second
 	IdleTimeout  = 60 * time.Second
-	// MaxHeaderBytes bounds a request's headers: past it, 431 with a JSON error (headerLimit).
-	// The server itself reads up to four times as much before it answers 431 on its own, in
-	// text: no handler runs.
-	MaxHeaderBytes = 64 << 10
+	// MaxHeaderBytes bounds a request's headers: past it, 431 with a JSON error
+	// (wire.HeaderLimit). The server itself reads up to four times as much before it answers
+	// 431 on its own, in text: no handler runs.
+	MaxHeaderBytes = wire.MaxHeaderBytes
 	// MaxBody bounds every request body; order's /create answers 413 beyond it.
 	MaxBody = wire.MaxBody
 )
@@ -54,7 +54,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 // GET, CORS when configured, the body limit.
 func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Handler {
 	m := chi.NewRouter()
-	m.Use(requestID, traceHTTP(r.traces), r.Metrics.HTTP, recoverer(r.log), headerLimit, middleware.GetHead)
+	m.Use(requestID, traceHTTP(r.traces), r.Metrics.HTTP, recoverer(r.log), wire.HeaderLimit, middleware.GetHead)
 	if len(cfg.CORSOrigins) > 0 {
 		// Unset, no CORS headers are sent and browsers keep other origins out.
 		m.Use(cors.Handler(cors.Options{
@@ -88,23 +88,6 @@ func (r *Running) router(cfg config.Settings, routes func(chi.Router)) http.Hand
 	}
 	wire.JSONErrors(m)
 	return m
-}
-
-// headerLimit answers a request whose headers are over MaxHeaderBytes with a JSON 431.
-func headerLimit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		size := len(req.Method) + len(req.RequestURI) + len(req.Proto) + 4
-		for name, values := range req.Header {
-			for _, v := range values {
-				size += len(name) + len(v) + 4 // ": " and CRLF
-			}
-		}
-		if size > MaxHeaderBytes {
-			wire.WriteError(w, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request headers are larger than %d bytes", MaxHeaderBytes), "")
-			return
-		}
-		next.ServeHTTP(w, req)
-	})
 }
 
 // requestID takes the client's X-Request-Id when it is a sane one (it travels in NATS headers,

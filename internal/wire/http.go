@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -88,4 +89,25 @@ func allowed(routes chi.Routes, req *http.Request) []string {
 		}
 	}
 	return methods
+}
+
+// MaxHeaderBytes bounds a request's headers on every HTTP server here (HeaderLimit).
+const MaxHeaderBytes = 64 << 10
+
+// HeaderLimit answers a request whose headers are over MaxHeaderBytes with a JSON 431. (A server
+// that reads more than its http.Server.MaxHeaderBytes answers 431 itself, in text.)
+func HeaderLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		size := len(req.Method) + len(req.RequestURI) + len(req.Proto) + 4
+		for name, values := range req.Header {
+			for _, v := range values {
+				size += len(name) + len(v) + 4 // ": " and CRLF
+			}
+		}
+		if size > MaxHeaderBytes {
+			WriteError(w, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request headers are larger than %d bytes", MaxHeaderBytes), "")
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
 }
