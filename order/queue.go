@@ -321,6 +321,10 @@ func (q *queue) unmarkPending(ctx context.Context, id string) error {
 	}
 	defer cancel()
 	err = q.since.Purge(ctx, jetstream.WithPurgeSubject(SinceSubject(q.db, id)))
+	if err == nil {
+		// And a mark from before subjects named the database, which would otherwise age for good.
+		err = q.since.Purge(ctx, jetstream.WithPurgeSubject("orders.since."+subjectKey(id)))
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		q.heal(context.WithoutCancel(ctx), QueueTimeout) // no stream, no mark: nothing to purge
 		return nil

@@ -165,3 +165,28 @@ func TestWhileStartingAsksAgain(t *testing.T) {
 		t.Fatalf("after %d attempts: %v; want the second attempt to succeed", attempts.Load(), err)
 	}
 }
+
+// A pending mark goes when its order is final, and so does one from before subjects named the
+// database: left, it would be the oldest pending order for good.
+func TestPendingMarkGoes(t *testing.T) {
+	q := openTestQueue(t, 1)
+	ctx := context.Background()
+	if err := q.markPending(ctx, "new", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.js.Publish(ctx, "orders.since.old", []byte(time.Now().Format(time.RFC3339Nano))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"new", "old"} {
+		if err := q.unmarkPending(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := q.since.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("%d pending marks left after their orders were final, want none", info.State.Msgs)
+	}
+}
