@@ -81,7 +81,7 @@ func newLedger(ctx context.Context, d service.Deps, q *queue) *ledger {
 		open:    store.NewCollection[openOrder](d.DB, OpenCollection),
 		queue:   q,
 		redrive: d.Config.Redrive,
-		db:      d.Config.MongoDB,
+		db:      q.db, // one name for the database: the queue's subjects and the entries' own
 		log:     d.Log,
 	}
 	if err := b.open.Index(ctx, "check_at"); err != nil {

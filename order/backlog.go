@@ -28,11 +28,20 @@ type backlog struct {
 // backlogRefresh is how stale the backlog's size may be: a bound a second late is still a bound.
 const backlogRefresh = time.Second
 
-// queueSize reads how many entries q holds.
+// queueSize reads how many entries q holds: ORDERS' messages, and nothing else, so that "stream
+// not found" means ORDERS itself is gone (ORDERS_SINCE gone says nothing of its size).
 func queueSize(q *queue) func(context.Context) (uint64, error) {
 	return func(ctx context.Context) (uint64, error) {
-		n, _, err := q.state(ctx)
-		return n, err
+		ctx, cancel, err := q.opContext(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer cancel()
+		info, err := q.stream.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.Msgs, nil
 	}
 }
 

@@ -126,3 +126,22 @@ func TestBacklogOfALostStreamIsEmpty(t *testing.T) {
 		}
 	}
 }
+
+// The bound reads ORDERS alone: with ORDERS_SINCE gone (only the age of the oldest order reads
+// it), a full queue is still full.
+func TestBacklogIgnoresTheMarksStream(t *testing.T) {
+	q := openTestQueue(t, 1)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, _, err := q.schedule(ctx, entry{ID: id, Due: dueIn(time.Hour)}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.js.DeleteStream(ctx, q.since.CachedInfo().Config.Name); err != nil {
+		t.Fatal(err)
+	}
+	b := &backlog{max: 2, read: queueSize(q)}
+	if full, size := b.full(ctx); !full || size != 3 {
+		t.Errorf("ORDERS with 3 entries, ORDERS_SINCE gone: full %v at %d, want full at 3", full, size)
+	}
+}

@@ -49,7 +49,7 @@ func subjectKey(id string) string { return strings.ReplaceAll(id, ".", "~") }
 // holds no '.': MONGO_DB is checked at start.)
 func orderKey(db, id string) string {
 	if db == "" {
-		db = "_" // an entry from before entries said whose they were
+		db = "~" // never a database's name (MONGO_DB is checked at start); schedule fills it in
 	}
 	return subjectKey(db) + "." + subjectKey(id)
 }
