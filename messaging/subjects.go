@@ -2,8 +2,8 @@ package messaging
 
 // Every subject the services use to reach each other and their operators, in one place; the
 // NATS permissions (deploy/nats.conf) grant exactly these. Order's own queue
-// (orders.timer.<db>.<id>, orders.due.<db>.<id> in the stream ORDERS) is order's business: order/queue.go (the stream names
-// its readers need are internal/observe's).
+// (orders.timer.<db>.<id>, orders.due.<db>.<id> in the stream ORDERS) is order's business:
+// order/queue.go (the stream names its readers need are internal/observe's).
 
 // Subject is the subject service serves requests on, in a queue group named after it.
 func Subject(service string) string { return service + ".create" }

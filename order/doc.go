@@ -46,9 +46,9 @@
 //     REDRIVE_AFTER (by default the longest the chain and two store writes can take, plus
 //     slack), whose target is orders.due.<db>.<id>. A schedule is one per subject: setting it
 //     again replaces it. The first one is set only if the order has no entry at all (expected
-//     last sequence 0 on orders.*.<db>.<id>, its timer and its due message), so a replay never resets a pending order's
-//     attempts; a new order that found an entry left by an earlier request gets its own timer
-//     once it is saved. A timer is deleted by its own sequence, never by subject: a request
+//     last sequence 0 on orders.*.<db>.<id>, its timer and its due message), so a replay never
+//     resets a pending order's attempts; a new order that found an entry left by an earlier
+//     request gets its own timer once it is saved. A timer is deleted by its own sequence, never by subject: a request
 //     only ever removes the timer it set.
 //   - Then its copy goes into orders_open (with when the reconciler is to look at it: after its
 //     first timer and one run), and only once that is written is the order inserted: so an
